@@ -1,1 +1,5 @@
-return 0;
+using MoeSharp.Bench;
+
+return args.Length > 0 && Harness.Commands.TryGetValue(args[0], out var run)
+    ? run(args[1..])
+    : Harness.Usage();
