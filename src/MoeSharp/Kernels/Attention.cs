@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Numerics.Tensors;
 
 namespace MoeSharp.Kernels;
 

@@ -20,6 +20,6 @@ public static class Embedding
     public static void ScatterAdd(ReadOnlySpan<float> dout, ReadOnlySpan<int> ids, Span<float> dtable, int d)
     {
         for (int r = 0; r < ids.Length; r++)
-            System.Numerics.Tensors.TensorPrimitives.Add(dtable.Slice(ids[r] * d, d), dout.Slice(r * d, d), dtable.Slice(ids[r] * d, d));
+            TensorPrimitives.Add(dtable.Slice(ids[r] * d, d), dout.Slice(r * d, d), dtable.Slice(ids[r] * d, d));
     }
 }

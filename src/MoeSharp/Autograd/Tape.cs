@@ -1,0 +1,144 @@
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Autograd;
+
+/// <summary>
+/// Reverse-mode autodiff over coarse ops. Each op (one file each, under Autograd/) computes its forward, and when
+/// recording and any input needs a gradient, records a <see cref="Node"/> whose backward adds into the inputs'
+/// gradients. Activations and their gradients are rented from the tape's pool and handed back by
+/// <see cref="Reset"/>, so a training step after the first allocates nothing.
+/// </summary>
+public sealed partial class Tape
+{
+    private readonly List<Node> _nodes = [];
+    private readonly List<Tensor> _owned = [];
+    private readonly List<Tensor> _gradHolders = [];
+    private readonly TensorPool _pool = new();
+    private readonly Stack<string> _scopes = new();
+    private int _noGrad;
+
+    /// <summary>False inside a <see cref="NoGrad"/> scope: ops compute but record nothing.</summary>
+    public bool IsRecording => _noGrad == 0;
+
+    /// <summary>The recorded ops, in forward order.</summary>
+    public IReadOnlyList<Node> Nodes => _nodes;
+
+    /// <summary>Inference: ops run, nothing is recorded, no gradient buffers are made.</summary>
+    public Scope NoGrad()
+    {
+        _noGrad++;
+        return new Scope(() => _noGrad--);
+    }
+
+    /// <summary>Names the layer that records the next ops, so diagnostics (a NaN, say) can point at it.</summary>
+    public Scope Named(string name)
+    {
+        _scopes.Push(name);
+        return new Scope(() => _scopes.Pop());
+    }
+
+    /// <summary>The innermost <see cref="Named"/> label, or "" at top level.</summary>
+    public string CurrentName => _scopes.Count == 0 ? "" : _scopes.Peek();
+
+    /// <summary>A tensor owned by this tape until <see cref="Reset"/>; contents uninitialised.</summary>
+    public Tensor Allocate(params int[] shape)
+    {
+        var t = _pool.Rent(shape);
+        _owned.Add(t);
+        return t;
+    }
+
+    /// <summary>A zero-filled tensor owned by this tape until <see cref="Reset"/>.</summary>
+    public Tensor AllocateZeroed(params int[] shape)
+    {
+        var t = Allocate(shape);
+        t.Span.Clear();
+        return t;
+    }
+
+    /// <summary>True when an op on these inputs must be recorded.</summary>
+    internal bool Tracks(Tensor a) => IsRecording && a.RequiresGrad;
+    internal bool Tracks(Tensor a, Tensor b) => IsRecording && (a.RequiresGrad || b.RequiresGrad);
+    internal bool Tracks(Tensor a, Tensor b, Tensor? c) => IsRecording && (a.RequiresGrad || b.RequiresGrad || c is { RequiresGrad: true });
+
+    /// <summary>An op output: tape-owned, flagged for gradients when the op is recorded.</summary>
+    internal Tensor Output(bool tracked, params int[] shape)
+    {
+        var t = Allocate(shape);
+        t.RequiresGrad = tracked;
+        return t;
+    }
+
+    internal void Record(Node node)
+    {
+        node.Label = CurrentName;
+        _nodes.Add(node);
+    }
+
+    /// <summary>The gradient buffer of <paramref name="t"/>, created zeroed on first use.</summary>
+    internal Span<float> GradOf(Tensor t)
+    {
+        if (t.Grad is null)
+        {
+            var g = Allocate(t.Shape.ToArray());
+            g.Span.Clear();
+            t.Grad = g;
+            _gradHolders.Add(t);
+        }
+        return t.Grad.Span;
+    }
+
+    /// <summary>Back-propagates d(loss)/d(loss) = 1 through every recorded op, newest first.</summary>
+    public void Backward(Tensor loss)
+    {
+        if (loss.Length != 1) throw new ArgumentException($"Backward needs a scalar loss, got shape {Shapes.Format(loss.Shape)}.");
+        if (!loss.RequiresGrad) throw new InvalidOperationException("The loss does not depend on any tensor that requires a gradient.");
+        GradOf(loss)[0] += 1f;
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+            if (_nodes[i].Output.Grad is not null) _nodes[i].Backward(this);
+    }
+
+    /// <summary>
+    /// The first recorded op, in forward order, whose output holds a NaN or infinity, or null. Training calls it
+    /// after a non-finite loss to name the layer at fault.
+    /// </summary>
+    public Node? FirstNonFinite()
+    {
+        foreach (var node in _nodes)
+            if (!TensorPrimitives.IsFiniteAll(node.Output.Span)) return node;
+        return null;
+    }
+
+    /// <summary>Forgets the recorded ops and returns every tape-owned tensor to the pool.</summary>
+    public void Reset()
+    {
+        _nodes.Clear();
+        // Tensors outside the tape (inputs the caller made) may hold a pooled gradient too; drop those references.
+        foreach (var t in _gradHolders) t.Grad = null;
+        _gradHolders.Clear();
+        foreach (var t in _owned) _pool.Return(t);
+        _owned.Clear();
+    }
+
+    /// <summary>Undoes a <see cref="NoGrad"/> or <see cref="Named"/> when disposed.</summary>
+    public readonly struct Scope(Action exit) : IDisposable
+    {
+        public void Dispose() => exit();
+    }
+}
+
+/// <summary>A recorded op: its backward adds the gradient of <see cref="Output"/> into its inputs' gradients.</summary>
+public abstract class Node
+{
+    protected Node(Tensor output) => Output = output;
+
+    public Tensor Output { get; }
+
+    /// <summary>The layer that recorded this op (see <see cref="Tape.Named"/>).</summary>
+    public string Label { get; internal set; } = "";
+
+    /// <summary>The op's name, for diagnostics.</summary>
+    public abstract string Op { get; }
+
+    internal abstract void Backward(Tape tape);
+}

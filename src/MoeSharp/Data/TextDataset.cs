@@ -1,0 +1,35 @@
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Data;
+
+/// <summary>
+/// A token stream split into a training head and a validation tail, sampled as random windows of
+/// context + 1 tokens: inputs are the first context tokens, targets the next ones.
+/// </summary>
+public sealed class TextDataset
+{
+    public TextDataset(int[] tokens, double trainFraction = 0.9)
+    {
+        if (trainFraction is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(trainFraction), $"The training fraction must be in (0,1), got {trainFraction}.");
+        int split = (int)(tokens.Length * trainFraction);
+        Train = tokens[..split];
+        Validation = tokens[split..];
+    }
+
+    public int[] Train { get; }
+    public int[] Validation { get; }
+
+    /// <summary>Fills inputs and targets [batch·context] with random windows of the chosen split.</summary>
+    public void Sample(Rng rng, bool validation, int batch, int context, int[] inputs, int[] targets)
+    {
+        var data = validation ? Validation : Train;
+        if (data.Length < context + 1)
+            throw new InvalidOperationException($"The {(validation ? "validation" : "training")} split has {data.Length} tokens; a window needs {context + 1}.");
+        for (int b = 0; b < batch; b++)
+        {
+            int start = rng.NextInt(data.Length - context);
+            data.AsSpan(start, context).CopyTo(inputs.AsSpan(b * context));
+            data.AsSpan(start + 1, context).CopyTo(targets.AsSpan(b * context));
+        }
+    }
+}

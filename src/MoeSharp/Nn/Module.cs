@@ -1,0 +1,14 @@
+namespace MoeSharp.Nn;
+
+/// <summary>
+/// A building block with named parameters in a shared <see cref="ParameterArena"/>. Names follow the Hugging Face
+/// convention ("model.layers.0.self_attn.q_proj.weight"), so checkpoints are recognisable to that ecosystem.
+/// </summary>
+public abstract class Module(ParameterArena arena, string name)
+{
+    public ParameterArena Arena { get; } = arena;
+    public string Name { get; } = name;
+
+    protected Parameter Param(string local, int[] shape, Init init) =>
+        Arena.Add(Name.Length == 0 ? local : $"{Name}.{local}", shape, init);
+}

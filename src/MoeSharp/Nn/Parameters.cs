@@ -1,0 +1,117 @@
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Nn;
+
+/// <summary>How a parameter starts out.</summary>
+public readonly record struct Init(InitKind Kind, float Scale = 0)
+{
+    public static Init Normal(float std) => new(InitKind.Normal, std);
+    public static Init Uniform(float bound) => new(InitKind.Uniform, bound);
+    public static Init Constant(float value) => new(InitKind.Constant, value);
+    public static Init Zeros => new(InitKind.Constant, 0);
+    public static Init Ones => new(InitKind.Constant, 1);
+}
+
+public enum InitKind { Normal, Uniform, Constant }
+
+/// <summary>
+/// A named parameter. Its <see cref="Value"/> and gradient are views into the arena's two flat buffers, which
+/// exist once <see cref="ParameterArena.Build"/> has run.
+/// </summary>
+public sealed class Parameter
+{
+    private Tensor? _value;
+
+    internal Parameter(string name, int[] shape, Init init, int offset)
+    {
+        Name = name;
+        Shape = shape;
+        Init = init;
+        Offset = offset;
+    }
+
+    public string Name { get; }
+    public int[] Shape { get; }
+    public Init Init { get; }
+
+    /// <summary>Start of this parameter in the arena's flat buffers.</summary>
+    public int Offset { get; }
+    public int Length => Shapes.Count(Shape);
+
+    /// <summary>The parameter tensor; its <see cref="Tensor.Grad"/> is the matching view of the gradient arena.</summary>
+    public Tensor Value => _value ?? throw new InvalidOperationException($"Parameter '{Name}' is used before its arena was built.");
+
+    /// <summary>When false, the optimizer skips it and autograd gives it no gradient (frozen).</summary>
+    public bool Trainable
+    {
+        get => Value.RequiresGrad;
+        set => Value.RequiresGrad = value;
+    }
+
+    internal void Bind(float[] values, float[] grads)
+    {
+        _value = new Tensor(values, Offset, Shape) { Name = Name, RequiresGrad = true, Grad = new Tensor(grads, Offset, Shape) };
+    }
+}
+
+/// <summary>
+/// All of a model's parameters in one flat buffer and all gradients in a second, with named views into them
+/// (llm.c's layout). Modules register parameters while the model is built; <see cref="Build"/> then allocates
+/// and initialises everything in registration order, so a seed fixes the initial weights.
+/// </summary>
+public sealed class ParameterArena
+{
+    private readonly List<Parameter> _parameters = [];
+    private readonly Dictionary<string, Parameter> _byName = [];
+    private int _length;
+
+    public IReadOnlyList<Parameter> Parameters => _parameters;
+    public bool IsBuilt => Values.Length > 0 || (_length == 0 && _parameters.Count > 0);
+    public int Length => _length;
+
+    /// <summary>[total] every parameter value, in registration order.</summary>
+    public float[] Values { get; private set; } = [];
+
+    /// <summary>[total] every gradient, aligned with <see cref="Values"/>.</summary>
+    public float[] Grads { get; private set; } = [];
+
+    public Parameter Add(string name, int[] shape, Init init)
+    {
+        if (Values.Length > 0) throw new InvalidOperationException($"Cannot add parameter '{name}': the arena is already built.");
+        if (_byName.ContainsKey(name)) throw new ArgumentException($"A parameter named '{name}' already exists.", nameof(name));
+        var p = new Parameter(name, (int[])shape.Clone(), init, _length);
+        _length = checked(_length + p.Length);
+        _parameters.Add(p);
+        _byName[name] = p;
+        return p;
+    }
+
+    public bool TryGet(string name, out Parameter parameter) => _byName.TryGetValue(name, out parameter!);
+
+    public Parameter this[string name] => _byName.TryGetValue(name, out var p) ? p
+        : throw new KeyNotFoundException($"No parameter named '{name}'.");
+
+    /// <summary>Allocates both buffers and initialises every parameter from <paramref name="seed"/>.</summary>
+    public void Build(ulong seed)
+    {
+        if (Values.Length > 0) throw new InvalidOperationException("The parameter arena is already built.");
+        Values = new float[_length];
+        Grads = new float[_length];
+        var rng = new Rng(seed);
+        foreach (var p in _parameters)
+        {
+            p.Bind(Values, Grads);
+            var span = p.Value.Span;
+            switch (p.Init.Kind)
+            {
+                case InitKind.Normal: rng.FillNormal(span, 0, p.Init.Scale); break;
+                case InitKind.Uniform:
+                    for (int i = 0; i < span.Length; i++) span[i] = (2 * rng.NextFloat() - 1) * p.Init.Scale;
+                    break;
+                default: span.Fill(p.Init.Scale); break;
+            }
+        }
+    }
+
+    public void ZeroGrad() => Array.Clear(Grads);
+}

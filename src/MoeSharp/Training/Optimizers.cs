@@ -1,0 +1,114 @@
+using MoeSharp.Nn;
+
+namespace MoeSharp.Training;
+
+/// <summary>Updates an arena's trainable parameters from its gradients, walking the flat buffers.</summary>
+public interface IOptimizer
+{
+    /// <summary>One update at learning rate <paramref name="lr"/>.</summary>
+    void Step(float lr);
+
+    /// <summary>Moment buffers, aligned with the arena, for checkpoints.</summary>
+    IReadOnlyList<float[]> State { get; }
+
+    /// <summary>Number of steps taken (bias correction depends on it).</summary>
+    long Steps { get; set; }
+}
+
+/// <summary>
+/// AdamW with decoupled weight decay, with PyTorch's semantics:
+/// p ← p·(1 − lr·λ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+/// p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+/// </summary>
+public sealed class AdamW : IOptimizer
+{
+    private readonly ParameterArena _arena;
+    private readonly float[] _m, _v; // [total] first and second moments
+    private readonly bool[] _decay;  // per parameter
+
+    /// <param name="decayAll">Decay every parameter (as torch.optim.AdamW over model.parameters()); otherwise only matrices, as nanoGPT does.</param>
+    public AdamW(ParameterArena arena, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0.1f, bool decayAll = false)
+    {
+        if (!arena.IsBuilt) throw new InvalidOperationException("Build the parameter arena before creating its optimizer.");
+        if (beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta1), $"beta1 must be in [0,1), got {beta1}.");
+        if (beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(beta2), $"beta2 must be in [0,1), got {beta2}.");
+        _arena = arena;
+        Beta1 = beta1;
+        Beta2 = beta2;
+        Eps = eps;
+        WeightDecay = weightDecay;
+        _m = new float[arena.Length];
+        _v = new float[arena.Length];
+        _decay = arena.Parameters.Select(p => decayAll || p.Shape.Length >= 2).ToArray();
+    }
+
+    public float Beta1 { get; }
+    public float Beta2 { get; }
+    public float Eps { get; }
+    public float WeightDecay { get; }
+    public long Steps { get; set; }
+    public IReadOnlyList<float[]> State => [_m, _v];
+
+    public void Step(float lr)
+    {
+        Steps++;
+        double bc1 = 1 - Math.Pow(Beta1, Steps), bc2 = 1 - Math.Pow(Beta2, Steps);
+        float stepSize = (float)(lr / bc1), sqrtBc2 = (float)Math.Sqrt(bc2);
+        var values = _arena.Values;
+        var grads = _arena.Grads;
+        var parameters = _arena.Parameters;
+        for (int pi = 0; pi < parameters.Count; pi++)
+        {
+            var p = parameters[pi];
+            if (!p.Trainable) continue;
+            float keep = _decay[pi] ? 1 - lr * WeightDecay : 1;
+            for (int i = p.Offset, end = p.Offset + p.Length; i < end; i++)
+            {
+                float g = grads[i];
+                float m = _m[i] = Beta1 * _m[i] + (1 - Beta1) * g;
+                float v = _v[i] = Beta2 * _v[i] + (1 - Beta2) * g * g;
+                values[i] = values[i] * keep - stepSize * m / (MathF.Sqrt(v) / sqrtBc2 + Eps);
+            }
+        }
+    }
+}
+
+/// <summary>SGD with momentum and L2 weight decay, PyTorch semantics: b ← μb + (g + λp); p ← p − lr·b.</summary>
+public sealed class Sgd : IOptimizer
+{
+    private readonly ParameterArena _arena;
+    private readonly float[] _buffer; // [total] momentum
+
+    public Sgd(ParameterArena arena, float momentum = 0.9f, float weightDecay = 0f)
+    {
+        if (!arena.IsBuilt) throw new InvalidOperationException("Build the parameter arena before creating its optimizer.");
+        if (momentum is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(momentum), $"momentum must be in [0,1), got {momentum}.");
+        _arena = arena;
+        Momentum = momentum;
+        WeightDecay = weightDecay;
+        _buffer = new float[arena.Length];
+    }
+
+    public float Momentum { get; }
+    public float WeightDecay { get; }
+    public long Steps { get; set; }
+    public IReadOnlyList<float[]> State => [_buffer];
+
+    public void Step(float lr)
+    {
+        bool first = Steps++ == 0;
+        var values = _arena.Values;
+        var grads = _arena.Grads;
+        foreach (var p in _arena.Parameters)
+        {
+            if (!p.Trainable) continue;
+            for (int i = p.Offset, end = p.Offset + p.Length; i < end; i++)
+            {
+                float g = grads[i] + WeightDecay * values[i];
+                // PyTorch starts the momentum buffer at the first gradient rather than at zero.
+                float b = _buffer[i] = first ? g : Momentum * _buffer[i] + g;
+                values[i] -= lr * b;
+            }
+        }
+    }
+}
