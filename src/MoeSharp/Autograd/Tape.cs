@@ -92,8 +92,16 @@ public sealed partial class Tape
     public void Backward(Tensor loss)
     {
         if (loss.Length != 1) throw new ArgumentException($"Backward needs a scalar loss, got shape {Shapes.Format(loss.Shape)}.");
-        if (!loss.RequiresGrad) throw new InvalidOperationException("The loss does not depend on any tensor that requires a gradient.");
-        GradOf(loss)[0] += 1f;
+        Backward(loss, [1f]);
+    }
+
+    /// <summary>Back-propagates an upstream gradient <paramref name="upstream"/> (shaped like <paramref name="output"/>), i.e. the gradient of Σ output ⊙ upstream.</summary>
+    public void Backward(Tensor output, ReadOnlySpan<float> upstream)
+    {
+        if (!output.RequiresGrad) throw new InvalidOperationException("The output does not depend on any tensor that requires a gradient.");
+        if (upstream.Length != output.Length)
+            throw new ArgumentException($"The upstream gradient has {upstream.Length} elements; the output {Shapes.Format(output.Shape)} has {output.Length}.");
+        TensorPrimitives.Add(GradOf(output), upstream, GradOf(output));
         for (int i = _nodes.Count - 1; i >= 0; i--)
             if (_nodes[i].Output.Grad is not null) _nodes[i].Backward(this);
     }

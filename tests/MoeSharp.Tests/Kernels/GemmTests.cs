@@ -1,0 +1,124 @@
+using MoeSharp.Kernels;
+
+namespace MoeSharp.Tests.Kernels;
+
+[Trait("Category", "Kernel")]
+public class GemmTests
+{
+    /// <summary>
+    /// Each element is compared against the scalar twin with a bound proportional to Σ|a·b| over k: a different
+    /// summation order in float32 moves the result by a few ulps of that sum (2e-6 covers k up to ~600 with margin).
+    /// </summary>
+    private static void CheckAgainstTwin(int m, int n, int k, bool ta, bool tb, bool accumulate, int pad = 0)
+    {
+        int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+        var a = Numerics.Random(Math.Max(0, (ta ? k : m) * lda), 1);
+        var b = Numerics.Random(Math.Max(0, (tb ? n : k) * ldb), 2);
+        var c0 = Numerics.Random(m * ldc, 3);
+        var fast = (float[])c0.Clone();
+        var twin = (float[])c0.Clone();
+        Gemm.Multiply(a, b, fast, m, n, k, ta, tb, accumulate, lda, ldb, ldc);
+        Gemm.MultiplyReference(a, b, twin, m, n, k, ta, tb, accumulate, lda, ldb, ldc);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double mag = accumulate ? Math.Abs(c0[i * ldc + j]) : 0;
+                for (int p = 0; p < k; p++)
+                    mag += Math.Abs((ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]));
+                double err = Math.Abs(fast[i * ldc + j] - twin[i * ldc + j]);
+                if (err > 2e-6 * mag + 1e-30)
+                    Assert.Fail($"m={m} n={n} k={k} ta={ta} tb={tb} acc={accumulate}: C[{i},{j}] fast {fast[i * ldc + j]:R} twin {twin[i * ldc + j]:R}, |diff| {err:G3} > 2e-6·{mag:G3}");
+            }
+        // Padding columns beyond n are never written.
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++)
+                Assert.Equal(c0[i * ldc + j], fast[i * ldc + j]);
+    }
+
+    public static TheoryData<int, int, int> OddShapes()
+    {
+        var data = new TheoryData<int, int, int>();
+        int[] sizes = [0, 1, 5, 8, 17, 33, 70];
+        foreach (int m in sizes) foreach (int n in sizes) foreach (int k in new[] { 0, 1, 9, 64 }) data.Add(m, n, k);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(OddShapes))]
+    public void AllLayoutsMatchTwinOnOddShapes(int m, int n, int k)
+    {
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+                CheckAgainstTwin(m, n, k, ta, tb, accumulate: false);
+    }
+
+    [Theory]
+    [InlineData(97, 131, 300)]   // k spans two 256-deep blocks
+    [InlineData(130, 65, 513)]   // three k blocks, ragged micro-tiles on both edges
+    [InlineData(256, 96, 256)]   // exact multiples of every tile
+    [InlineData(3, 4100, 5)]     // more columns than one packed-B block (4096)
+    public void LargeShapesMatchTwin(int m, int n, int k)
+    {
+        CheckAgainstTwin(m, n, k, false, false, false);
+        CheckAgainstTwin(m, n, k, false, true, true);
+        CheckAgainstTwin(m, n, k, true, false, true);
+    }
+
+    [Fact]
+    public void AccumulateAndLeadingDimensionsMatchTwin()
+    {
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+                CheckAgainstTwin(37, 45, 29, ta, tb, accumulate: true, pad: 3);
+    }
+
+    [Fact]
+    public void HandComputedProduct()
+    {
+        // [1 2; 3 4]·[5 6; 7 8] = [19 22; 43 50]
+        float[] a = [1, 2, 3, 4], b = [5, 6, 7, 8], c = new float[4];
+        Gemm.Multiply(a, b, c, 2, 2, 2);
+        Assert.Equal([19f, 22f, 43f, 50f], c);
+        Gemm.Multiply(a, b, c, 2, 2, 2, transA: true); // Aᵀ = [1 3; 2 4]
+        Assert.Equal([26f, 30f, 38f, 44f], c);
+        Gemm.Multiply(a, b, c, 2, 2, 2, transB: true, accumulate: true); // += A·Bᵀ = [17 23; 39 53]
+        Assert.Equal([43f, 53f, 77f, 97f], c);
+    }
+
+    [Fact]
+    public void ZeroDepthClearsOrKeeps()
+    {
+        var c = new float[] { 1, 2, 3, 4 };
+        Gemm.Multiply([], [], c, 2, 2, 0, accumulate: true);
+        Assert.Equal([1f, 2f, 3f, 4f], c);
+        Gemm.Multiply([], [], c, 2, 2, 0);
+        Assert.Equal([0f, 0f, 0f, 0f], c);
+    }
+
+    [Fact]
+    public void ShortBufferNamesTheOperand()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Gemm.Multiply(new float[5], new float[6], new float[4], 2, 2, 3));
+        Assert.Contains("GEMM A", ex.Message);
+    }
+
+    [Fact]
+    public void OneThreadAndTwoThreadsAgreeBitwise()
+    {
+        int m = 300, n = 200, k = 600;
+        var a = Numerics.Random(m * k, 4);
+        var b = Numerics.Random(k * n, 5);
+        var c1 = new float[m * n];
+        var c2 = new float[m * n];
+        int saved = Workers.Threads;
+        try
+        {
+            Workers.Threads = 1;
+            Gemm.Multiply(a, b, c1, m, n, k);
+            Workers.Threads = 2;
+            Gemm.Multiply(a, b, c2, m, n, k);
+        }
+        finally { Workers.Threads = saved; }
+        Numerics.BitwiseEqual(c1, c2, "GEMM 1 vs 2 threads");
+    }
+}
