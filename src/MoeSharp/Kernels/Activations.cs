@@ -32,6 +32,7 @@ public static class Activations
     /// <summary>y = a·σ(a).</summary>
     public static void SiluForward(ReadOnlySpan<float> a, Span<float> y)
     {
+        if (a.IsEmpty) return; // TensorPrimitives rejects empty spans in some ops
         TensorPrimitives.Sigmoid(a, y);
         TensorPrimitives.Multiply(y, a, y);
     }

@@ -15,12 +15,14 @@ public static class CrossEntropy
         for (int r = 0; r < targets.Length; r++)
         {
             var row = logits.Slice(r * vocab, vocab);
-            lse[r] = Softmax.LogSumExp(row);
+            float max = TensorPrimitives.Max(row), logSum = Softmax.ShiftedLogSum(row, max);
+            lse[r] = max + logSum;
             int t = targets[r];
             if (t == ignoreIndex) continue;
             if ((uint)t >= (uint)vocab)
                 throw new ArgumentOutOfRangeException(nameof(targets), $"Target {t} at row {r} is outside the vocabulary [0, {vocab}).");
-            total += lse[r] - row[t];
+            // (max − x_t) + log Σ exp(x − max): no cancellation between two large numbers.
+            total += (max - row[t]) + logSum;
             counted++;
         }
         return counted == 0 ? 0f : (float)(total / counted);

@@ -19,26 +19,36 @@ public static class Softmax
         }
     }
 
-    /// <summary>y[r,:] = x[r,:] - logsumexp(x[r,:]).</summary>
+    /// <summary>
+    /// y[r,:] = (x[r,:] − max) − log Σ exp(x[r,:] − max). Subtracting the max first keeps the result exact for
+    /// large logits, where x − logsumexp(x) would cancel two nearly equal large numbers.
+    /// </summary>
     public static void LogRows(ReadOnlySpan<float> x, Span<float> y, int cols)
     {
         if (cols == 0) return;
         for (int r = 0; r < x.Length / cols; r++)
         {
-            var xr = x.Slice(r * cols, cols);
-            TensorPrimitives.Subtract(xr, LogSumExp(xr), y.Slice(r * cols, cols));
+            var yr = y.Slice(r * cols, cols);
+            TensorPrimitives.Subtract(x.Slice(r * cols, cols), TensorPrimitives.Max(x.Slice(r * cols, cols)), yr);
+            float logSum = ShiftedLogSum(yr, 0f);
+            TensorPrimitives.Subtract(yr, logSum, yr);
         }
     }
 
-    /// <summary>log Σ exp(x), computed as max + log Σ exp(x - max).</summary>
+    /// <summary>log Σ exp(x), computed as max + log Σ exp(x − max).</summary>
     public static float LogSumExp(ReadOnlySpan<float> x)
     {
-        float max = TensorPrimitives.Max(x);
-        if (float.IsNegativeInfinity(max)) return max;
+        float max = x.IsEmpty ? float.NegativeInfinity : TensorPrimitives.Max(x);
+        return float.IsNegativeInfinity(max) ? max : max + ShiftedLogSum(x, max);
+    }
+
+    /// <summary>log Σ exp(x − max), kept apart from max so callers can subtract max exactly first.</summary>
+    internal static float ShiftedLogSum(ReadOnlySpan<float> x, float max)
+    {
         float sum = 0;
-        // Σ exp(x - max) without a scratch buffer; the row lengths here are vocabularies or expert counts.
+        // No scratch buffer: the rows here are vocabularies or expert counts.
         foreach (float v in x) sum += MathF.Exp(v - max);
-        return max + MathF.Log(sum);
+        return MathF.Log(sum);
     }
 
     /// <summary>Scalar twin of <see cref="Rows"/>, accumulating in double.</summary>

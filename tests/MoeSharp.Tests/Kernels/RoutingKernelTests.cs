@@ -9,7 +9,7 @@ public class RoutingKernelTests
     public void TopKMatchesFullSortForAllLengths()
     {
         for (int cols = 1; cols <= 256; cols++)
-            foreach (int k in new[] { 1, 2, Math.Min(8, cols), cols })
+            foreach (int k in new[] { 1, Math.Min(2, cols), Math.Min(8, cols), cols }.Distinct())
             {
                 // Values rounded to tenths so ties occur often and must break by lower index.
                 var x = Numerics.Random(4 * cols, (ulong)(cols * 31 + k)).Select(v => MathF.Round(v * 10) / 10).ToArray();
