@@ -1,1 +1,9 @@
-return 0;
+using System.CommandLine;
+using MoeSharp.Cli;
+using MoeSharp.Cli.Commands;
+
+var root = new RootCommand("moe: build, train, run, inspect and save Mixture-of-Experts models.")
+{
+    TrainCommand.Create(),
+};
+return CliErrors.Run(() => root.Parse(args).Invoke());

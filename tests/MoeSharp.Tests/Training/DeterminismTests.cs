@@ -1,0 +1,36 @@
+using MoeSharp.Data;
+using MoeSharp.Kernels;
+using MoeSharp.Nn;
+using MoeSharp.Training;
+
+namespace MoeSharp.Tests.Training;
+
+public class DeterminismTests
+{
+    private static float[] TenLosses(int threads, ulong seed)
+    {
+        int saved = Workers.Threads;
+        Workers.Threads = threads;
+        try
+        {
+            var tokens = Enumerable.Range(0, 3000).Select(i => (i * 7 + i / 13) % 29).ToArray();
+            var model = new TransformerLm(new TransformerConfig { Vocab = 29, DModel = 32, Layers = 2, Heads = 4, DFF = 64, Context = 16 }, seed);
+            var trainer = new LmTrainer(model, new TextDataset(tokens), new LmTrainOptions { Steps = 10, Batch = 4, WarmupSteps = 2, Seed = seed });
+            return Enumerable.Range(0, 10).Select(_ => trainer.TrainStep().Loss).ToArray();
+        }
+        finally { Workers.Threads = saved; }
+    }
+
+    [Fact]
+    public void SameSeedAndThreadsGiveIdenticalLosses() => Numerics.BitwiseEqual(TenLosses(2, 1), TenLosses(2, 1), "losses");
+
+    [Fact]
+    public void OneThreadEqualsTwoThreadsBitwise() => Numerics.BitwiseEqual(TenLosses(1, 3), TenLosses(2, 3), "losses");
+
+    [Fact]
+    public void LossFallsOverTenSteps()
+    {
+        var losses = TenLosses(2, 4);
+        Assert.True(losses[^1] < losses[0] - 0.1f, $"loss went from {losses[0]} to {losses[^1]}");
+    }
+}
