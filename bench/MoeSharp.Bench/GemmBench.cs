@@ -11,6 +11,13 @@ internal static class GemmBench
         ("NN", 2048, 1024, 512), ("NT", 2048, 512, 1024), ("TN", 512, 1024, 2048),
     ];
 
+    /// <summary>The char-LM's shapes (768 tokens, width 128, MLP 512): forward x·Wᵀ, input grad dy·W, weight grad dyᵀ·x.</summary>
+    private static readonly (string Layout, int M, int N, int K)[] SmallCases =
+    [
+        ("NT", 768, 128, 128), ("NN", 768, 128, 128), ("TN", 128, 128, 768),
+        ("NT", 768, 512, 128), ("TN", 512, 128, 768), ("TN", 128, 512, 768),
+    ];
+
     public static int Run(string[] args)
     {
         Console.WriteLine($"# vector path: {Gemm.VectorBits}-bit");
@@ -18,7 +25,7 @@ internal static class GemmBench
         foreach (int threads in Harness.ThreadList(args))
         {
             Workers.Threads = threads;
-            foreach (var (layout, m, n, k) in Cases)
+            foreach (var (layout, m, n, k) in args.Contains("--small") ? SmallCases : Cases)
             {
                 bool ta = layout[0] == 'T', tb = layout[1] == 'T';
                 var rng = new Random(1);

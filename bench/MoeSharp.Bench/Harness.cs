@@ -12,6 +12,8 @@ internal static class Harness
     {
         ["gemm"] = GemmBench.Run,
         ["peak"] = _ => { FmaPeak.Report(); return 0; },
+        ["lm-profile"] = LmBench.Profile,
+        ["attention"] = AttentionBench.Run,
     };
 
     public static int Usage()

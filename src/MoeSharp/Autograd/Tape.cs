@@ -73,7 +73,11 @@ public sealed partial class Tape
     {
         node.Label = CurrentName;
         _nodes.Add(node);
+        Profile?.Forward(node.Op);
     }
+
+    /// <summary>When set, accumulates time per op for forward and backward (see <see cref="OpProfile"/>).</summary>
+    public OpProfile? Profile { get; set; }
 
     /// <summary>The gradient buffer of <paramref name="t"/>, created zeroed on first use.</summary>
     internal Span<float> GradOf(Tensor t)
@@ -102,8 +106,13 @@ public sealed partial class Tape
         if (upstream.Length != output.Length)
             throw new ArgumentException($"The upstream gradient has {upstream.Length} elements; the output {Shapes.Format(output.Shape)} has {output.Length}.");
         TensorPrimitives.Add(GradOf(output), upstream, GradOf(output));
+        Profile?.Mark();
         for (int i = _nodes.Count - 1; i >= 0; i--)
-            if (_nodes[i].Output.Grad is not null) _nodes[i].Backward(this);
+            if (_nodes[i].Output.Grad is not null)
+            {
+                _nodes[i].Backward(this);
+                Profile?.Backward(_nodes[i].Op);
+            }
     }
 
     /// <summary>

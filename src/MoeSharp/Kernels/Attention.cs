@@ -20,11 +20,16 @@ public readonly record struct AttentionShape(int Batch, int QueryLength, int Key
 
 /// <summary>
 /// Fused causal multi-head attention. q [B,Tq,H·hd], k and v [B,Tk,KVH·hd], out [B,Tq,H·hd], lse [B,H,Tq].
-/// Scores are formed one query row at a time, so memory is O(Tk) per thread and no Tq×Tk matrix exists. The
-/// forward keeps each row's logsumexp; the backward recomputes the probabilities from it (FlashAttention's trick).
+/// Each (batch, head) runs as blocks of <see cref="QueryBlock"/> query rows: scores for a block are one small GEMM
+/// into a [QueryBlock, Tk] scratch, so memory is O(QueryBlock·Tk) per thread and no Tq×Tk matrix exists for long
+/// sequences. The forward keeps each row's logsumexp; the backward recomputes the probabilities from it
+/// (FlashAttention's trick). Heads are read and written in place through leading dimensions, with no copies.
 /// </summary>
 public static unsafe class Attention
 {
+    /// <summary>Query rows per block.</summary>
+    public const int QueryBlock = 64;
+
     public static void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
         Span<float> lse, AttentionShape s)
     {
@@ -42,36 +47,46 @@ public static unsafe class Attention
             Workers.For(s.Batch * s.KvHeads, new BackwardItem(pdo, pq, pk, pv, po, pl, pdq, pdk, pdv, s));
     }
 
+    /// <summary>
+    /// Item i covers head i / B of sequence i mod B: items taken at the same time by two threads then touch
+    /// different sequences' rows, so they never share a cache line.
+    /// </summary>
+    private static (int Batch, int Head) Split(int index, int batch) => (index % batch, index / batch);
+
     private readonly struct ForwardItem(float* q, float* k, float* v, float* o, float* lse, AttentionShape s) : IWorkItem
     {
         public void Invoke(int index)
         {
-            int b = index / s.Heads, h = index % s.Heads, hd = s.HeadDim;
-            int kvh = h / (s.Heads / s.KvHeads);
+            var (b, h) = Split(index, s.Batch);
+            int hd = s.HeadDim, kvh = h / (s.Heads / s.KvHeads);
             int qStride = s.Heads * hd, kStride = s.KvHeads * hd;
             float scale = 1f / MathF.Sqrt(hd);
-            float[] rented = ArrayPool<float>.Shared.Rent(s.KeyLength);
-            var scores = rented.AsSpan(0, s.KeyLength); // [Tk] one query row
-            for (int t = 0; t < s.QueryLength; t++)
-            {
-                var qr = new ReadOnlySpan<float>(q + ((long)b * s.QueryLength + t) * qStride + h * hd, hd);
-                var orow = new Span<float>(o + ((long)b * s.QueryLength + t) * qStride + h * hd, hd);
-                int n = s.QueryOffset + t + 1;
-                float* kb = k + (long)b * s.KeyLength * kStride + kvh * hd;
-                float* vb = v + (long)b * s.KeyLength * kStride + kvh * hd;
-                for (int j = 0; j < n; j++)
-                    scores[j] = TensorPrimitives.Dot(qr, new ReadOnlySpan<float>(kb + (long)j * kStride, hd)) * scale;
-                var row = scores[..n];
-                float max = TensorPrimitives.Max(row);
-                TensorPrimitives.Subtract(row, max, row);
-                TensorPrimitives.Exp(row, row);
-                float sum = TensorPrimitives.Sum(row);
-                orow.Clear();
-                for (int j = 0; j < n; j++)
-                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vb + (long)j * kStride, hd), row[j], orow, orow);
-                TensorPrimitives.Divide(orow, sum, orow);
-                lse[((long)b * s.Heads + h) * s.QueryLength + t] = max + MathF.Log(sum);
-            }
+            float* kb = k + (long)b * s.KeyLength * kStride + kvh * hd;
+            float* vb = v + (long)b * s.KeyLength * kStride + kvh * hd;
+            float[] rented = ArrayPool<float>.Shared.Rent(QueryBlock * s.KeyLength);
+            fixed (float* p = rented) // [QueryBlock, Tk] scores, then probabilities
+                for (int t0 = 0; t0 < s.QueryLength; t0 += QueryBlock)
+                {
+                    int rows = Math.Min(QueryBlock, s.QueryLength - t0);
+                    int n = s.QueryOffset + t0 + rows; // keys any row of this block can see
+                    long first = ((long)b * s.QueryLength + t0) * qStride + h * hd;
+                    Gemm.MultiplyCore(q + first, qStride, false, kb, kStride, true, p, n, rows, n, hd, accumulate: false, parallel: false);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        int visible = s.QueryOffset + t0 + r + 1;
+                        var row = new Span<float>(p + (long)r * n, n);
+                        var live = row[..visible];
+                        TensorPrimitives.Multiply(live, scale, live);
+                        float max = TensorPrimitives.Max(live);
+                        TensorPrimitives.Subtract(live, max, live);
+                        TensorPrimitives.Exp(live, live);
+                        float sum = TensorPrimitives.Sum(live);
+                        TensorPrimitives.Divide(live, sum, live);
+                        row[visible..].Clear();
+                        lse[((long)b * s.Heads + h) * s.QueryLength + t0 + r] = max + MathF.Log(sum);
+                    }
+                    Gemm.MultiplyCore(p, n, false, vb, kStride, false, o + first, qStride, rows, hd, n, accumulate: false, parallel: false);
+                }
             ArrayPool<float>.Shared.Return(rented);
         }
     }
@@ -81,41 +96,47 @@ public static unsafe class Attention
     {
         public void Invoke(int index)
         {
-            int b = index / s.KvHeads, kvh = index % s.KvHeads, hd = s.HeadDim, group = s.Heads / s.KvHeads;
+            var (b, kvh) = Split(index, s.Batch);
+            int hd = s.HeadDim, group = s.Heads / s.KvHeads;
             int qStride = s.Heads * hd, kStride = s.KvHeads * hd;
             float scale = 1f / MathF.Sqrt(hd);
-            float[] rented = ArrayPool<float>.Shared.Rent(s.KeyLength);
-            var p = rented.AsSpan(0, s.KeyLength); // [Tk] probabilities, then score gradients, of one query row
-            float* kb = k + (long)b * s.KeyLength * kStride + kvh * hd;
-            float* vb = v + (long)b * s.KeyLength * kStride + kvh * hd;
-            float* dkb = dk + (long)b * s.KeyLength * kStride + kvh * hd;
-            float* dvb = dv + (long)b * s.KeyLength * kStride + kvh * hd;
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int t = 0; t < s.QueryLength; t++)
-                {
-                    long row = ((long)b * s.QueryLength + t) * qStride + h * hd;
-                    var qr = new ReadOnlySpan<float>(q + row, hd);
-                    var dor = new ReadOnlySpan<float>(dout + row, hd);
-                    var dqr = new Span<float>(dq + row, hd);
-                    float l = lse[((long)b * s.Heads + h) * s.QueryLength + t];
-                    float delta = TensorPrimitives.Dot(dor, new ReadOnlySpan<float>(o + row, hd)); // Σ_j p_j·(dout·v_j)
-                    int n = s.QueryOffset + t + 1;
-                    for (int j = 0; j < n; j++)
+            long kvFirst = (long)b * s.KeyLength * kStride + kvh * hd;
+            float[] rented = ArrayPool<float>.Shared.Rent(2 * QueryBlock * s.KeyLength);
+            fixed (float* p = rented) // [QueryBlock, Tk] probabilities, then [QueryBlock, Tk] score gradients
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int t0 = 0; t0 < s.QueryLength; t0 += QueryBlock)
                     {
-                        var kj = new ReadOnlySpan<float>(kb + (long)j * kStride, hd);
-                        var vj = new ReadOnlySpan<float>(vb + (long)j * kStride, hd);
-                        float pj = MathF.Exp(TensorPrimitives.Dot(qr, kj) * scale - l);
-                        var dvj = new Span<float>(dvb + (long)j * kStride, hd);
-                        TensorPrimitives.MultiplyAdd(dor, pj, dvj, dvj);
-                        p[j] = pj * (TensorPrimitives.Dot(dor, vj) - delta) * scale; // dscore_j, scaled for q·k
+                        int rows = Math.Min(QueryBlock, s.QueryLength - t0);
+                        int n = s.QueryOffset + t0 + rows;
+                        float* ds = p + (long)rows * n;
+                        long first = ((long)b * s.QueryLength + t0) * qStride + h * hd;
+                        Gemm.MultiplyCore(q + first, qStride, false, k + kvFirst, kStride, true, p, n, rows, n, hd, false, false);
+                        Gemm.MultiplyCore(dout + first, qStride, false, v + kvFirst, kStride, true, ds, n, rows, n, hd, false, false);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            int visible = s.QueryOffset + t0 + r + 1;
+                            var pr = new Span<float>(p + (long)r * n, n);
+                            var dr = new Span<float>(ds + (long)r * n, n);
+                            float l = lse[((long)b * s.Heads + h) * s.QueryLength + t0 + r];
+                            long row = first + (long)r * qStride;
+                            // δ = Σ_j p_j (dO·v_j) = dO·O
+                            float delta = TensorPrimitives.Dot(new ReadOnlySpan<float>(dout + row, hd), new ReadOnlySpan<float>(o + row, hd));
+                            var live = pr[..visible];
+                            TensorPrimitives.Multiply(live, scale, live);
+                            TensorPrimitives.Subtract(live, l, live);
+                            TensorPrimitives.Exp(live, live); // p = exp(score − lse)
+                            pr[visible..].Clear();
+                            // dS = p ⊙ (dP − δ) · scale, the scale folded in for the q·k products below.
+                            var dlive = dr[..visible];
+                            TensorPrimitives.Subtract(dlive, delta, dlive);
+                            TensorPrimitives.Multiply(dlive, live, dlive);
+                            TensorPrimitives.Multiply(dlive, scale, dlive);
+                            dr[visible..].Clear();
+                        }
+                        Gemm.MultiplyCore(p, n, true, dout + first, qStride, false, dv + kvFirst, kStride, n, hd, rows, true, false); // dV += Pᵀ·dO
+                        Gemm.MultiplyCore(ds, n, true, q + first, qStride, false, dk + kvFirst, kStride, n, hd, rows, true, false);    // dK += dSᵀ·Q
+                        Gemm.MultiplyCore(ds, n, false, k + kvFirst, kStride, false, dq + first, qStride, rows, hd, n, true, false);   // dQ += dS·K
                     }
-                    for (int j = 0; j < n; j++)
-                    {
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(kb + (long)j * kStride, hd), p[j], dqr, dqr);
-                        var dkj = new Span<float>(dkb + (long)j * kStride, hd);
-                        TensorPrimitives.MultiplyAdd(qr, p[j], dkj, dkj);
-                    }
-                }
             ArrayPool<float>.Shared.Return(rented);
         }
     }

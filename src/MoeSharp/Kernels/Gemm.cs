@@ -21,11 +21,17 @@ public static unsafe class Gemm
     /// <summary>Columns of B packed per outer block; bounds the packed-B buffer.</summary>
     private const int NC = 4096;
 
-    /// <summary>Micro-panels of A handled by one work item: MC = 16·MR rows, about 128 KiB of packed A, kept in L2.</summary>
-    private const int PanelsPerBlock = 16;
+    /// <summary>Most micro-panels of A one work item takes: MC = 16·MR rows, about 128 KiB of packed A, kept in L2.</summary>
+    private const int MaxPanelsPerBlock = 16;
 
-    /// <summary>B panels handled by one work item.</summary>
-    private const int PanelsPerChunk = 4;
+    /// <summary>Most B panels one work item takes.</summary>
+    private const int MaxPanelsPerChunk = 4;
+
+    /// <summary>
+    /// Work items wanted per thread. Small outputs with a long k (weight gradients: [out,in] summed over every
+    /// token) would otherwise be a single item, so blocks shrink until each thread has a few to take.
+    /// </summary>
+    private const int ItemsPerThread = 4;
 
     /// <summary>Which vector path the hardware selects: 512, 256, 128, or 0 for scalar.</summary>
     public static int VectorBits =>
@@ -123,9 +129,8 @@ public static unsafe class Gemm
                     M = m, Jc = jc, Nc = nc, Pc = pc, Kc = kc, Mr = mr, Nr = nr, Bits = bits,
                     First = pc == 0 && !accumulate, PackA = packA, PackB = packB,
                     MPanels = mPanels, NPanels = nPanels,
-                    MBlocks = (mPanels + PanelsPerBlock - 1) / PanelsPerBlock,
-                    NChunks = (nPanels + PanelsPerChunk - 1) / PanelsPerChunk,
                 };
+                Split(ref job, parallel ? Workers.Threads : 1);
                 if (parallel && Workers.Threads > 1 && (long)m * nc * kc >= 32 * 1024)
                 {
                     Workers.For(mPanels + nPanels, new PackStep(job));
@@ -139,6 +144,26 @@ public static unsafe class Gemm
             }
         }
     }
+
+    /// <summary>
+    /// Chooses block and chunk sizes: the largest (cache-friendly) ones that still give every thread
+    /// <see cref="ItemsPerThread"/> items. Each C tile is still computed whole by one item, so results do not change.
+    /// </summary>
+    private static void Split(ref Job job, int threads)
+    {
+        int perBlock = MaxPanelsPerBlock, perChunk = MaxPanelsPerChunk, want = threads * ItemsPerThread;
+        while (threads > 1 && Blocks(job.MPanels, perBlock) * Blocks(job.NPanels, perChunk) < want && (perBlock > 1 || perChunk > 1))
+        {
+            if (perBlock >= 2 * perChunk || perChunk == 1) perBlock = (perBlock + 1) / 2;
+            else perChunk = (perChunk + 1) / 2;
+        }
+        job.PanelsPerBlock = perBlock;
+        job.PanelsPerChunk = perChunk;
+        job.MBlocks = Blocks(job.MPanels, perBlock);
+        job.NChunks = Blocks(job.NPanels, perChunk);
+    }
+
+    private static int Blocks(int panels, int per) => (panels + per - 1) / per;
 
     private static int Extent(int rows, int cols, int ld) => rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols;
 
@@ -156,7 +181,7 @@ public static unsafe class Gemm
     private struct Job
     {
         public float* A, B, C, PackA, PackB;
-        public int Lda, Ldb, Ldc, M, Jc, Nc, Pc, Kc, Mr, Nr, Bits, MPanels, NPanels, MBlocks, NChunks;
+        public int Lda, Ldb, Ldc, M, Jc, Nc, Pc, Kc, Mr, Nr, Bits, MPanels, NPanels, MBlocks, NChunks, PanelsPerBlock, PanelsPerChunk;
         public bool TransA, TransB, First;
 
         /// <summary>Items [0, MPanels) pack A micro-panels; the rest pack B panels.</summary>

@@ -1,0 +1,50 @@
+using System.Diagnostics;
+using MoeSharp.Autograd;
+using MoeSharp.Kernels;
+using MoeSharp.Nn;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Bench;
+
+/// <summary>
+/// Training-step throughput of the char-level LM (nanoGPT's "baby GPT" sizes by default) and where the time goes,
+/// per op, forward and backward. `lm-profile --threads 1,2`.
+/// </summary>
+internal static class LmBench
+{
+    public static int Profile(string[] args)
+    {
+        var config = new TransformerConfig { Vocab = 65, DModel = 128, Layers = 4, Heads = 4, DFF = 512, Context = 64 };
+        const int batch = 12, steps = 30;
+        foreach (int threads in Harness.ThreadList(args))
+        {
+            Workers.Threads = threads;
+            var model = new TransformerLm(config, 1);
+            var rng = new Rng(1);
+            var ids = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
+            var targets = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
+            var tape = new Tape();
+            for (int i = 0; i < 5; i++) Step(model, tape, ids, targets, batch); // warm-up
+            var profile = new OpProfile();
+            tape.Profile = profile;
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < steps; i++)
+            {
+                profile.Mark();
+                Step(model, tape, ids, targets, batch);
+            }
+            double perStep = sw.Elapsed.TotalSeconds / steps;
+            Console.WriteLine($"lm impl=moesharp preset=dense phase=train threads={threads} tok_s={batch * config.Context / perStep:F0} ms_per_step={perStep * 1e3:F2}");
+            foreach (var (op, f, b, calls) in profile.Rows)
+                Console.WriteLine($"#   {op,-16} fwd {f / steps * 1e3,7:F2} ms  bwd {b / steps * 1e3,7:F2} ms  ({calls / steps} calls/step)");
+        }
+        return 0;
+    }
+
+    private static void Step(TransformerLm model, Tape tape, int[] ids, int[] targets, int batch)
+    {
+        model.Arena.ZeroGrad();
+        tape.Backward(model.Loss(tape, ids, targets, batch));
+        tape.Reset();
+    }
+}
