@@ -38,7 +38,7 @@ public sealed partial class Tape
         internal override void Backward(Tape tape)
         {
             int d = w.Length;
-            var scratch = tape.Allocate(d); // [D]
+            var scratch = tape.Allocate(2 * d); // [2D]
             // Gradients the caller does not need land in scratch buffers; the kernel always writes both.
             var dx = x.RequiresGrad ? tape.GradOf(x) : tape.Allocate(x.Length).Span;
             var dw = w.RequiresGrad ? tape.GradOf(w) : tape.AllocateZeroed(d).Span;

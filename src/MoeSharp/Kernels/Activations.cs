@@ -17,15 +17,27 @@ public static class Activations
         TensorPrimitives.Multiply(y, b, y);
     }
 
+    /// <summary>Elements per vectorised chunk: the chunk's scratch rows live on the stack.</summary>
+    private const int Chunk = 512;
+
     /// <summary>da += dy·b·silu'(a); db += dy·silu(a), with silu'(a) = σ(a)(1 + a(1 − σ(a))).</summary>
     public static void SwiGluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> da, Span<float> db)
     {
-        for (int i = 0; i < dy.Length; i++)
+        Span<float> s = stackalloc float[Chunk]; // [chunk] σ(a)
+        Span<float> g = stackalloc float[Chunk]; // [chunk] scratch
+        for (int i = 0; i < dy.Length; i += Chunk)
         {
-            float s = 1f / (1f + MathF.Exp(-a[i]));
-            float silu = a[i] * s;
-            da[i] += dy[i] * b[i] * s * (1f + a[i] * (1f - s));
-            db[i] += dy[i] * silu;
+            int n = Math.Min(Chunk, dy.Length - i);
+            ReadOnlySpan<float> dyc = dy.Slice(i, n), ac = a.Slice(i, n), bc = b.Slice(i, n);
+            Span<float> sc = s[..n], gc = g[..n];
+            TensorPrimitives.Sigmoid(ac, sc);
+            TensorPrimitives.Multiply(ac, sc, gc);                                  // silu(a)
+            TensorPrimitives.MultiplyAdd(dyc, gc, db.Slice(i, n), db.Slice(i, n)); // db += dy·silu(a)
+            TensorPrimitives.Subtract(1f, sc, gc);                                  // 1 − σ
+            TensorPrimitives.FusedMultiplyAdd(ac, gc, 1f, gc);                       // 1 + a(1 − σ)
+            TensorPrimitives.Multiply(gc, sc, gc);                                  // silu'(a)
+            TensorPrimitives.Multiply(gc, bc, gc);
+            TensorPrimitives.MultiplyAdd(dyc, gc, da.Slice(i, n), da.Slice(i, n)); // da += dy·b·silu'(a)
         }
     }
 
@@ -40,34 +52,75 @@ public static class Activations
     /// <summary>da += dy·σ(a)(1 + a(1 − σ(a))).</summary>
     public static void SiluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> a, Span<float> da)
     {
-        for (int i = 0; i < dy.Length; i++)
+        Span<float> s = stackalloc float[Chunk]; // [chunk] σ(a)
+        Span<float> g = stackalloc float[Chunk]; // [chunk] silu'(a)
+        for (int i = 0; i < dy.Length; i += Chunk)
         {
-            float s = 1f / (1f + MathF.Exp(-a[i]));
-            da[i] += dy[i] * s * (1f + a[i] * (1f - s));
+            int n = Math.Min(Chunk, dy.Length - i);
+            ReadOnlySpan<float> ac = a.Slice(i, n);
+            Span<float> sc = s[..n], gc = g[..n];
+            TensorPrimitives.Sigmoid(ac, sc);
+            TensorPrimitives.Subtract(1f, sc, gc);
+            TensorPrimitives.FusedMultiplyAdd(ac, gc, 1f, gc);
+            TensorPrimitives.Multiply(gc, sc, gc);
+            TensorPrimitives.MultiplyAdd(dy.Slice(i, n), gc, da.Slice(i, n), da.Slice(i, n));
         }
     }
 
-    /// <summary>y = ½a(1 + tanh(√(2/π)(a + 0.044715a³))).</summary>
+    /// <summary>
+    /// y = ½a(1 + tanh(u)), u = √(2/π)(a + 0.044715a³), evaluated as a·σ(2u): the same value, without the
+    /// cancellation 1 + tanh(u) suffers for negative a.
+    /// </summary>
     public static void GeluForward(ReadOnlySpan<float> a, Span<float> y)
     {
-        for (int i = 0; i < a.Length; i++)
+        Span<float> s = stackalloc float[Chunk]; // [chunk] σ(2u)
+        for (int i = 0; i < a.Length; i += Chunk)
         {
-            float x = a[i];
-            y[i] = 0.5f * x * (1f + MathF.Tanh(GeluC * (x + GeluA * x * x * x)));
+            int n = Math.Min(Chunk, a.Length - i);
+            ReadOnlySpan<float> ac = a.Slice(i, n);
+            Span<float> sc = s[..n];
+            GeluGate(ac, sc);
+            TensorPrimitives.Multiply(ac, sc, y.Slice(i, n));
         }
     }
 
-    /// <summary>da += dy·gelu'(a).</summary>
+    /// <summary>da += dy·(s + 2a·s(1 − s)·u'), s = σ(2u), u' = √(2/π)(1 + 3·0.044715a²).</summary>
     public static void GeluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> a, Span<float> da)
     {
-        for (int i = 0; i < dy.Length; i++)
+        Span<float> s = stackalloc float[Chunk]; // [chunk] σ(2u)
+        Span<float> g = stackalloc float[Chunk]; // [chunk] gelu'(a)
+        Span<float> h = stackalloc float[Chunk]; // [chunk] 1 − s
+        for (int i = 0; i < a.Length; i += Chunk)
         {
-            float x = a[i];
-            float u = GeluC * (x + GeluA * x * x * x);
-            float t = MathF.Tanh(u);
-            float du = GeluC * (1f + 3f * GeluA * x * x);
-            da[i] += dy[i] * (0.5f * (1f + t) + 0.5f * x * (1f - t * t) * du);
+            int n = Math.Min(Chunk, a.Length - i);
+            ReadOnlySpan<float> ac = a.Slice(i, n);
+            Span<float> sc = s[..n], gc = g[..n], hc = h[..n];
+            GeluGate(ac, sc);
+            TensorPrimitives.Multiply(ac, ac, gc);
+            Affine(gc, 6f * GeluA * GeluC, 2f * GeluC); // 2u'
+            TensorPrimitives.Multiply(gc, ac, gc);
+            TensorPrimitives.Multiply(gc, sc, gc);
+            TensorPrimitives.Subtract(1f, sc, hc);
+            TensorPrimitives.Multiply(gc, hc, gc);      // 2a·s(1 − s)·u'
+            TensorPrimitives.Add(gc, sc, gc);
+            TensorPrimitives.MultiplyAdd(dy.Slice(i, n), gc, da.Slice(i, n), da.Slice(i, n));
         }
+    }
+
+    /// <summary>x ← c₁x + c₂.</summary>
+    private static void Affine(Span<float> x, float c1, float c2)
+    {
+        TensorPrimitives.Multiply(x, c1, x);
+        TensorPrimitives.Add(x, c2, x);
+    }
+
+    /// <summary>s = σ(2u) = σ(2√(2/π)(a + 0.044715a³)).</summary>
+    private static void GeluGate(ReadOnlySpan<float> a, Span<float> s)
+    {
+        TensorPrimitives.Multiply(a, a, s);
+        Affine(s, 2f * GeluA * GeluC, 2f * GeluC);
+        TensorPrimitives.Multiply(s, a, s);
+        TensorPrimitives.Sigmoid(s, s);
     }
 
     /// <summary>Scalar twin of <see cref="SwiGluForward"/> in double.</summary>

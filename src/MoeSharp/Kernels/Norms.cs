@@ -23,12 +23,13 @@ public static class Norms
 
     /// <summary>
     /// With x̂ = x·rstd: dw += Σ_rows dy·x̂; dx += rstd·(dy·w − x̂·mean(dy·w·x̂)).
-    /// <paramref name="scratch"/> holds one row [D].
+    /// <paramref name="scratch"/> holds two rows [2D].
     /// </summary>
     public static void RmsBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> rstd,
         Span<float> dx, Span<float> dw, Span<float> scratch, int d)
     {
-        var g = scratch[..d]; // [D] dy·w
+        var g = scratch[..d];          // [D] dy·w
+        var t = scratch.Slice(d, d);   // [D] dy·x
         for (int r = 0; r < rstd.Length; r++)
         {
             var xr = x.Slice(r * d, d);
@@ -36,11 +37,12 @@ public static class Norms
             float s = rstd[r];
             TensorPrimitives.Multiply(dyr, w, g);
             float dot = TensorPrimitives.Dot(g, xr) * s / d; // mean(dy·w·x̂)
-            // dw += dy·x·s
-            for (int j = 0; j < d; j++) dw[j] += dyr[j] * xr[j] * s;
-            var dxr = dx.Slice(r * d, d);
+            TensorPrimitives.Multiply(dyr, xr, t);
+            TensorPrimitives.MultiplyAdd(t, s, dw, dw); // dw += dy·x̂
             // dx += s·(g − x̂·dot) = s·g − x·(s²·dot)
-            for (int j = 0; j < d; j++) dxr[j] += s * g[j] - xr[j] * (s * s * dot);
+            var dxr = dx.Slice(r * d, d);
+            TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
+            TensorPrimitives.MultiplyAdd(xr, -(s * s * dot), dxr, dxr);
         }
     }
 
@@ -79,13 +81,14 @@ public static class Norms
             TensorPrimitives.Multiply(dyr, w, g);
             float gMean = TensorPrimitives.Sum(g) / d;
             float gxMean = TensorPrimitives.Dot(g, xh) / d;
+            // dx += rstd·g − rstd·gMean − x̂·(rstd·gxMean); dw += dy·x̂; db += dy
             var dxr = dx.Slice(r * d, d);
-            for (int j = 0; j < d; j++)
-            {
-                dxr[j] += rstd[r] * (g[j] - gMean - xh[j] * gxMean);
-                dw[j] += dyr[j] * xh[j];
-                db[j] += dyr[j];
-            }
+            TensorPrimitives.MultiplyAdd(g, rstd[r], dxr, dxr);
+            TensorPrimitives.Subtract(dxr, rstd[r] * gMean, dxr);
+            TensorPrimitives.MultiplyAdd(xh, -rstd[r] * gxMean, dxr, dxr);
+            TensorPrimitives.Multiply(dyr, xh, g);
+            TensorPrimitives.Add(dw, g, dw);
+            TensorPrimitives.Add(db, dyr, db);
         }
     }
 

@@ -62,13 +62,32 @@ public sealed class AdamW : IOptimizer
             var p = parameters[pi];
             if (!p.Trainable) continue;
             float keep = _decay[pi] ? 1 - lr * WeightDecay : 1;
-            for (int i = p.Offset, end = p.Offset + p.Length; i < end; i++)
-            {
-                float g = grads[i];
-                float m = _m[i] = Beta1 * _m[i] + (1 - Beta1) * g;
-                float v = _v[i] = Beta2 * _v[i] + (1 - Beta2) * g * g;
-                values[i] = values[i] * keep - stepSize * m / (MathF.Sqrt(v) / sqrtBc2 + Eps);
-            }
+            Update(values.AsSpan(p.Offset, p.Length), grads.AsSpan(p.Offset, p.Length),
+                _m.AsSpan(p.Offset, p.Length), _v.AsSpan(p.Offset, p.Length), keep, stepSize, sqrtBc2);
+        }
+    }
+
+    /// <summary>The update over one parameter's spans, in stack-sized chunks so each pass stays in L1.</summary>
+    private void Update(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float keep, float stepSize, float sqrtBc2)
+    {
+        const int chunk = 256;
+        Span<float> t = stackalloc float[chunk]; // [chunk] scratch
+        for (int i = 0; i < p.Length; i += chunk)
+        {
+            int n = Math.Min(chunk, p.Length - i);
+            ReadOnlySpan<float> gc = g.Slice(i, n);
+            Span<float> pc = p.Slice(i, n), mc = m.Slice(i, n), vc = v.Slice(i, n), tc = t[..n];
+            TensorPrimitives.Multiply(mc, Beta1, mc);
+            TensorPrimitives.MultiplyAdd(gc, 1 - Beta1, mc, mc);      // m ← β₁m + (1−β₁)g
+            TensorPrimitives.Multiply(gc, gc, tc);
+            TensorPrimitives.Multiply(vc, Beta2, vc);
+            TensorPrimitives.MultiplyAdd(tc, 1 - Beta2, vc, vc);      // v ← β₂v + (1−β₂)g²
+            TensorPrimitives.Sqrt(vc, tc);
+            TensorPrimitives.Multiply(tc, 1 / sqrtBc2, tc);
+            TensorPrimitives.Add(tc, Eps, tc);                         // √v̂ + ε
+            TensorPrimitives.Divide(mc, tc, tc);
+            TensorPrimitives.Multiply(tc, -stepSize, tc);
+            TensorPrimitives.FusedMultiplyAdd(pc, keep, tc, pc);      // p ← p·keep − step·m/(√v̂ + ε)
         }
     }
 }
