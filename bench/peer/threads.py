@@ -1,0 +1,41 @@
+"""Set the thread count for torch *and* the BLAS it calls.
+
+Debian's python3-torch 1.13 is built with BLAS_INFO=generic and calls the system libblas.so.3, which here is
+OpenBLAS (pthread build) with its own thread pool. torch.set_num_threads does not reach that pool, so without
+this a "1-thread" torch.mm silently runs on every core. We find the OpenBLAS already mapped into the process
+and call openblas_set_num_threads on it.
+"""
+import ctypes
+
+import torch
+
+_openblas = None
+
+
+def _find_openblas():
+    global _openblas
+    if _openblas is None:
+        torch.mm(torch.ones(2, 2), torch.ones(2, 2))  # make sure the BLAS is loaded
+        paths = [line.split()[-1] for line in open("/proc/self/maps") if "libopenblas" in line]
+        _openblas = ctypes.CDLL(paths[0]) if paths else False
+        if _openblas:
+            _openblas.openblas_get_corename.restype = ctypes.c_char_p
+            _openblas.openblas_get_config.restype = ctypes.c_char_p
+    return _openblas
+
+
+def set_threads(n):
+    torch.set_num_threads(n)
+    ob = _find_openblas()
+    if ob:
+        ob.openblas_set_num_threads(n)
+        assert ob.openblas_get_num_threads() == n
+
+
+def describe():
+    """One comment line naming the BLAS, for the bench logs."""
+    ob = _find_openblas()
+    if not ob:
+        return f"# torch {torch.__version__}, BLAS: not OpenBLAS"
+    return (f"# torch {torch.__version__}, {ob.openblas_get_config().decode()}, "
+            f"core={ob.openblas_get_corename().decode()}")
