@@ -42,8 +42,8 @@ def parse(lines):
     return rows, peaks
 
 
-def fmt(x):
-    return "–" if x is None else (f"{x:.1f}" if x < 1000 else f"{x:.0f}")
+def fmt(x, metric):
+    return "–" if x is None else (f"{x:.1f}" if metric == "gflops" else f"{x:.0f}")
 
 
 def table(kind, by_key, peaks):
@@ -73,7 +73,7 @@ def table(kind, by_key, peaks):
         kd = dict(key)
         cells = (["×".join(kd.get(f, "?") for f in shape)] if shape else []) + [kd.get(f, "") for f in key_fields]
         vals = {i: float(per_impl[i][metric]) if i in per_impl else None for i in impls}
-        cells += [fmt(vals[i]) for i in impls]
+        cells += [fmt(vals[i], metric) for i in impls]
         if BASE in impls:
             b = vals[BASE]
             cells += ["–" if b is None or not vals[p] else f"{b / vals[p]:.2f}×" for p in peers]
