@@ -17,9 +17,9 @@ import argparse
 import statistics
 import time
 
+from threads import describe, set_threads  # first: sets OMP_WAIT_POLICY before torch loads libgomp
 import torch
 
-from threads import describe, set_threads
 
 CASES = [  # (layout, m, n, k)
     ("NN", 512, 512, 512),

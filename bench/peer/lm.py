@@ -25,13 +25,13 @@ import math
 import os
 import time
 
+from threads import describe, set_threads  # first: sets OMP_WAIT_POLICY before torch loads libgomp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from moe_layer import moe_sorted
 from safetensors_io import load_file
-from threads import describe, set_threads
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                       "tests", "MoeSharp.Tests", "Golden", "dense_lm.safetensors")

@@ -27,11 +27,11 @@ import os
 import statistics
 import time
 
+from threads import describe, set_threads  # first: sets OMP_WAIT_POLICY before torch loads libgomp
 import torch
 import torch.nn.functional as F
 
 from safetensors_io import load_file
-from threads import describe, set_threads
 
 GOLDEN = "/work/shared/golden/moe-layer/moe_layer.safetensors"
 

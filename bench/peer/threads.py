@@ -1,13 +1,25 @@
-"""Set the thread count for torch *and* the BLAS it calls.
+"""Set the thread count for torch *and* the BLAS it calls. Import this module before torch.
 
 Debian's python3-torch 1.13 is built with BLAS_INFO=generic and calls the system libblas.so.3, which here is
 OpenBLAS (pthread build) with its own thread pool. torch.set_num_threads does not reach that pool, so without
 this a "1-thread" torch.mm silently runs on every core. We find the OpenBLAS already mapped into the process
 and call openblas_set_num_threads on it.
+
+Two thread pools then share the cores: torch's OpenMP team (libgomp) and OpenBLAS's pthreads. With libgomp's
+default wait policy its idle threads spin, and on this shared 2-core machine that starves the OpenBLAS threads:
+measured with other jobs running, 2-thread LM training went from ~4.7k tok/s to under 1k. So unless the caller
+set OMP_WAIT_POLICY, we set it to PASSIVE here, which must happen before libgomp is loaded (before `import torch`).
+Set OMP_WAIT_POLICY=ACTIVE to measure the spinning default instead.
 """
 import ctypes
+import os
+import sys
 
-import torch
+if "torch" in sys.modules:
+    print("# warning: threads.py imported after torch; OMP_WAIT_POLICY default not applied", file=sys.stderr)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 _openblas = None
 
@@ -35,7 +47,8 @@ def set_threads(n):
 def describe():
     """One comment line naming the BLAS, for the bench logs."""
     ob = _find_openblas()
+    omp = f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
     if not ob:
-        return f"# torch {torch.__version__}, BLAS: not OpenBLAS"
+        return f"# torch {torch.__version__}, BLAS: not OpenBLAS, {omp}"
     return (f"# torch {torch.__version__}, {ob.openblas_get_config().decode()}, "
-            f"core={ob.openblas_get_corename().decode()}")
+            f"core={ob.openblas_get_corename().decode()}, {omp}")
