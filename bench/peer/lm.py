@@ -149,7 +149,7 @@ def loss_of(model, x, y, aux_coef=0.01):
     return loss, (loss + aux_coef * aux if aux is not None else loss)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, prompt, n_new, a):
     hd = a.d_model // a.heads
     maxlen = len(prompt) + n_new
