@@ -22,6 +22,14 @@ Contents of dense_lm.safetensors (F32 unless noted):
     `adamw_losses` [21]: loss before each of 20 AdamW steps (lr 1e-2, betas (0.9, 0.999), eps 1e-8,
     weight_decay 0.1, decoupled, on every parameter, same batch every step), then the loss after the last step.
     __metadata__ holds the config as strings.
+
+fp32 vs fp64 from the same initial weights, as printed by this script (torch 1.13, 1 thread):
+    logits 8.1e-8 max abs (2.1e-7 of max |logit|); loss 1.2e-7; gradients 2.6e-8 max abs, worst tensor
+    5.4e-7 relative to its max |grad| (layers.1 q_proj); adamw_losses 5.4e-7 max over all 21.
+So the fp32 rounding noise is ~1e-7 relative everywhere, including after 20 AdamW steps; tolerances of 1e-5 on
+logits and losses and 1e-4 relative (to each tensor's max |grad|) on gradients leave a wide margin while still
+catching convention bugs (interleaved RoPE instead of rotate-half moves the logits by 5e-3 relative and the k_proj
+gradients by 130%; eps 1e-6 instead of 1e-5 moves the logits by 1.3%).
 """
 import math
 import os
