@@ -35,11 +35,12 @@ import math
 import os
 import sys
 
-import torch
-import torch.nn.functional as F
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "bench", "peer"))
+from threads import set_threads  # noqa: E402  (before torch; also limits OpenBLAS's own thread pool)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
 from safetensors_io import load_file, save_file  # noqa: E402
 
 CFG = dict(V=37, D=32, L=2, NH=4, F=64, eps=1e-5, theta=10000.0, B=3, T=16, seed=1234,
@@ -172,7 +173,7 @@ def self_checks(init, inp, c):
 
 def main():
     c = CFG
-    torch.set_num_threads(1)
+    set_threads(1)
     torch.manual_seed(c["seed"])
     tokens = torch.randint(0, c["V"], (c["B"], c["T"] + 1))
     inp, target = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
