@@ -7,7 +7,8 @@ and call openblas_set_num_threads on it.
 
 Two thread pools then share the cores: torch's OpenMP team (libgomp) and OpenBLAS's pthreads. With libgomp's
 default wait policy its idle threads spin, and on this shared 2-core machine that starves the OpenBLAS threads:
-measured with other jobs running, 2-thread LM training went from ~4.7k tok/s to under 1k. So unless the caller
+measured with other jobs running, 2-thread training of the lm.py dense model ran at 0.5k-4k tok/s with the
+spinning default and at 3k-11k tok/s with OMP_WAIT_POLICY=PASSIVE, interleaved runs. So unless the caller
 set OMP_WAIT_POLICY, we set it to PASSIVE here, which must happen before libgomp is loaded (before `import torch`).
 Set OMP_WAIT_POLICY=ACTIVE to measure the spinning default instead.
 """
