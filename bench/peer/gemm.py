@@ -9,9 +9,12 @@ Layouts (all operands row-major, flops = 2*m*n*k):
 
 Each case: warm-up, then `--repeats` timed samples (each sample runs enough calls to last >= --min-time
 seconds), and the median is reported, one line per case:
-    gemm impl=torch layout=NN m=1024 n=1024 k=1024 threads=1 gflops=74.1
+    gemm impl={args.impl} layout=NN m=1024 n=1024 k=1024 threads=1 gflops=74.1
+
+OpenBLAS detects the CPU (AVX-512 kernels here) unless PEER_OPENBLAS_CORETYPE pins a core, see threads.py.
 
 Run:  /usr/bin/python3 bench/peer/gemm.py [--threads 1,2] [--repeats 5] [--min-time 0.2]
+      PEER_OPENBLAS_CORETYPE=Haswell /usr/bin/python3 bench/peer/gemm.py --impl torch-avx2
 """
 import argparse
 import statistics
@@ -69,13 +72,14 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.2, help="seconds per timed sample")
+    ap.add_argument("--impl", default="torch", help="name printed as impl= (e.g. torch-avx2 for a pinned core)")
     args = ap.parse_args()
     print(describe(), flush=True)
     for t in [int(x) for x in args.threads.split(",")]:
         set_threads(t)
         for layout, m, n, k in CASES:
             gf = time_case(layout, m, n, k, args.repeats, args.min_time)
-            print(f"gemm impl=torch layout={layout} m={m} n={n} k={k} threads={t} gflops={gf:.1f}", flush=True)
+            print(f"gemm impl={args.impl} layout={layout} m={m} n={n} k={k} threads={t} gflops={gf:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ measured with other jobs running, 2-thread training of the lm.py dense model ran
 spinning default and at 3k-11k tok/s with OMP_WAIT_POLICY=PASSIVE, interleaved runs. So unless the caller
 set OMP_WAIT_POLICY, we set it to PASSIVE here, which must happen before libgomp is loaded (before `import torch`).
 Set OMP_WAIT_POLICY=ACTIVE to measure the spinning default instead.
+
+OpenBLAS kernel choice: this machine's environment sets OPENBLAS_CORETYPE=Haswell, which pins OpenBLAS to its
+AVX2 kernels; left to detect the CPU, OpenBLAS 0.3.21 picks Cooperlake (AVX-512) and its 1-thread sgemm goes from
+~100 to ~180 GFLOP/s here. A peer should be the library at its best, so by default we drop OPENBLAS_CORETYPE and let
+OpenBLAS detect the CPU. PEER_OPENBLAS_CORETYPE=<name> (e.g. Haswell) pins a core type instead; "env" keeps
+whatever OPENBLAS_CORETYPE says. Like the wait policy, this only works before torch is imported.
 """
 import ctypes
 import os
@@ -19,6 +25,11 @@ import sys
 if "torch" in sys.modules:
     print("# warning: threads.py imported after torch; OMP_WAIT_POLICY default not applied", file=sys.stderr)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_coretype = os.environ.get("PEER_OPENBLAS_CORETYPE", "auto")
+if _coretype == "auto":
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+elif _coretype != "env":
+    os.environ["OPENBLAS_CORETYPE"] = _coretype
 
 import torch  # noqa: E402
 

@@ -4,7 +4,8 @@ Writes dense_lm.safetensors next to this script. Regenerate (needs Debian's pyth
 
     /usr/bin/python3 tests/MoeSharp.Tests/Golden/gen_dense_lm.py
 
-The output is deterministic for a given torch build (CPU, fp32, 1 thread). The script also reruns everything in
+The output is deterministic for a given torch build (CPU, fp32, 1 thread, OpenBLAS pinned to its Haswell kernels;
+with the AVX-512 kernels the bytes differ at the 1e-7 level). The script also reruns everything in
 fp64 from the same initial weights and prints the largest fp32-vs-fp64 differences, which is the yardstick for the
 tolerances the C# tests use.
 
@@ -37,6 +38,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "bench", "peer"))
+# Pin OpenBLAS's kernels (AVX2, run on any x86-64-v3 CPU): the fp32 rounding, and so the file's bytes, depend on them.
+os.environ["PEER_OPENBLAS_CORETYPE"] = "Haswell"
 from threads import set_threads  # noqa: E402  (before torch; also limits OpenBLAS's own thread pool)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
