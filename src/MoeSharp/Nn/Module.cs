@@ -9,6 +9,6 @@ public abstract class Module(ParameterArena arena, string name)
     public ParameterArena Arena { get; } = arena;
     public string Name { get; } = name;
 
-    protected Parameter Param(string local, int[] shape, Init init) =>
-        Arena.Add(Name.Length == 0 ? local : $"{Name}.{local}", shape, init);
+    protected Parameter Param(string local, int[] shape, Init init, bool trainable = true) =>
+        Arena.Add(Name.Length == 0 ? local : $"{Name}.{local}", shape, init, trainable);
 }

@@ -22,13 +22,16 @@ public sealed class Parameter
 {
     private Tensor? _value;
 
-    internal Parameter(string name, int[] shape, Init init, int offset)
+    internal Parameter(string name, int[] shape, Init init, int offset, bool trainable)
     {
         Name = name;
         Shape = shape;
         Init = init;
         Offset = offset;
+        _trainable = trainable;
     }
+
+    private readonly bool _trainable;
 
     public string Name { get; }
     public int[] Shape { get; }
@@ -50,7 +53,7 @@ public sealed class Parameter
 
     internal void Bind(float[] values, float[] grads)
     {
-        _value = new Tensor(values, Offset, Shape) { Name = Name, RequiresGrad = true, Grad = new Tensor(grads, Offset, Shape) };
+        _value = new Tensor(values, Offset, Shape) { Name = Name, RequiresGrad = _trainable, Grad = new Tensor(grads, Offset, Shape) };
     }
 }
 
@@ -75,11 +78,12 @@ public sealed class ParameterArena
     /// <summary>[total] every gradient, aligned with <see cref="Values"/>.</summary>
     public float[] Grads { get; private set; } = [];
 
-    public Parameter Add(string name, int[] shape, Init init)
+    /// <param name="trainable">False for state that lives with the weights but is not learned by gradient (a routing bias).</param>
+    public Parameter Add(string name, int[] shape, Init init, bool trainable = true)
     {
         if (Values.Length > 0) throw new InvalidOperationException($"Cannot add parameter '{name}': the arena is already built.");
         if (_byName.ContainsKey(name)) throw new ArgumentException($"A parameter named '{name}' already exists.", nameof(name));
-        var p = new Parameter(name, (int[])shape.Clone(), init, _length);
+        var p = new Parameter(name, (int[])shape.Clone(), init, _length, trainable);
         _length = checked(_length + p.Length);
         _parameters.Add(p);
         _byName[name] = p;

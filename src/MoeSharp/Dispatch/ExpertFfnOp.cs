@@ -1,0 +1,238 @@
+using MoeSharp.Autograd;
+using MoeSharp.Experts;
+using MoeSharp.Kernels;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Dispatch;
+
+/// <summary>
+/// The fused sparse expert FFN: gather each expert's rows, run the grouped GEMMs over the stacked weights, and
+/// combine y[t] = Σ_pairs w·expert(x[t]).
+/// </summary>
+/// <remarks>
+/// Dimensions: T tokens, D model width, H expert width, E experts, P (token, expert) pairs, R placed rows.
+/// Forward work items are (expert, block of <see cref="RowBlock"/> sorted rows), so a skewed load still spreads
+/// over every thread and an empty expert costs nothing. The combine runs per token, summing its pairs in order,
+/// which makes the scatter race-free and the result independent of the thread count. The backward runs the same
+/// path in reverse: the combine's adjoint gathers dy, row blocks give dx rows and the activation gradients, and
+/// weight gradients are split over (expert, column block) so each dW element has one writer.
+/// </remarks>
+public static unsafe class ExpertFfnOp
+{
+    /// <summary>Sorted rows per forward work item.</summary>
+    public const int RowBlock = 128;
+
+    /// <summary>Columns of H per weight-gradient work item.</summary>
+    private const int ColumnBlock = 128;
+
+    /// <summary>y [T,D] = Σ over each token's pairs of weight·expert(x); weights [P] may carry gradients (the router's).</summary>
+    public static Tensor ExpertFfn(this Tape tape, Tensor x, Assignment a, Tensor weights, ExpertBank bank)
+    {
+        int d = bank.Dim, h = bank.Hidden;
+        Shapes.LastDim("ExpertFfn", x, d, "input");
+        if (x.RowCount != a.Tokens) throw new ArgumentException($"ExpertFfn: input {Shapes.Format(x.Shape)} has {x.RowCount} rows; the assignment has {a.Tokens} tokens.");
+        if (weights.Length != a.Pairs) throw new ArgumentException($"ExpertFfn: {weights.Length} gate weights for {a.Pairs} pairs.");
+        if (a.Experts != bank.Experts) throw new ArgumentException($"ExpertFfn: the assignment has {a.Experts} experts; the bank has {bank.Experts}.");
+        var w1 = bank.W1.Value;
+        var w3 = bank.W3?.Value;
+        var w2 = bank.W2.Value;
+        bool tracked = tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad || w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true });
+        int rows = Math.Max(1, a.Placed);
+        var s = new Saved
+        {
+            X = x, A = a, Weights = weights, Bank = bank,
+            Xs = tape.Allocate(rows, d),                         // [R,D] gathered inputs
+            G = tape.Allocate(rows, h),                          // [R,H] w1 pre-activation
+            U = w3 is null ? null : tape.Allocate(rows, h),      // [R,H] w3 branch
+            Act = tape.Allocate(rows, h),                        // [R,H] activation, input of w2
+            Ys = tape.Allocate(rows, d),                         // [R,D] expert outputs, before gating
+        };
+        var y = tape.Output(tracked, x.RowCount, d);
+        var items = Items(a, RowBlock);
+        fixed (float* px = x.Span, pxs = s.Xs.Span, pg = s.G.Span, pu = s.U is null ? default : s.U.Span, pact = s.Act.Span, pys = s.Ys.Span,
+               pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span, pwt = weights.Span, py = y.Span)
+        {
+            Workers.For(items.Length, new ForwardItem(items, a, d, h, bank.Activation, px, pxs, pg, pu, pact, pys, pw1, pw3, pw2));
+            Workers.For(a.Tokens, new CombineItem(a, d, pys, pwt, py));
+        }
+        if (tracked) tape.Record(new ExpertFfnNode(y, s));
+        return y;
+    }
+
+    /// <summary>(expert, first row, row count) work items covering every placed row.</summary>
+    private static (int Expert, int Row, int Count)[] Items(Assignment a, int block)
+    {
+        var items = new List<(int, int, int)>();
+        for (int e = 0; e < a.Experts; e++)
+            for (int r = a.ExpertOffsets[e]; r < a.ExpertOffsets[e + 1]; r += block)
+                items.Add((e, r, Math.Min(block, a.ExpertOffsets[e + 1] - r)));
+        return items.ToArray();
+    }
+
+    private sealed class Saved
+    {
+        public required Tensor X, Weights, Xs, G, Act, Ys;
+        public required Tensor? U;
+        public required Assignment A;
+        public required ExpertBank Bank;
+    }
+
+    private readonly struct ForwardItem((int Expert, int Row, int Count)[] items, Assignment a, int d, int h, ExpertActivation act,
+        float* x, float* xs, float* g, float* u, float* hact, float* ys, float* w1, float* w3, float* w2) : IWorkItem
+    {
+        public void Invoke(int index)
+        {
+            var (e, r0, n) = items[index];
+            for (int r = r0; r < r0 + n; r++)
+                new ReadOnlySpan<float>(x + (long)a.RowToken[r] * d, d).CopyTo(new Span<float>(xs + (long)r * d, d));
+            long eh = (long)e * h * d;
+            float* rx = xs + (long)r0 * d, rg = g + (long)r0 * h, ract = hact + (long)r0 * h;
+            Gemm.MultiplyCore(rx, d, false, w1 + eh, d, true, rg, h, n, h, d, false, false); // G = Xs·W1ᵀ
+            var gs = new ReadOnlySpan<float>(rg, n * h);
+            var acts = new Span<float>(ract, n * h);
+            if (act == ExpertActivation.SwiGlu)
+            {
+                float* ru = u + (long)r0 * h;
+                Gemm.MultiplyCore(rx, d, false, w3 + eh, d, true, ru, h, n, h, d, false, false); // U = Xs·W3ᵀ
+                Activations.SwiGluForward(gs, new ReadOnlySpan<float>(ru, n * h), acts);
+            }
+            else
+            {
+                Activations.GeluForward(gs, acts);
+            }
+            Gemm.MultiplyCore(ract, h, false, w2 + (long)e * d * h, h, true, ys + (long)r0 * d, d, n, d, h, false, false); // Ys = Act·W2ᵀ
+        }
+    }
+
+    private readonly struct CombineItem(Assignment a, int d, float* ys, float* weights, float* y) : IWorkItem
+    {
+        public void Invoke(int t)
+        {
+            var yt = new Span<float>(y + (long)t * d, d);
+            yt.Clear();
+            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
+            {
+                int r = a.PairRow[p];
+                if (r >= 0) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ys + (long)r * d, d), weights[p], yt, yt);
+            }
+        }
+    }
+
+    private sealed class ExpertFfnNode(Tensor y, Saved s) : Node(y)
+    {
+        public override string Op => "ExpertFfn";
+
+        internal override void Backward(Tape tape)
+        {
+            var a = s.A;
+            var bank = s.Bank;
+            int d = bank.Dim, h = bank.Hidden, rows = Math.Max(1, a.Placed);
+            var w1 = bank.W1.Value;
+            var w3 = bank.W3?.Value;
+            var w2 = bank.W2.Value;
+            var dys = tape.Allocate(rows, d);            // [R,D] gate-weighted upstream rows
+            var dact = tape.Allocate(rows, h);           // [R,H] gradient of the activation output
+            var dg = tape.AllocateZeroed(rows, h);       // [R,H] gradient of G
+            var du = w3 is null ? null : tape.AllocateZeroed(rows, h); // [R,H] gradient of U
+            var dxs = tape.Allocate(rows, d);            // [R,D] gradient of gathered inputs
+            var dweights = s.Weights.RequiresGrad ? tape.GradOf(s.Weights) : default;
+            var blocks = Items(a, RowBlock);
+            fixed (float* pdy = Output.Grad!.Span, pys = s.Ys.Span, pwt = s.Weights.Span, pdys = dys.Span, pdact = dact.Span, pdg = dg.Span,
+                   pdu = du is null ? default : du.Span, pdxs = dxs.Span, pg = s.G.Span, pu = s.U is null ? default : s.U.Span,
+                   pact = s.Act.Span, pxs = s.Xs.Span, pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span,
+                   pdw = dweights)
+            {
+                var rowsItem = new BackwardRows(blocks, a, d, h, bank.Activation, pdy, pys, pwt, pdw, pdys, pdact, pdg, pdu, pdxs, pg, pu, pw1, pw3, pw2);
+                Workers.For(blocks.Length, rowsItem);
+                if (w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true })
+                {
+                    var columns = ColumnItems(a, h, ColumnBlock);
+                    fixed (float* gw1 = w1.RequiresGrad ? tape.GradOf(w1) : default, gw2 = w2.RequiresGrad ? tape.GradOf(w2) : default,
+                           gw3 = w3 is { RequiresGrad: true } ? tape.GradOf(w3) : default)
+                        Workers.For(columns.Length, new WeightGradients(columns, a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2));
+                }
+                if (s.X.RequiresGrad)
+                    fixed (float* pdx = tape.GradOf(s.X))
+                        Workers.For(a.Tokens, new ScatterRows(a, d, pdxs, pdx));
+            }
+        }
+
+        /// <summary>(expert, first H column, column count) items for experts that received rows.</summary>
+        private static (int Expert, int Column, int Count)[] ColumnItems(Assignment a, int width, int block)
+        {
+            var items = new List<(int, int, int)>();
+            for (int e = 0; e < a.Experts; e++)
+                if (a.Load(e) > 0)
+                    for (int c = 0; c < width; c += block) items.Add((e, c, Math.Min(block, width - c)));
+            return items.ToArray();
+        }
+    }
+
+    /// <summary>Per row block: dYs = w·dy[token], dw = dy[token]·Ys, then back through W2, the activation, W1 and W3.</summary>
+    private readonly struct BackwardRows((int Expert, int Row, int Count)[] items, Assignment a, int d, int h, ExpertActivation act,
+        float* dy, float* ys, float* weights, float* dweights, float* dys, float* dact, float* dg, float* du, float* dxs,
+        float* g, float* u, float* w1, float* w3, float* w2) : IWorkItem
+    {
+        public void Invoke(int index)
+        {
+            var (e, r0, n) = items[index];
+            for (int r = r0; r < r0 + n; r++)
+            {
+                int p = a.RowPair[r];
+                var dyt = new ReadOnlySpan<float>(dy + (long)a.RowToken[r] * d, d);
+                if (dweights != null) dweights[p] += TensorPrimitives.Dot(dyt, new ReadOnlySpan<float>(ys + (long)r * d, d));
+                TensorPrimitives.Multiply(dyt, weights[p], new Span<float>(dys + (long)r * d, d));
+            }
+            long eh = (long)e * h * d;
+            float* rdys = dys + (long)r0 * d, rdact = dact + (long)r0 * h, rdg = dg + (long)r0 * h, rdxs = dxs + (long)r0 * d;
+            Gemm.MultiplyCore(rdys, d, false, w2 + (long)e * d * h, h, false, rdact, h, n, h, d, false, false); // dAct = dYs·W2
+            var dActs = new ReadOnlySpan<float>(rdact, n * h);
+            var gs = new ReadOnlySpan<float>(g + (long)r0 * h, n * h);
+            var dgs = new Span<float>(rdg, n * h);
+            if (act == ExpertActivation.SwiGlu)
+            {
+                float* rdu = du + (long)r0 * h;
+                Activations.SwiGluBackward(dActs, gs, new ReadOnlySpan<float>(u + (long)r0 * h, n * h), dgs, new Span<float>(rdu, n * h));
+                Gemm.MultiplyCore(rdg, h, false, w1 + eh, d, false, rdxs, d, n, d, h, false, false); // dXs = dG·W1
+                Gemm.MultiplyCore(rdu, h, false, w3 + eh, d, false, rdxs, d, n, d, h, true, false);  //     + dU·W3
+            }
+            else
+            {
+                Activations.GeluBackward(dActs, gs, dgs);
+                Gemm.MultiplyCore(rdg, h, false, w1 + eh, d, false, rdxs, d, n, d, h, false, false);
+            }
+        }
+    }
+
+    /// <summary>Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs, dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, over all of e's rows.</summary>
+    private readonly struct WeightGradients((int Expert, int Column, int Count)[] items, Assignment a, int d, int h,
+        float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2) : IWorkItem
+    {
+        public void Invoke(int index)
+        {
+            var (e, c0, nc) = items[index];
+            int r0 = a.ExpertOffsets[e], n = a.Load(e);
+            long eh = (long)e * h * d;
+            if (gw1 != null)
+                Gemm.MultiplyCore(dg + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw1 + eh + (long)c0 * d, d, nc, d, n, true, false);
+            if (gw3 != null)
+                Gemm.MultiplyCore(du + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw3 + eh + (long)c0 * d, d, nc, d, n, true, false);
+            if (gw2 != null)
+                Gemm.MultiplyCore(dys + (long)r0 * d, d, true, hact + (long)r0 * h + c0, h, false, gw2 + (long)e * d * h + c0, h, d, nc, n, true, false);
+        }
+    }
+
+    /// <summary>The gather's adjoint: dx[t] += Σ over t's placed pairs of dXs[row], in pair order.</summary>
+    private readonly struct ScatterRows(Assignment a, int d, float* dxs, float* dx) : IWorkItem
+    {
+        public void Invoke(int t)
+        {
+            var dxt = new Span<float>(dx + (long)t * d, d);
+            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
+            {
+                int r = a.PairRow[p];
+                if (r >= 0) TensorPrimitives.Add(dxt, new ReadOnlySpan<float>(dxs + (long)r * d, d), dxt);
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using MoeSharp.Experts;
+using MoeSharp.Routing;
+
+namespace MoeSharp.Layers;
+
+/// <summary>How a capacity-limited layer chooses which pairs to drop when an expert is full.</summary>
+public enum DropPolicy
+{
+    /// <summary>Earlier tokens win (Switch, GShard).</summary>
+    Position,
+
+    /// <summary>Pairs with the higher gate weight win (Batch Prioritized Routing).</summary>
+    Probability,
+}
+
+/// <summary>How the Switch/GShard load-balancing loss normalises the token fraction f.</summary>
+public enum LoadBalanceNormalization
+{
+    /// <summary>f_e = count_e / (T·K): the loss is 1 at perfect balance for any K (Switch for K = 1).</summary>
+    PerAssignment,
+
+    /// <summary>f_e = count_e / T: the loss is K at perfect balance (Hugging Face Mixtral's load_balancing_loss_func).</summary>
+    PerToken,
+}
+
+/// <summary>
+/// Every setting of a <see cref="MoeLayer"/>, validated once by <see cref="Validate"/>, which names the bad field.
+/// Dimensions: D model width, E experts, K experts per token, H expert width.
+/// </summary>
+public sealed record MoeOptions
+{
+    // ---- Shape ----
+    /// <summary>Model width D.</summary>
+    public int Dim { get; init; }
+
+    /// <summary>Number of routed experts E.</summary>
+    public int Experts { get; init; } = 8;
+
+    /// <summary>Experts per token K (for expert choice: the average, which sets each expert's capacity).</summary>
+    public int TopK { get; init; } = 2;
+
+    /// <summary>Width H of each routed expert.</summary>
+    public int ExpertHidden { get; init; }
+
+    public ExpertActivation Activation { get; init; } = ExpertActivation.SwiGlu;
+
+    // ---- Router ----
+    public RouterKind Router { get; init; } = RouterKind.SoftmaxTopK;
+
+    /// <summary>Renormalise the K gate weights to sum to 1 (Mixtral; Qwen's norm_topk_prob; DeepSeek).</summary>
+    public bool NormalizeTopK { get; init; } = true;
+
+    /// <summary>Switch: the router sees x·U(1−ε, 1+ε) during training.</summary>
+    public float JitterEps { get; init; }
+
+    /// <summary>Sigmoid router: experts form this many groups; a token may use only the best <see cref="TopGroups"/>.</summary>
+    public int Groups { get; init; } = 1;
+
+    public int TopGroups { get; init; } = 1;
+
+    /// <summary>Sigmoid router: a factor on the gate weights (DeepSeek's routed_scaling_factor).</summary>
+    public float RoutedScaling { get; init; } = 1f;
+
+    /// <summary>Auxiliary-loss-free balancing: γ in b ← b + γ·sign(mean(load) − load), after each optimizer step (sigmoid router).</summary>
+    public float BiasUpdateRate { get; init; }
+
+    /// <summary>Sinkhorn router: balancing iterations.</summary>
+    public int SinkhornIterations { get; init; } = 8;
+
+    /// <summary>Soft MoE: slots per expert.</summary>
+    public int SlotsPerExpert { get; init; } = 1;
+
+    // ---- Balancing (each term is returned separately; these weight their sum) ----
+    public float LoadBalanceCoef { get; init; } = 0.01f;
+    public LoadBalanceNormalization LoadBalanceNormalization { get; init; } = LoadBalanceNormalization.PerAssignment;
+    public float ZLossCoef { get; init; } = 0.001f;
+    public float ImportanceCoef { get; init; }
+    public float LoadCoef { get; init; }
+    public float SequenceBalanceCoef { get; init; }
+
+    // ---- Capacity ----
+    /// <summary>0 for dropless (the default); otherwise capacity = max(MinCapacity, ⌈factor·T·K/E⌉).</summary>
+    public float CapacityFactor { get; init; }
+
+    public int MinCapacity { get; init; }
+    public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
+
+    // ---- Shared experts ----
+    /// <summary>Always-on experts run on every token (Qwen-MoE, DeepSeek), fused into one MLP of width SharedExperts·SharedHidden.</summary>
+    public int SharedExperts { get; init; }
+
+    /// <summary>Width of one shared expert; 0 means <see cref="ExpertHidden"/>.</summary>
+    public int SharedHidden { get; init; }
+
+    /// <summary>Scale the shared output by σ(x·w) per token (Qwen2-MoE's shared_expert_gate).</summary>
+    public bool SharedGate { get; init; }
+
+    // ---- Diagnostics and init ----
+    /// <summary>An expert that receives no token for this many consecutive steps is flagged dead.</summary>
+    public int DeadExpertSteps { get; init; } = 100;
+
+    /// <summary>A layer where one expert takes more than this share of the assignments is flagged collapsed.</summary>
+    public float CollapseThreshold { get; init; } = 0.9f;
+
+    public float InitStd { get; init; } = 0.02f;
+
+    /// <summary>Seeds the layer's own randomness (jitter, router noise).</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public void Validate()
+    {
+        static void Require(bool ok, string field, string message)
+        {
+            if (!ok) throw new ArgumentException($"MoeOptions.{field}: {message}", field);
+        }
+        Require(Dim > 0, nameof(Dim), $"must be positive, got {Dim}.");
+        Require(Experts > 0, nameof(Experts), $"must be positive, got {Experts}.");
+        Require(ExpertHidden > 0, nameof(ExpertHidden), $"must be positive, got {ExpertHidden}.");
+        Require(Enum.IsDefined(Router), nameof(Router), $"unknown router kind {(int)Router}.");
+        Require(Enum.IsDefined(Activation), nameof(Activation), $"unknown activation {(int)Activation}.");
+        Require(TopK > 0 && TopK <= Experts, nameof(TopK), $"must be in [1, Experts = {Experts}], got {TopK}.");
+        Require(Router is not (RouterKind.Switch or RouterKind.Hash) || TopK == 1, nameof(TopK), $"the {Router} router sends each token to one expert; TopK must be 1, got {TopK}.");
+        Require(Router != RouterKind.Dense || TopK == Experts, nameof(TopK), $"the Dense router uses every expert; TopK must equal Experts ({Experts}), got {TopK}.");
+        Require(JitterEps is >= 0 and < 1, nameof(JitterEps), $"must be in [0, 1), got {JitterEps}.");
+        Require(Groups > 0 && Experts % Groups == 0, nameof(Groups), $"must divide Experts ({Experts}), got {Groups}.");
+        Require(TopGroups > 0 && TopGroups <= Groups, nameof(TopGroups), $"must be in [1, Groups = {Groups}], got {TopGroups}.");
+        Require(TopK <= TopGroups * (Experts / Groups), nameof(TopK), $"{TopK} experts cannot be picked from {TopGroups} groups of {Experts / Groups}.");
+        Require(RoutedScaling > 0, nameof(RoutedScaling), $"must be positive, got {RoutedScaling}.");
+        Require(BiasUpdateRate >= 0, nameof(BiasUpdateRate), $"must be non-negative, got {BiasUpdateRate}.");
+        Require(BiasUpdateRate == 0 || Router == RouterKind.SigmoidBias, nameof(BiasUpdateRate), $"bias balancing needs the SigmoidBias router, not {Router}.");
+        Require(SinkhornIterations > 0, nameof(SinkhornIterations), $"must be positive, got {SinkhornIterations}.");
+        Require(SlotsPerExpert > 0, nameof(SlotsPerExpert), $"must be positive, got {SlotsPerExpert}.");
+        foreach (var (value, field) in new[] { (LoadBalanceCoef, nameof(LoadBalanceCoef)), (ZLossCoef, nameof(ZLossCoef)),
+                     (ImportanceCoef, nameof(ImportanceCoef)), (LoadCoef, nameof(LoadCoef)), (SequenceBalanceCoef, nameof(SequenceBalanceCoef)) })
+            Require(value >= 0 && float.IsFinite(value), field, $"must be a non-negative number, got {value}.");
+        Require(CapacityFactor >= 0 && float.IsFinite(CapacityFactor), nameof(CapacityFactor), $"must be 0 (dropless) or positive, got {CapacityFactor}.");
+        Require(MinCapacity >= 0, nameof(MinCapacity), $"must be non-negative, got {MinCapacity}.");
+        Require(SharedExperts >= 0, nameof(SharedExperts), $"must be non-negative, got {SharedExperts}.");
+        Require(SharedHidden >= 0, nameof(SharedHidden), $"must be non-negative, got {SharedHidden}.");
+        Require(!SharedGate || SharedExperts > 0, nameof(SharedGate), "needs at least one shared expert.");
+        Require(DeadExpertSteps > 0, nameof(DeadExpertSteps), $"must be positive, got {DeadExpertSteps}.");
+        Require(CollapseThreshold is > 0 and <= 1, nameof(CollapseThreshold), $"must be in (0, 1], got {CollapseThreshold}.");
+        Require(InitStd > 0, nameof(InitStd), $"must be positive, got {InitStd}.");
+    }
+}

@@ -1,0 +1,340 @@
+using MoeSharp.Autograd;
+using MoeSharp.Kernels;
+using MoeSharp.Layers;
+using MoeSharp.Nn;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Routing;
+
+/// <summary>What a router needs besides x: padding, token ids, training mode, and a generator for noise.</summary>
+public sealed record RoutingContext
+{
+    /// <summary>[T] false for padding tokens, which balancing ignores; null means every token counts.</summary>
+    public bool[]? Mask { get; init; }
+
+    /// <summary>[T] token ids, required by hash routing.</summary>
+    public int[]? TokenIds { get; init; }
+
+    /// <summary>Sequences the T tokens form (equal lengths), for the per-sequence balance loss.</summary>
+    public int Sequences { get; init; } = 1;
+
+    /// <summary>Training enables jitter and router noise.</summary>
+    public bool Training { get; init; }
+}
+
+/// <summary>
+/// A router's decision. Logits [T,E] are always fp32. Probabilities [T,E] are the normalised scores the balance
+/// losses use. Pairs are token-major (token t owns pairs [TokenOffsets[t], TokenOffsets[t+1])) with expert
+/// PairExpert[p] and gate weight Weights[p]; Weights carries the router's gradient.
+/// </summary>
+public sealed record RouterOutput(Tensor Logits, Tensor Probabilities, int[] TokenOffsets, int[] PairExpert, Tensor Weights)
+{
+    /// <summary>True when the router decides per token, so capacity limits apply afterwards.</summary>
+    public bool TokenChoice { get; init; } = true;
+}
+
+/// <summary>Scores experts for each token and picks the pairs that will be computed.</summary>
+public interface IRouter
+{
+    RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
+}
+
+/// <summary>The routers that score with a linear gate W [E,D] (Mixtral's block_sparse_moe.gate.weight).</summary>
+public abstract class LinearRouter : Module, IRouter
+{
+    protected LinearRouter(ParameterArena arena, string name, MoeOptions options) : base(arena, name)
+    {
+        Options = options;
+        Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
+        Rng = new Rng(options.Seed ^ 0x5EED_0F_A0);
+    }
+
+    public MoeOptions Options { get; }
+    public Parameter Weight { get; }
+    protected Rng Rng { get; }
+
+    public abstract RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
+
+    /// <summary>Token-major offsets for exactly k pairs per token.</summary>
+    protected static int[] Uniform(int tokens, int k)
+    {
+        var offsets = new int[tokens + 1];
+        for (int t = 0; t <= tokens; t++) offsets[t] = t * k;
+        return offsets;
+    }
+
+    /// <summary>Top-k column indices per row of <paramref name="scores"/> [T,E], ties to the lower index.</summary>
+    protected static int[] Select(ReadOnlySpan<float> scores, int experts, int k)
+    {
+        int tokens = scores.Length / experts;
+        var values = new float[tokens * k];
+        var indices = new int[tokens * k];
+        TopK.Rows(scores, experts, k, values, indices);
+        return indices;
+    }
+
+    /// <summary>Creates the router an options object names.</summary>
+    public static IRouter Create(ParameterArena arena, string name, MoeOptions o) => o.Router switch
+    {
+        RouterKind.SoftmaxTopK or RouterKind.Dense => new SoftmaxTopKRouter(arena, name, o),
+        RouterKind.TopKSoftmax => new TopKSoftmaxRouter(arena, name, o),
+        RouterKind.SigmoidBias => new SigmoidBiasRouter(arena, name, o),
+        RouterKind.Switch => new SwitchRouter(arena, name, o),
+        RouterKind.NoisyTopK => new NoisyTopKRouter(arena, name, o),
+        RouterKind.ExpertChoice => new ExpertChoiceRouter(arena, name, o),
+        RouterKind.Sinkhorn => new SinkhornRouter(arena, name, o),
+        RouterKind.Hash => new HashRouter(o),
+        _ => throw new ArgumentException($"MoeOptions.Router: {o.Router} has no token router (Soft MoE mixes slots inside the layer).", nameof(o)),
+    };
+}
+
+/// <summary>p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK. With K = E: the dense mixture.</summary>
+public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+{
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        var logits = tape.Linear(x, Weight.Value);
+        var p = tape.Softmax(logits);
+        int k = Options.TopK;
+        var experts = Select(logits.Span, Options.Experts, k);
+        var offsets = Uniform(x.RowCount, k);
+        var w = tape.GatherPairs(p, offsets, experts);
+        if (Options.NormalizeTopK && k > 1 && k < Options.Experts) w = tape.NormalizePerToken(w, offsets);
+        return new RouterOutput(logits, p, offsets, experts, w);
+    }
+}
+
+/// <summary>Top-k of the logits, then softmax over those k logits (GPT-OSS).</summary>
+public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+{
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        var logits = tape.Linear(x, Weight.Value);
+        var experts = Select(logits.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(x.RowCount, Options.TopK);
+        var w = tape.SoftmaxPerToken(tape.GatherPairs(logits, offsets, experts), offsets);
+        return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
+    }
+}
+
+/// <summary>
+/// DeepSeek-V3: s = σ(x·Wᵀ). Selection uses s + b, where the bias b is trained only by
+/// <see cref="MoeLayer.UpdateBias"/>, and is limited to the best TopGroups groups (a group scores the sum of its
+/// two best biased scores). Weights come from s alone, renormalised and scaled by RoutedScaling.
+/// </summary>
+public sealed class SigmoidBiasRouter : LinearRouter
+{
+    public SigmoidBiasRouter(ParameterArena arena, string name, MoeOptions o) : base(arena, name, o)
+    {
+        Bias = Param("e_score_correction_bias", [o.Experts], Init.Zeros, trainable: false);
+    }
+
+    /// <summary>[E] selection-only bias; not trainable by gradient.</summary>
+    public Parameter Bias { get; }
+
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        int e = Options.Experts, tokens = x.RowCount, k = Options.TopK;
+        var logits = tape.Linear(x, Weight.Value);
+        var s = tape.Sigmoid(logits);
+        var choice = new float[tokens * e]; // [T,E] biased scores, −∞ outside the kept groups
+        var bias = Bias.Value.Span;
+        int groups = Options.Groups, size = e / groups;
+        var groupScore = new float[groups];
+        var keptGroups = new int[Options.TopGroups];
+        var scratch = new float[Options.TopGroups];
+        for (int t = 0; t < tokens; t++)
+        {
+            var row = choice.AsSpan(t * e, e);
+            for (int j = 0; j < e; j++) row[j] = s[t * e + j] + bias[j];
+            if (groups == 1) continue;
+            for (int g = 0; g < groups; g++)
+            {
+                var part = row.Slice(g * size, size);
+                float best = float.NegativeInfinity, second = float.NegativeInfinity;
+                foreach (float v in part)
+                {
+                    if (v > best) (best, second) = (v, best);
+                    else if (v > second) second = v;
+                }
+                groupScore[g] = size == 1 ? best : best + second;
+            }
+            TopK.Rows(groupScore, groups, Options.TopGroups, scratch, keptGroups);
+            for (int g = 0; g < groups; g++)
+                if (Array.IndexOf(keptGroups, g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
+        }
+        var experts = Select(choice, e, k);
+        var offsets = Uniform(tokens, k);
+        var w = tape.GatherPairs(s, offsets, experts);
+        if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
+        if (Options.RoutedScaling != 1f) w = tape.Scale(w, Options.RoutedScaling);
+        // Balance losses see the scores normalised per token, as DeepSeek-V3's sequence-wise loss does.
+        var probabilities = tape.NormalizePerToken(s.Reshape(tokens * e), Uniform(tokens, e)).Reshape(tokens, e);
+        return new RouterOutput(logits, probabilities, offsets, experts, w);
+    }
+}
+
+/// <summary>Switch Transformer: top-1 of softmax, weight = that probability; the router sees x·U(1−ε, 1+ε) in training.</summary>
+public sealed class SwitchRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+{
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        var input = x;
+        if (context.Training && Options.JitterEps > 0)
+        {
+            var noise = tape.Allocate(x.Shape.ToArray());
+            var span = noise.Span;
+            for (int i = 0; i < span.Length; i++) span[i] = 1 - Options.JitterEps + 2 * Options.JitterEps * Rng.NextFloat();
+            input = tape.Multiply(x, noise);
+        }
+        var logits = tape.Linear(input, Weight.Value);
+        var p = tape.Softmax(logits);
+        var experts = Select(logits.Span, Options.Experts, 1);
+        var offsets = Uniform(x.RowCount, 1);
+        return new RouterOutput(logits, p, offsets, experts, tape.GatherPairs(p, offsets, experts));
+    }
+}
+
+/// <summary>
+/// Shazeer et al. 2017: H = x·Wᵀ + ε·softplus(x·W_noiseᵀ), ε ~ N(0,1) in training (H = x·Wᵀ at inference);
+/// the top-k of H, softmax over those k.
+/// </summary>
+public sealed class NoisyTopKRouter : LinearRouter
+{
+    public NoisyTopKRouter(ParameterArena arena, string name, MoeOptions o) : base(arena, name, o)
+    {
+        NoiseWeight = Param("noise_weight", [o.Experts, o.Dim], Init.Zeros);
+    }
+
+    /// <summary>[E,D] learned noise scale; zero at start, as in the paper.</summary>
+    public Parameter NoiseWeight { get; }
+
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        var logits = tape.Linear(x, Weight.Value);
+        var h = logits;
+        if (context.Training)
+        {
+            var scale = tape.Softplus(tape.Linear(x, NoiseWeight.Value));
+            var eps = tape.Allocate(scale.Shape.ToArray());
+            Rng.FillNormal(eps.Span, 0, 1);
+            h = tape.Add(logits, tape.Multiply(scale, eps));
+        }
+        var experts = Select(h.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(x.RowCount, Options.TopK);
+        var w = tape.SoftmaxPerToken(tape.GatherPairs(h, offsets, experts), offsets);
+        return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
+    }
+}
+
+/// <summary>
+/// Expert choice: p = softmax(x·Wᵀ) per token; each expert takes the C tokens with the highest p[:,e]
+/// (C = ⌈CapacityFactor·T·K/E⌉, factor 1 when unset; ties to the lower token). A token may get 0..E experts.
+/// </summary>
+public sealed class ExpertChoiceRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+{
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        int tokens = x.RowCount, e = Options.Experts;
+        var logits = tape.Linear(x, Weight.Value);
+        var p = tape.Softmax(logits);
+        float factor = Options.CapacityFactor > 0 ? Options.CapacityFactor : 1f;
+        int c = Math.Min(tokens, Math.Max(Options.MinCapacity, (int)Math.Ceiling(factor * tokens * Options.TopK / e)));
+        var chosen = new bool[tokens * e]; // [T,E]
+        var column = new float[tokens];
+        var values = new float[c];
+        var picks = new int[c];
+        for (int j = 0; j < e; j++)
+        {
+            for (int t = 0; t < tokens; t++) column[t] = p[t * e + j];
+            TopK.Rows(column, tokens, c, values, picks);
+            foreach (int t in picks) chosen[t * e + j] = true;
+        }
+        var offsets = new int[tokens + 1];
+        var experts = new List<int>();
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int j = 0; j < e; j++) if (chosen[t * e + j]) experts.Add(j);
+            offsets[t + 1] = experts.Count;
+        }
+        var pairs = experts.ToArray();
+        return new RouterOutput(logits, p, offsets, pairs, tape.GatherPairs(p, offsets, pairs)) { TokenChoice = false };
+    }
+}
+
+/// <summary>
+/// Balanced assignment: a few Sinkhorn iterations turn exp(logits) into a plan whose rows sum to 1 and columns to
+/// T/E; each token takes its top-k experts under the plan. Weights are softmax(logits) at those experts, so the
+/// router still learns (S-BASE style). The plan itself carries no gradient.
+/// </summary>
+public sealed class SinkhornRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+{
+    public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        int tokens = x.RowCount, e = Options.Experts, k = Options.TopK;
+        var logits = tape.Linear(x, Weight.Value);
+        var p = tape.Softmax(logits);
+        var plan = Plan(logits.Span, tokens, e, Options.SinkhornIterations);
+        var experts = Select(plan, e, k);
+        var offsets = Uniform(tokens, k);
+        var w = tape.GatherPairs(p, offsets, experts);
+        if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
+        return new RouterOutput(logits, p, offsets, experts, w);
+    }
+
+    /// <summary>Alternating row and column scaling of exp(logits − row max), in double.</summary>
+    internal static float[] Plan(ReadOnlySpan<float> logits, int tokens, int experts, int iterations)
+    {
+        var m = new double[tokens * experts]; // [T,E]
+        for (int t = 0; t < tokens; t++)
+        {
+            float max = TensorPrimitives.Max(logits.Slice(t * experts, experts));
+            for (int j = 0; j < experts; j++) m[t * experts + j] = Math.Exp(logits[t * experts + j] - max);
+        }
+        var col = new double[experts];
+        for (int it = 0; it < iterations; it++)
+        {
+            Array.Clear(col);
+            for (int t = 0; t < tokens; t++)
+                for (int j = 0; j < experts; j++) col[j] += m[t * experts + j];
+            for (int t = 0; t < tokens; t++)
+                for (int j = 0; j < experts; j++) m[t * experts + j] *= (double)tokens / experts / col[j];
+            for (int t = 0; t < tokens; t++)
+            {
+                double row = 0;
+                for (int j = 0; j < experts; j++) row += m[t * experts + j];
+                for (int j = 0; j < experts; j++) m[t * experts + j] /= row;
+            }
+        }
+        return m.Select(v => (float)v).ToArray();
+    }
+}
+
+/// <summary>Hash layers: expert = mix(token id) mod E, weight 1; no parameters, no gradient.</summary>
+public sealed class HashRouter(MoeOptions options) : IRouter
+{
+    public RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
+    {
+        int tokens = x.RowCount, e = options.Experts;
+        var ids = context.TokenIds ?? throw new ArgumentException("Hash routing needs the token ids (RoutingContext.TokenIds).");
+        if (ids.Length != tokens) throw new ArgumentException($"Hash routing got {ids.Length} token ids for {tokens} tokens.");
+        var experts = new int[tokens];
+        for (int t = 0; t < tokens; t++) experts[t] = (int)(Mix((ulong)ids[t] ^ options.Seed) % (ulong)e);
+        var logits = tape.AllocateZeroed(tokens, e); // [T,E] no scores: all zero
+        var p = tape.Allocate(tokens, e);             // [T,E] uniform
+        p.Span.Fill(1f / e);
+        var w = tape.Allocate(tokens);
+        w.Span.Fill(1f);
+        var offsets = new int[tokens + 1];
+        for (int t = 0; t <= tokens; t++) offsets[t] = t;
+        return new RouterOutput(logits, p, offsets, experts, w);
+    }
+
+    /// <summary>SplitMix64's finaliser: consecutive ids land on unrelated experts.</summary>
+    private static ulong Mix(ulong z)
+    {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}
