@@ -22,10 +22,13 @@ public static class PairOps
         return y;
     }
 
-    /// <summary>w[p] / Σ_{q of the same token} w[q]: renormalises each token's gate values to sum to 1.</summary>
+    /// <summary>
+    /// w[p] / Σ_{q of the same token} w[q]: renormalises each token's gate values to sum to 1. The output keeps w's
+    /// shape, so rows of a [T,E] score matrix normalise with offsets 0, E, 2E, ….
+    /// </summary>
     public static Tensor NormalizePerToken(this Tape tape, Tensor w, int[] tokenOffsets)
     {
-        var y = tape.Output(tape.Tracks(w), w.Length);
+        var y = tape.Output(tape.Tracks(w), w.Shape.ToArray());
         var sums = tape.Allocate(tokenOffsets.Length - 1); // [T]
         var ws = w.Span;
         for (int t = 0; t < sums.Length; t++)

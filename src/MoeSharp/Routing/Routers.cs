@@ -169,7 +169,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
         if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
         if (Options.RoutedScaling != 1f) w = tape.Scale(w, Options.RoutedScaling);
         // Balance losses see the scores normalised per token, as DeepSeek-V3's sequence-wise loss does.
-        var probabilities = tape.NormalizePerToken(s.Reshape(tokens * e), Uniform(tokens, e)).Reshape(tokens, e);
+        var probabilities = tape.NormalizePerToken(s, Uniform(tokens, e));
         return new RouterOutput(logits, probabilities, offsets, experts, w);
     }
 }

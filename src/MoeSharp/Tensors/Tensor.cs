@@ -56,9 +56,13 @@ public sealed class Tensor
     private int CheckIndex(int i) => (uint)i < (uint)Length ? i
         : throw new IndexOutOfRangeException($"Index {i} is outside a tensor of shape {Shapes.Format(_shape)}.");
 
-    /// <summary>A view with another shape and the same element count.</summary>
+    /// <summary>
+    /// A view with another shape and the same element count. The view is outside autograd: reshaping a tensor
+    /// that carries gradients would silently cut the graph, so that is an error.
+    /// </summary>
     public Tensor Reshape(params int[] shape)
     {
+        if (RequiresGrad) throw new InvalidOperationException($"Reshaping {this} would detach it from autograd; reshape its data before it takes part in an op.");
         if (Shapes.Count(shape) != Length)
             throw new ArgumentException($"Cannot reshape {Shapes.Format(_shape)} ({Length} elements) to {Shapes.Format(shape)}.");
         return new Tensor(Storage, Offset, shape);
