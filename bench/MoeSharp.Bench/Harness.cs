@@ -14,6 +14,7 @@ internal static class Harness
         ["peak"] = _ => { FmaPeak.Report(); return 0; },
         ["lm-profile"] = LmBench.Profile,
         ["attention"] = AttentionBench.Run,
+        ["moe"] = MoeBench.Run,
     };
 
     public static int Usage()

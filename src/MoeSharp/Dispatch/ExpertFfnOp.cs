@@ -20,7 +20,7 @@ namespace MoeSharp.Dispatch;
 public static unsafe class ExpertFfnOp
 {
     /// <summary>Sorted rows per forward work item.</summary>
-    public const int RowBlock = 128;
+    public const int RowBlock = 512;
 
     /// <summary>Columns of H per weight-gradient work item.</summary>
     private const int ColumnBlock = 128;
