@@ -209,17 +209,16 @@ public static unsafe class Gemm
             }
             else
             {
-                for (int r = 0; r < Mr; r++)
+                // Walk k outermost so the packed panel is written sequentially; the Mr source rows are read as
+                // Mr streams, each cache line of which serves 16 consecutive k.
+                var src = stackalloc float*[8];
+                for (int r = 0; r < Mr; r++) src[r] = A + (long)(i0 + Math.Min(r, rows - 1)) * Lda + Pc;
+                for (int kk = 0; kk < Kc; kk++)
                 {
-                    if (r < rows)
-                    {
-                        float* src = A + (long)(i0 + r) * Lda + Pc;
-                        for (int kk = 0; kk < Kc; kk++) dst[kk * Mr + r] = src[kk];
-                    }
-                    else
-                    {
-                        for (int kk = 0; kk < Kc; kk++) dst[kk * Mr + r] = 0;
-                    }
+                    float* d = dst + kk * Mr;
+                    int r = 0;
+                    for (; r < rows; r++) d[r] = src[r][kk];
+                    for (; r < Mr; r++) d[r] = 0;
                 }
             }
         }
@@ -231,17 +230,15 @@ public static unsafe class Gemm
             int j0 = Jc + q * Nr, cols = Math.Min(Nr, Jc + Nc - j0);
             if (TransB)
             {
-                for (int jj = 0; jj < Nr; jj++)
+                // As for A: sequential writes, Nr read streams.
+                var src = stackalloc float*[32];
+                for (int jj = 0; jj < Nr; jj++) src[jj] = B + (long)(j0 + Math.Min(jj, cols - 1)) * Ldb + Pc;
+                for (int kk = 0; kk < Kc; kk++)
                 {
-                    if (jj < cols)
-                    {
-                        float* src = B + (long)(j0 + jj) * Ldb + Pc;
-                        for (int kk = 0; kk < Kc; kk++) dst[kk * Nr + jj] = src[kk];
-                    }
-                    else
-                    {
-                        for (int kk = 0; kk < Kc; kk++) dst[kk * Nr + jj] = 0;
-                    }
+                    float* d = dst + kk * Nr;
+                    int jj = 0;
+                    for (; jj < cols; jj++) d[jj] = src[jj][kk];
+                    for (; jj < Nr; jj++) d[jj] = 0;
                 }
             }
             else
