@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MoeSharp.Models;
 using MoeSharp.Autograd;
 using MoeSharp.Kernels;
 using MoeSharp.Nn;
@@ -14,12 +15,12 @@ internal static class LmBench
 {
     public static int Profile(string[] args)
     {
-        var config = new TransformerConfig { Vocab = 65, DModel = 128, Layers = 4, Heads = 4, DFF = 512, Context = 64 };
+        var config = new ModelConfig { Vocab = 65, DModel = 128, Layers = 4, Heads = 4, DFF = 512, Context = 64 };
         const int batch = 12, steps = 30;
         foreach (int threads in Harness.ThreadList(args))
         {
             Workers.Threads = threads;
-            var model = new TransformerLm(config, 1);
+            var model = new MoeTransformer(config, 1);
             var rng = new Rng(1);
             var ids = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
             var targets = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
@@ -41,10 +42,10 @@ internal static class LmBench
         return 0;
     }
 
-    private static void Step(TransformerLm model, Tape tape, int[] ids, int[] targets, int batch)
+    private static void Step(MoeTransformer model, Tape tape, int[] ids, int[] targets, int batch)
     {
         model.Arena.ZeroGrad();
-        tape.Backward(model.Loss(tape, ids, targets, batch));
+        tape.Backward(model.Loss(tape, ids, targets, batch).Loss);
         tape.Reset();
     }
 }

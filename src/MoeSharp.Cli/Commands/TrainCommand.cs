@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using MoeSharp.Models;
 using MoeSharp.Data;
 using MoeSharp.Kernels;
 using MoeSharp.Nn;
@@ -38,13 +39,13 @@ internal static class TrainCommand
             if (text.Length == 0) throw new InvalidDataException($"Data file '{file.FullName}' is empty.");
             var tokenizer = CharTokenizer.FromText(text);
             var dataset = new TextDataset(tokenizer.Encode(text));
-            var config = new TransformerConfig
+            var config = new ModelConfig
             {
                 Vocab = tokenizer.VocabSize, DModel = p.GetValue(dModel), Layers = p.GetValue(layers), Heads = p.GetValue(heads),
                 DFF = p.GetValue(dFF), Context = p.GetValue(context),
             };
             var options = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed) };
-            var model = new TransformerLm(config, options.Seed);
+            var model = new MoeTransformer(config, options.Seed);
             var trainer = new LmTrainer(model, dataset, options);
             Console.WriteLine($"model: {model.Arena.Length:N0} parameters, vocab {config.Vocab}, {config.Layers} layers, d_model {config.DModel}, threads {Workers.Threads}");
             var clock = Stopwatch.StartNew();

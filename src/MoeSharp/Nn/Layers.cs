@@ -67,7 +67,7 @@ public enum MlpKind { SwiGlu, Gelu }
 /// The feed-forward block. SwiGLU: down(silu(gate(x)) ⊙ up(x)) with Llama's names gate_proj/up_proj/down_proj.
 /// GELU: down(gelu(up(x))).
 /// </summary>
-public sealed class Mlp : Module, IFeedForward
+public sealed class Mlp : Module
 {
     public Mlp(ParameterArena arena, string name, int dim, int hidden, MlpKind kind, float initStd = 0.02f, float? outStd = null)
         : base(arena, name)

@@ -20,6 +20,9 @@ public sealed record RoutingContext
 
     /// <summary>Training enables jitter and router noise.</summary>
     public bool Training { get; init; }
+
+    /// <summary>The training step; noise is drawn from (layer seed, step), so a resumed run draws the same noise.</summary>
+    public long Step { get; init; }
 }
 
 /// <summary>
@@ -46,12 +49,13 @@ public abstract class LinearRouter : Module, IRouter
     {
         Options = options;
         Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
-        Rng = new Rng(options.Seed ^ 0x5EED_0F_A0);
     }
 
     public MoeOptions Options { get; }
     public Parameter Weight { get; }
-    protected Rng Rng { get; }
+
+    /// <summary>The generator for this call's noise, a function of the layer's seed and the step only.</summary>
+    protected Rng Noise(RoutingContext context) => new(Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)context.Step);
 
     public abstract RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 
@@ -184,7 +188,8 @@ public sealed class SwitchRouter(ParameterArena arena, string name, MoeOptions o
         {
             var noise = tape.Allocate(x.Shape.ToArray());
             var span = noise.Span;
-            for (int i = 0; i < span.Length; i++) span[i] = 1 - Options.JitterEps + 2 * Options.JitterEps * Rng.NextFloat();
+            var rng = Noise(context);
+            for (int i = 0; i < span.Length; i++) span[i] = 1 - Options.JitterEps + 2 * Options.JitterEps * rng.NextFloat();
             input = tape.Multiply(x, noise);
         }
         var logits = tape.Linear(input, Weight.Value);
@@ -217,7 +222,7 @@ public sealed class NoisyTopKRouter : LinearRouter
         {
             var scale = tape.Softplus(tape.Linear(x, NoiseWeight.Value));
             var eps = tape.Allocate(scale.Shape.ToArray());
-            Rng.FillNormal(eps.Span, 0, 1);
+            Noise(context).FillNormal(eps.Span, 0, 1);
             h = tape.Add(logits, tape.Multiply(scale, eps));
         }
         var experts = Select(h.Span, Options.Experts, Options.TopK);

@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using MoeSharp.Autograd;
 using MoeSharp.Data;
-using MoeSharp.Nn;
+using MoeSharp.Diagnostics;
+using MoeSharp.Models;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Training;
@@ -21,10 +22,16 @@ public sealed record LmTrainOptions
 
     public void Validate()
     {
-        if (Steps <= 0) throw new ArgumentException($"Training options: Steps must be positive, got {Steps}.", nameof(Steps));
-        if (Batch <= 0) throw new ArgumentException($"Training options: Batch must be positive, got {Batch}.", nameof(Batch));
-        if (!(LearningRate > 0)) throw new ArgumentException($"Training options: LearningRate must be positive, got {LearningRate}.", nameof(LearningRate));
-        if (WarmupSteps < 0) throw new ArgumentException($"Training options: WarmupSteps must be non-negative, got {WarmupSteps}.", nameof(WarmupSteps));
+        static void Require(bool ok, string field, string message)
+        {
+            if (!ok) throw new ArgumentException($"Training options: {field} {message}", field);
+        }
+        Require(Steps > 0, nameof(Steps), $"must be positive, got {Steps}.");
+        Require(Batch > 0, nameof(Batch), $"must be positive, got {Batch}.");
+        Require(LearningRate > 0 && float.IsFinite(LearningRate), nameof(LearningRate), $"must be positive, got {LearningRate}.");
+        Require(MinLearningRate >= 0 && MinLearningRate <= LearningRate, nameof(MinLearningRate), $"must be in [0, LearningRate], got {MinLearningRate}.");
+        Require(WarmupSteps >= 0, nameof(WarmupSteps), $"must be non-negative, got {WarmupSteps}.");
+        Require(ClipNorm >= 0, nameof(ClipNorm), $"must be non-negative, got {ClipNorm}.");
     }
 }
 
@@ -32,16 +39,18 @@ public sealed record LmTrainOptions
 public sealed class NonFiniteException(string message) : Exception(message);
 
 /// <summary>
-/// Next-token training of a <see cref="TransformerLm"/> on a <see cref="TextDataset"/>: random windows, AdamW,
-/// warm-up and cosine decay, global-norm clipping, and a guard that stops at the first NaN naming its layer.
-/// Batches come from one seeded generator, so a seed and thread count fix every loss.
+/// Next-token training of a <see cref="MoeTransformer"/> on a <see cref="TextDataset"/>: random windows, AdamW,
+/// warm-up and cosine decay, global-norm clipping, auxiliary-loss-free bias updates after each optimizer step, a
+/// routing monitor per MoE layer, and a guard that stops at the first NaN naming its layer. Batches come from one
+/// seeded generator whose state is part of a checkpoint, so a seed and thread count fix every loss, resumed or not.
 /// </summary>
 public sealed class LmTrainer
 {
     private readonly Tape _tape = new();
     private readonly int[] _inputs, _targets; // [B·T]
+    private readonly RoutingMonitor[] _monitors;
 
-    public LmTrainer(TransformerLm model, TextDataset data, LmTrainOptions options)
+    public LmTrainer(MoeTransformer model, TextDataset data, LmTrainOptions options)
     {
         options.Validate();
         Model = model;
@@ -52,9 +61,10 @@ public sealed class LmTrainer
         BatchRng = new Rng(options.Seed);
         _inputs = new int[options.Batch * model.Config.Context];
         _targets = new int[options.Batch * model.Config.Context];
+        _monitors = model.MoeLayers.Select(m => new RoutingMonitor(m.Options.Experts, m.Options.DeadExpertSteps, m.Options.CollapseThreshold)).ToArray();
     }
 
-    public TransformerLm Model { get; }
+    public MoeTransformer Model { get; }
     public TextDataset Data { get; }
     public LmTrainOptions Options { get; }
     public AdamW Optimizer { get; }
@@ -66,38 +76,50 @@ public sealed class LmTrainer
     /// <summary>Steps completed.</summary>
     public int Step { get; set; }
 
-    /// <summary>Runs one optimisation step and returns its training loss.</summary>
+    /// <summary>Runs one optimisation step.</summary>
     public StepResult TrainStep()
     {
         int ctx = Model.Config.Context;
         Data.Sample(BatchRng, validation: false, Options.Batch, ctx, _inputs, _targets);
         var sw = Stopwatch.StartNew();
         Model.Arena.ZeroGrad();
-        var loss = Model.Loss(_tape, _inputs, _targets, Options.Batch);
-        float value = loss[0];
-        if (!float.IsFinite(value))
+        var (loss, ce, output) = Model.Loss(_tape, _inputs, _targets, Options.Batch, training: true, step: Step);
+        float value = ce[0];
+        if (!float.IsFinite(loss[0]))
         {
             var node = _tape.FirstNonFinite();
             _tape.Reset();
             throw new NonFiniteException(node is null
-                ? $"Step {Step}: the loss is {value}."
-                : $"Step {Step}: the loss is {value}; the first non-finite value came from {node.Op} in layer '{node.Label}'.");
+                ? $"Step {Step}: the loss is {loss[0]}."
+                : $"Step {Step}: the loss is {loss[0]}; the first non-finite value came from {node.Op} in layer '{node.Label}'.");
         }
+        var aux = new Dictionary<string, float>();
+        foreach (var r in output.Moe)
+            foreach (var (name, term) in r.AuxLosses) aux[name] = aux.GetValueOrDefault(name) + term[0];
+        var stats = output.Moe.Select(r => r.Stats).ToArray();
+        float auxTotal = output.AuxLoss?[0] ?? 0;
         _tape.Backward(loss);
         _tape.Reset();
         float norm = GradientClipping.ClipGlobalNorm(Model.Arena, Options.ClipNorm);
         if (!float.IsFinite(norm))
         {
-            var bad = Model.Arena.Parameters.First(p => !TensorPrimitives.IsFiniteAll(p.Value.Grad!.Span));
+            var bad = Model.Arena.Parameters.First(p => p.Trainable && !TensorPrimitives.IsFiniteAll(p.Value.Grad!.Span));
             throw new NonFiniteException($"Step {Step}: the gradient of '{bad.Name}' is not finite.");
         }
         float lr = Schedule.At(Step);
         Optimizer.Step(lr);
+        var layers = Model.MoeLayers;
+        var alerts = new List<RoutingAlert>();
+        for (int i = 0; i < layers.Count; i++)
+        {
+            layers[i].UpdateBias(stats[i]);
+            alerts.AddRange(_monitors[i].Observe(stats[i], Step + 1));
+        }
         Step++;
-        return new StepResult(value, lr, norm, _inputs.Length / sw.Elapsed.TotalSeconds);
+        return new StepResult(value, auxTotal, lr, norm, _inputs.Length / sw.Elapsed.TotalSeconds, aux, stats, alerts);
     }
 
-    /// <summary>Mean loss over <paramref name="batches"/> validation batches drawn from <paramref name="seed"/> (the same batches every call).</summary>
+    /// <summary>Mean cross-entropy over <paramref name="batches"/> validation batches drawn from <paramref name="seed"/> (the same batches every call).</summary>
     public float Evaluate(int batches, ulong seed = 42)
     {
         var rng = new Rng(seed);
@@ -105,11 +127,13 @@ public sealed class LmTrainer
         for (int i = 0; i < batches; i++)
         {
             Data.Sample(rng, validation: true, Options.Batch, Model.Config.Context, _inputs, _targets);
-            using (_tape.NoGrad()) total += Model.Loss(_tape, _inputs, _targets, Options.Batch)[0];
+            using (_tape.NoGrad()) total += Model.Loss(_tape, _inputs, _targets, Options.Batch).CrossEntropy[0];
             _tape.Reset();
         }
         return (float)(total / batches);
     }
 
-    public readonly record struct StepResult(float Loss, float LearningRate, float GradNorm, double TokensPerSecond);
+    /// <summary>One step's outcome: cross-entropy, weighted aux loss, rate, pre-clip gradient norm, speed, aux terms summed over layers, per-layer routing, new alerts.</summary>
+    public sealed record StepResult(float Loss, float AuxLoss, float LearningRate, float GradNorm, double TokensPerSecond,
+        IReadOnlyDictionary<string, float> AuxTerms, IReadOnlyList<RoutingStats> Routing, IReadOnlyList<RoutingAlert> Alerts);
 }

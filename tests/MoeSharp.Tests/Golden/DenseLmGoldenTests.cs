@@ -1,3 +1,4 @@
+using MoeSharp.Models;
 using MoeSharp.Autograd;
 using MoeSharp.IO;
 using MoeSharp.Nn;
@@ -13,16 +14,16 @@ namespace MoeSharp.Tests.Golden;
 /// </summary>
 public class DenseLmGoldenTests
 {
-    private static (TransformerLm Model, SafetensorsFile Golden, int[] Input, int[] Target, int Batch) Load()
+    private static (MoeTransformer Model, SafetensorsFile Golden, int[] Input, int[] Target, int Batch) Load()
     {
         var golden = SafetensorsFile.Open(Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Golden", "dense_lm.safetensors"));
         var m = golden.Metadata;
-        var config = new TransformerConfig
+        var config = new ModelConfig
         {
             Vocab = int.Parse(m["V"]), DModel = int.Parse(m["D"]), Layers = int.Parse(m["L"]), Heads = int.Parse(m["NH"]),
             DFF = int.Parse(m["F"]), Context = int.Parse(m["T"]), NormEps = float.Parse(m["eps"]), RopeTheta = float.Parse(m["theta"]),
         };
-        var model = new TransformerLm(config);
+        var model = new MoeTransformer(config);
         using (var source = SafetensorsModel.Open(golden.Path)) Checkpoint.Load(model.Arena, source);
         return (model, golden, golden.ReadInt32("input"), golden.ReadInt32("target"), int.Parse(m["B"]));
     }
@@ -33,7 +34,7 @@ public class DenseLmGoldenTests
         var (model, golden, input, target, batch) = Load();
         using var _ = golden;
         var tape = new Tape();
-        var logits = model.Forward(tape, input, batch);
+        var logits = model.Forward(tape, input, batch).Logits;
         Numerics.Close(golden.ReadFloat32("logits"), logits.Span, 0, 1e-5f, "logits");
         var loss = tape.CrossEntropy(logits, target);
         Assert.Equal(golden.ReadFloat32("loss")[0], loss[0], 1e-5f);
@@ -58,7 +59,7 @@ public class DenseLmGoldenTests
         for (int step = 0; step < expected.Length; step++)
         {
             model.Arena.ZeroGrad();
-            var loss = model.Loss(tape, input, target, batch);
+            var loss = model.Loss(tape, input, target, batch).Loss;
             losses[step] = loss[0];
             if (step < expected.Length - 1)
             {

@@ -1,3 +1,4 @@
+using MoeSharp.Models;
 using MoeSharp.Data;
 using MoeSharp.Kernels;
 using MoeSharp.Nn;
@@ -14,7 +15,7 @@ public class DeterminismTests
         try
         {
             var tokens = Enumerable.Range(0, 3000).Select(i => (i * 7 + i / 13) % 29).ToArray();
-            var model = new TransformerLm(new TransformerConfig { Vocab = 29, DModel = 32, Layers = 2, Heads = 4, DFF = 64, Context = 16 }, seed);
+            var model = new MoeTransformer(new ModelConfig { Vocab = 29, DModel = 32, Layers = 2, Heads = 4, DFF = 64, Context = 16 }, seed);
             var trainer = new LmTrainer(model, new TextDataset(tokens), new LmTrainOptions { Steps = 10, Batch = 4, WarmupSteps = 2, Seed = seed });
             return Enumerable.Range(0, 10).Select(_ => trainer.TrainStep().Loss).ToArray();
         }

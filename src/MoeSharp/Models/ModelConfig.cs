@@ -1,0 +1,122 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MoeSharp.Kernels;
+using MoeSharp.Layers;
+using MoeSharp.Nn;
+
+namespace MoeSharp.Models;
+
+/// <summary>
+/// Sizes and MoE settings of a decoder-only Transformer language model. Zero for <see cref="KvHeads"/> means "as
+/// many as <see cref="Heads"/>", and zero for <see cref="HeadDim"/> means DModel / Heads. With <see cref="Moe"/>
+/// set, every <see cref="MoeEvery"/>-th block's FFN is a mixture of experts (its Dim comes from DModel).
+/// Serialised as snake_case JSON (config.json of a run).
+/// </summary>
+public sealed record ModelConfig
+{
+    public string Preset { get; init; } = "custom";
+    public int Vocab { get; init; }
+    public int DModel { get; init; } = 128;
+    public int Layers { get; init; } = 4;
+    public int Heads { get; init; } = 4;
+    public int KvHeads { get; init; }
+    public int HeadDim { get; init; }
+
+    /// <summary>Hidden width of the dense MLP blocks.</summary>
+    public int DFF { get; init; } = 512;
+
+    public int Context { get; init; } = 64;
+    public float NormEps { get; init; } = 1e-5f;
+    public float RopeTheta { get; init; } = 10000f;
+    public RopeStyle RopeStyle { get; init; } = RopeStyle.HalfRotate;
+    public MlpKind Mlp { get; init; } = MlpKind.SwiGlu;
+    public bool TiedEmbeddings { get; init; }
+    public float InitStd { get; init; } = 0.02f;
+
+    /// <summary>The MoE FFN settings; null for a dense model.</summary>
+    public MoeOptions? Moe { get; init; }
+
+    /// <summary>Blocks i with i % MoeEvery == MoeEvery − 1 get an MoE FFN (1: every block; 2: every other, as Switch).</summary>
+    public int MoeEvery { get; init; } = 1;
+
+    [JsonIgnore] public int ResolvedKvHeads => KvHeads == 0 ? Heads : KvHeads;
+    [JsonIgnore] public int ResolvedHeadDim => HeadDim == 0 && Heads > 0 ? DModel / Heads : HeadDim;
+
+    /// <summary>Whether block <paramref name="layer"/> has an MoE FFN.</summary>
+    public bool IsMoeLayer(int layer) => Moe is not null && layer % MoeEvery == MoeEvery - 1;
+
+    /// <summary>The MoE options of this model, with Dim filled in from DModel.</summary>
+    [JsonIgnore] public MoeOptions? ResolvedMoe => Moe is null ? null : Moe with { Dim = DModel, InitStd = Moe.InitStd };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public void Validate()
+    {
+        static void Positive(int value, string field)
+        {
+            if (value <= 0) throw new ArgumentException($"Model config: {Snake(field)} must be positive, got {value}.", field);
+        }
+        Positive(Vocab, nameof(Vocab));
+        Positive(DModel, nameof(DModel));
+        Positive(Layers, nameof(Layers));
+        Positive(Heads, nameof(Heads));
+        Positive(DFF, nameof(DFF));
+        Positive(Context, nameof(Context));
+        Positive(MoeEvery, nameof(MoeEvery));
+        if (KvHeads < 0 || Heads % ResolvedKvHeads != 0)
+            throw new ArgumentException($"Model config: kv_heads ({KvHeads}) must divide heads ({Heads}).", nameof(KvHeads));
+        if (HeadDim == 0 && DModel % Heads != 0)
+            throw new ArgumentException($"Model config: d_model ({DModel}) must be a multiple of heads ({Heads}) unless head_dim is set.", nameof(DModel));
+        if (ResolvedHeadDim <= 0 || ResolvedHeadDim % 2 != 0)
+            throw new ArgumentException($"Model config: the head dimension must be even and positive for RoPE, got {ResolvedHeadDim}.", nameof(HeadDim));
+        if (!(NormEps > 0)) throw new ArgumentException($"Model config: norm_eps must be positive, got {NormEps}.", nameof(NormEps));
+        if (!(RopeTheta > 0)) throw new ArgumentException($"Model config: rope_theta must be positive, got {RopeTheta}.", nameof(RopeTheta));
+        if (!(InitStd > 0)) throw new ArgumentException($"Model config: init_std must be positive, got {InitStd}.", nameof(InitStd));
+        if (!Enum.IsDefined(RopeStyle)) throw new ArgumentException($"Model config: unknown rope_style {(int)RopeStyle}.", nameof(RopeStyle));
+        if (!Enum.IsDefined(Mlp)) throw new ArgumentException($"Model config: unknown mlp {(int)Mlp}.", nameof(Mlp));
+        try
+        {
+            ResolvedMoe?.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"Model config: moe.{ex.Message.Replace("MoeOptions.", "")}", ex.ParamName, ex);
+        }
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Parses and validates a config; errors name the file and the field.</summary>
+    public static ModelConfig FromJson(string json, string source)
+    {
+        ModelConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<ModelConfig>(json, Json);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{source}: {ex.Message}", ex);
+        }
+        if (config is null) throw new InvalidDataException($"{source}: the config is null.");
+        try
+        {
+            config.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"{source}: {ex.Message}", ex.ParamName, ex);
+        }
+        return config;
+    }
+
+    private static string Snake(string name) => JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+}

@@ -1,0 +1,147 @@
+using MoeSharp.Autograd;
+using MoeSharp.Kernels;
+using Embedding = MoeSharp.Nn.Embedding;
+using MoeSharp.Layers;
+using MoeSharp.Nn;
+using MoeSharp.Routing;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Models;
+
+/// <summary>What a forward pass gives back: logits [B·T, V], the summed weighted auxiliary loss, and each MoE layer's result.</summary>
+public sealed record LmOutput(Tensor Logits, Tensor? AuxLoss, IReadOnlyList<MoeResult> Moe);
+
+/// <summary>
+/// A pre-norm decoder-only Transformer LM (Llama/Mixtral layout): token embedding, blocks of
+/// x += attn(rms(x)); x += ffn(rms(x)), a final RMSNorm and an LM head. A block's FFN is a dense SwiGLU/GELU MLP
+/// or, per <see cref="ModelConfig.IsMoeLayer"/>, a <see cref="MoeLayer"/>. Parameter names follow Hugging Face
+/// (Llama for dense blocks, Mixtral's block_sparse_moe for MoE blocks), so checkpoints map onto that ecosystem.
+/// </summary>
+public sealed class MoeTransformer
+{
+    private readonly Block[] _blocks;
+
+    public MoeTransformer(ModelConfig config, ulong seed = 0)
+    {
+        config.Validate();
+        Config = config;
+        Arena = new ParameterArena();
+        int hd = config.ResolvedHeadDim, kvh = config.ResolvedKvHeads;
+        // GPT-2's scaled init for the projections that write into the residual stream.
+        float outStd = config.InitStd / MathF.Sqrt(2f * config.Layers);
+        Rope = new RopeTable(hd, config.Context, config.RopeTheta, config.RopeStyle);
+        Embed = new Embedding(Arena, "model.embed_tokens", config.Vocab, config.DModel, config.InitStd);
+        _blocks = new Block[config.Layers];
+        var moe = config.ResolvedMoe;
+        for (int i = 0; i < config.Layers; i++)
+        {
+            string p = $"model.layers.{i}";
+            var attnNorm = new RmsNorm(Arena, p + ".input_layernorm", config.DModel, config.NormEps);
+            var attn = new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd);
+            var ffnNorm = new RmsNorm(Arena, p + ".post_attention_layernorm", config.DModel, config.NormEps);
+            if (config.IsMoeLayer(i))
+                _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, null, new MoeLayer(moe! with { Seed = moe.Seed + (ulong)i }, Arena, p + ".block_sparse_moe"));
+            else
+                _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, new Mlp(Arena, p + ".mlp", config.DModel, config.DFF, config.Mlp, config.InitStd, outStd), null);
+        }
+        FinalNorm = new RmsNorm(Arena, "model.norm", config.DModel, config.NormEps);
+        Head = config.TiedEmbeddings ? null : new Linear(Arena, "lm_head", config.DModel, config.Vocab, initStd: config.InitStd);
+        Arena.Build(seed);
+    }
+
+    public ModelConfig Config { get; }
+    public ParameterArena Arena { get; }
+    public RopeTable Rope { get; }
+    public Embedding Embed { get; }
+    public RmsNorm FinalNorm { get; }
+    public Linear? Head { get; }
+
+    /// <summary>The MoE layers, in block order.</summary>
+    public IReadOnlyList<MoeLayer> MoeLayers => _blocks.Where(b => b.Moe is not null).Select(b => b.Moe!).ToArray();
+
+    /// <summary>Parameters touched per token: everything except the experts a token does not use.</summary>
+    public long ActiveParameters
+    {
+        get
+        {
+            long total = Arena.Length;
+            foreach (var m in MoeLayers)
+            {
+                var o = m.Options;
+                int used = Math.Min(o.TopK, o.Experts);
+                total -= (o.Experts - used) * m.Bank.ParametersPerExpert;
+            }
+            return total;
+        }
+    }
+
+    /// <summary>
+    /// ids [B·T] laid out as B sequences of T tokens → logits [B·T, V] and the MoE layers' auxiliary losses and
+    /// routing statistics. <paramref name="step"/> seeds routing noise, so a resumed run draws the same noise.
+    /// </summary>
+    public LmOutput Forward(Tape tape, int[] ids, int batch, bool training = false, long step = 0)
+    {
+        int seq = ids.Length / Math.Max(1, batch);
+        if (batch <= 0 || seq * batch != ids.Length)
+            throw new ArgumentException($"{ids.Length} token ids do not split into {batch} sequences.");
+        if (seq > Config.Context) throw new ArgumentException($"Sequence length {seq} exceeds the model's context {Config.Context}.");
+        var context = new RoutingContext { TokenIds = ids, Sequences = batch, Training = training, Step = step };
+        var x = Embed.Forward(tape, ids);
+        var results = new List<MoeResult>();
+        Tensor? aux = null;
+        foreach (var b in _blocks)
+        {
+            using (tape.Named(b.Name + ".self_attn"))
+                x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), batch, seq));
+            using (tape.Named(b.Name + (b.Moe is null ? ".mlp" : ".block_sparse_moe")))
+                x = tape.Add(x, Ffn(tape, b, b.FfnNorm.Forward(tape, x), context, results, ref aux));
+        }
+        return new LmOutput(Logits(tape, x), aux, results);
+    }
+
+    /// <summary>Mean next-token cross-entropy of ids against targets, plus the weighted auxiliary losses.</summary>
+    public (Tensor Loss, Tensor CrossEntropy, LmOutput Output) Loss(Tape tape, int[] ids, int[] targets, int batch, bool training = false, long step = 0)
+    {
+        var output = Forward(tape, ids, batch, training, step);
+        Tensor ce;
+        using (tape.Named("loss")) ce = tape.CrossEntropy(output.Logits, targets);
+        return (output.AuxLoss is null ? ce : tape.Add(ce, output.AuxLoss), ce, output);
+    }
+
+    /// <summary>Inference on n new tokens of one sequence through the KV cache; logits [n, V].</summary>
+    public LmOutput Forward(Tape tape, int[] ids, KvCache cache)
+    {
+        var context = new RoutingContext { TokenIds = ids };
+        var x = Embed.Forward(tape, ids);
+        var results = new List<MoeResult>();
+        Tensor? aux = null;
+        for (int i = 0; i < _blocks.Length; i++)
+        {
+            var b = _blocks[i];
+            x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), cache.Layers[i]));
+            x = tape.Add(x, Ffn(tape, b, b.FfnNorm.Forward(tape, x), context, results, ref aux));
+        }
+        return new LmOutput(Logits(tape, x), aux, results);
+    }
+
+    /// <summary>A cache sized for the model's context.</summary>
+    public KvCache NewCache() => new(Config.Layers, Config.Context, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
+
+    private static Tensor Ffn(Tape tape, Block b, Tensor h, RoutingContext context, List<MoeResult> results, ref Tensor? aux)
+    {
+        if (b.Mlp is not null) return b.Mlp.Forward(tape, h);
+        var r = b.Moe!.Forward(tape, h, context);
+        results.Add(r);
+        if (r.AuxLoss is not null) aux = aux is null ? r.AuxLoss : tape.Add(aux, r.AuxLoss);
+        return r.Output;
+    }
+
+    private Tensor Logits(Tape tape, Tensor x)
+    {
+        using var _ = tape.Named("lm_head");
+        var h = FinalNorm.Forward(tape, x);
+        return Head is null ? tape.Linear(h, Embed.Weight.Value) : Head.Forward(tape, h);
+    }
+
+    private sealed record Block(string Name, RmsNorm AttnNorm, CausalSelfAttention Attn, RmsNorm FfnNorm, Mlp? Mlp, MoeLayer? Moe);
+}
