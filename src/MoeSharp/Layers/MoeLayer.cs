@@ -55,14 +55,14 @@ public sealed class MoeLayer : Module
         Shapes.LastDim("MoeLayer", x, Options.Dim, $"input of {Name}");
         if (context.Mask is { } m && m.Length != x.RowCount)
             throw new ArgumentException($"MoeLayer {Name}: the mask has {m.Length} entries for {x.RowCount} tokens.");
-        var (y, aux, stats) = Router is null ? SoftForward(tape, x, context) : SparseForward(tape, x, context);
+        var (y, aux, stats, routing) = Router is null ? SoftForward(tape, x, context) : SparseForward(tape, x, context);
         if (Shared is not null)
         {
             var s = Shared.Forward(tape, x);
             if (SharedGate is not null) s = tape.MultiplyRows(s, tape.Sigmoid(SharedGate.Forward(tape, x)));
             y = tape.Add(y, s);
         }
-        return new MoeResult(y, aux, Weighted(tape, aux), stats);
+        return new MoeResult(y, aux, Weighted(tape, aux), stats, routing);
     }
 
     /// <summary>
@@ -77,7 +77,7 @@ public sealed class MoeLayer : Module
         for (int e = 0; e < b.Length; e++) b[e] += Options.BiasUpdateRate * Math.Sign(mean - stats.TokensPerExpert[e]);
     }
 
-    private (Tensor, Dictionary<string, Tensor>, RoutingStats) SparseForward(Tape tape, Tensor x, RoutingContext context)
+    private (Tensor, Dictionary<string, Tensor>, RoutingStats, RouterOutput?) SparseForward(Tape tape, Tensor x, RoutingContext context)
     {
         var r = Router!.Route(tape, x, context);
         var dispatch = r.TokenChoice && Options.CapacityFactor > 0 ? ApplyCapacity(r, x.RowCount) : r.PairExpert;
@@ -85,14 +85,14 @@ public sealed class MoeLayer : Module
         var y = tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = Counts(r, context.Mask);
         var aux = BalanceTerms(tape, r, assignment, counts, context);
-        return (y, aux, Stats(r, counts, assignment.Dropped, context.Mask));
+        return (y, aux, Stats(r, counts, assignment.Dropped, context.Mask), r);
     }
 
     /// <summary>
     /// Soft MoE: dispatch weights are a softmax over tokens per slot, combine weights a softmax over slots per
     /// token; slot inputs Dᵀ·x go through their expert, outputs come back as C·ỹ.
     /// </summary>
-    private (Tensor, Dictionary<string, Tensor>, RoutingStats) SoftForward(Tape tape, Tensor x, RoutingContext context)
+    private (Tensor, Dictionary<string, Tensor>, RoutingStats, RouterOutput?) SoftForward(Tape tape, Tensor x, RoutingContext context)
     {
         if (context.Mask is not null) throw new ArgumentException($"MoeLayer {Name}: Soft MoE mixes all tokens and takes no padding mask.");
         int slots = Options.Experts * Options.SlotsPerExpert, tokens = x.RowCount;
@@ -118,7 +118,7 @@ public sealed class MoeLayer : Module
         return (y, aux, new RoutingStats
         {
             Layer = Name, Tokens = tokens, TokensPerExpert = counts, Importance = importance, LoadCv = RoutingStats.Cv(counts),
-        });
+        }, null);
     }
 
     /// <summary>

@@ -124,8 +124,13 @@ public sealed class MoeTransformer
         return new LmOutput(Logits(tape, x), aux, results);
     }
 
-    /// <summary>A cache sized for the model's context.</summary>
-    public KvCache NewCache() => new(Config.Layers, Config.Context, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
+    /// <summary>A cache for <paramref name="capacity"/> positions (default: the model's context).</summary>
+    public KvCache NewCache(int? capacity = null)
+    {
+        int n = capacity ?? Config.Context;
+        if (n <= 0 || n > Config.Context) throw new ArgumentOutOfRangeException(nameof(capacity), $"A KV cache holds 1..{Config.Context} positions, asked for {n}.");
+        return new(Config.Layers, n, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
+    }
 
     private static Tensor Ffn(Tape tape, Block b, Tensor h, RoutingContext context, List<MoeResult> results, ref Tensor? aux)
     {

@@ -24,7 +24,7 @@ public class DenseLmGoldenTests
             DFF = int.Parse(m["F"]), Context = int.Parse(m["T"]), NormEps = float.Parse(m["eps"]), RopeTheta = float.Parse(m["theta"]),
         };
         var model = new MoeTransformer(config);
-        using (var source = SafetensorsModel.Open(golden.Path)) Checkpoint.Load(model.Arena, source);
+        using (var source = SafetensorsModel.Open(golden.Path)) ModelStore.Load(model.Arena, source);
         return (model, golden, golden.ReadInt32("input"), golden.ReadInt32("target"), int.Parse(m["B"]));
     }
 

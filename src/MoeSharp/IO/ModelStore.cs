@@ -1,0 +1,239 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using MoeSharp.Kernels;
+using MoeSharp.Layers;
+using MoeSharp.Models;
+using MoeSharp.Nn;
+using MoeSharp.Routing;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.IO;
+
+/// <summary>
+/// Model weights on disk in the Hugging Face Mixtral layout. MoeSharp keeps each layer's experts stacked
+/// ([E,H,D] for w1/w3, [E,D,H] for w2); on disk they are split into <c>experts.{j}.w1.weight</c> etc., so the file
+/// reads like a Mixtral checkpoint. Also reads Hugging Face Mixtral folders and Mistral's reference layout.
+/// </summary>
+public static partial class ModelStore
+{
+    [GeneratedRegex(@"^(?<prefix>.+\.experts)\.(?<w>w[123])$")]
+    private static partial Regex StackedExperts();
+
+    /// <summary>Writes the model's weights (HF names, experts split), atomically.</summary>
+    public static void Save(string path, ParameterArena arena, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var tensors = new List<SafetensorsWriter.Tensor>();
+        foreach (var p in arena.Parameters)
+        {
+            var m = StackedExperts().Match(p.Name);
+            if (!m.Success)
+            {
+                tensors.Add(new SafetensorsWriter.Tensor(p.Name, p.Shape, arena.Values.AsMemory(p.Offset, p.Length)));
+                continue;
+            }
+            int experts = p.Shape[0], per = p.Length / experts;
+            for (int j = 0; j < experts; j++)
+                tensors.Add(new SafetensorsWriter.Tensor($"{m.Groups["prefix"].Value}.{j}.{m.Groups["w"].Value}.weight", p.Shape[1..],
+                    arena.Values.AsMemory(p.Offset + j * per, per)));
+        }
+        SafetensorsWriter.Write(path, tensors, metadata ?? new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>
+    /// Fills every parameter from <paramref name="source"/>, where the tensor for HF name n is stored under
+    /// <paramref name="rename"/>(n). Every tensor is checked (present, right shape) before any is read, and errors
+    /// name the file's tensor and the parameter.
+    /// </summary>
+    public static void Load(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null)
+    {
+        var plan = new List<(string Name, Parameter Target, int Offset, int[] Shape)>();
+        foreach (var p in arena.Parameters)
+        {
+            var m = StackedExperts().Match(p.Name);
+            if (!m.Success)
+            {
+                plan.Add((p.Name, p, 0, p.Shape));
+                continue;
+            }
+            int per = p.Length / p.Shape[0];
+            for (int j = 0; j < p.Shape[0]; j++)
+                plan.Add(($"{m.Groups["prefix"].Value}.{j}.{m.Groups["w"].Value}.weight", p, j * per, p.Shape[1..]));
+        }
+        foreach (var (name, target, _, shape) in plan)
+        {
+            string stored = rename?.Invoke(name) ?? name;
+            if (!source.Contains(stored))
+                throw new InvalidDataException($"The checkpoint has no tensor '{stored}' (for parameter '{target.Name}', shape {Shapes.Format(shape)}).");
+            var entry = source.Entry(stored);
+            if (!entry.Shape.AsSpan().SequenceEqual(shape))
+                throw new InvalidDataException($"Checkpoint tensor '{stored}' has shape {Shapes.Format(entry.Shape)}; parameter '{target.Name}' needs {Shapes.Format(shape)}.");
+        }
+        foreach (var (name, target, offset, shape) in plan)
+            source.ReadFloat32(rename?.Invoke(name) ?? name, target.Value.Span.Slice(offset, Shapes.Count(shape)));
+    }
+
+    /// <summary>Mistral's reference names for the HF name <paramref name="hf"/> (tok_embeddings, layers.i.attention.wq, feed_forward…).</summary>
+    public static string ReferenceName(string hf)
+    {
+        if (hf == "model.embed_tokens.weight") return "tok_embeddings.weight";
+        if (hf == "model.norm.weight") return "norm.weight";
+        if (hf == "lm_head.weight") return "output.weight";
+        return hf.Replace("model.layers.", "layers.")
+            .Replace(".self_attn.q_proj.", ".attention.wq.").Replace(".self_attn.k_proj.", ".attention.wk.")
+            .Replace(".self_attn.v_proj.", ".attention.wv.").Replace(".self_attn.o_proj.", ".attention.wo.")
+            .Replace(".input_layernorm.", ".attention_norm.").Replace(".post_attention_layernorm.", ".ffn_norm.")
+            .Replace(".block_sparse_moe.", ".feed_forward.");
+    }
+
+    /// <summary>
+    /// Reads a model folder: a MoeSharp run (config.json with a "model" section), a Hugging Face Mixtral folder
+    /// (config.json with model_type "mixtral", model.safetensors or an index of shards), or Mistral's reference
+    /// layout (config.reference.json / params with "dim", model.reference.safetensors).
+    /// </summary>
+    public static MoeTransformer Open(string folder, int? maxContext = null)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder '{folder}' does not exist.");
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"Model folder '{folder}' has no config.json.");
+        using var doc = ParseJson(configPath);
+        var root = doc.RootElement;
+        if (root.TryGetProperty("model", out var run))
+        {
+            var config = ModelConfig.FromJson(run.GetRawText(), configPath + " (model)");
+            var model = new MoeTransformer(config);
+            using var weights = SafetensorsModel.Open(Path.Combine(folder, "model.safetensors"));
+            Load(model.Arena, weights);
+            return model;
+        }
+        if (root.TryGetProperty("model_type", out var type))
+        {
+            if (type.GetString() != "mixtral")
+                throw new InvalidDataException($"{configPath}: model_type '{type.GetString()}' is not supported; expected 'mixtral'.");
+            var model = new MoeTransformer(FromHuggingFace(root, configPath, maxContext));
+            using var weights = SafetensorsModel.Open(folder);
+            Load(model.Arena, weights);
+            return model;
+        }
+        throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
+    }
+
+    /// <summary>Loads a Hugging Face Mixtral config and one weights file (or folder) given separately.</summary>
+    public static MoeTransformer OpenHuggingFace(string configPath, string weights, int? maxContext = null)
+    {
+        using var doc = ParseJson(configPath);
+        var model = new MoeTransformer(FromHuggingFace(doc.RootElement, configPath, maxContext));
+        using var source = SafetensorsModel.Open(weights);
+        Load(model.Arena, source);
+        return model;
+    }
+
+    /// <summary>Loads Mistral's reference layout: a params JSON with "dim", and weights under reference names (interleaved RoPE).</summary>
+    public static MoeTransformer OpenReference(string configPath, string weightsPath, int? maxContext = null)
+    {
+        using var doc = ParseJson(configPath);
+        var model = new MoeTransformer(FromReference(doc.RootElement, configPath, maxContext));
+        using var weights = SafetensorsModel.Open(weightsPath);
+        Load(model.Arena, weights, ReferenceName);
+        return model;
+    }
+
+    /// <summary>A Hugging Face MixtralConfig as a <see cref="ModelConfig"/> (rotate-half RoPE).</summary>
+    public static ModelConfig FromHuggingFace(JsonElement c, string source, int? maxContext = null)
+    {
+        int hidden = Int(c, "hidden_size", source), heads = Int(c, "num_attention_heads", source);
+        bool aux = c.TryGetProperty("output_router_logits", out var o) && o.ValueKind == JsonValueKind.True;
+        var config = new ModelConfig
+        {
+            Preset = "hf-mixtral",
+            Vocab = Int(c, "vocab_size", source),
+            DModel = hidden,
+            Layers = Int(c, "num_hidden_layers", source),
+            Heads = heads,
+            KvHeads = OptionalInt(c, "num_key_value_heads") ?? heads,
+            HeadDim = OptionalInt(c, "head_dim") ?? hidden / heads,
+            DFF = Int(c, "intermediate_size", source),
+            Context = maxContext ?? OptionalInt(c, "max_position_embeddings") ?? 4096,
+            NormEps = (float)(OptionalDouble(c, "rms_norm_eps") ?? 1e-5),
+            RopeTheta = (float)(OptionalDouble(c, "rope_theta") ?? 1e6),
+            RopeStyle = RopeStyle.HalfRotate,
+            TiedEmbeddings = c.TryGetProperty("tie_word_embeddings", out var tie) && tie.ValueKind == JsonValueKind.True,
+            Moe = new MoeOptions
+            {
+                Experts = Int(c, "num_local_experts", source),
+                TopK = Int(c, "num_experts_per_tok", source),
+                ExpertHidden = Int(c, "intermediate_size", source),
+                Router = RouterKind.SoftmaxTopK,
+                LoadBalanceCoef = aux ? (float)(OptionalDouble(c, "router_aux_loss_coef") ?? 0.02) : 0,
+                LoadBalanceNormalization = LoadBalanceNormalization.PerToken,
+                ZLossCoef = 0,
+            },
+        };
+        return Validated(config, source);
+    }
+
+    /// <summary>Mistral's reference params (dim, n_layers, …) as a <see cref="ModelConfig"/> (interleaved RoPE).</summary>
+    public static ModelConfig FromReference(JsonElement c, string source, int? maxContext = null)
+    {
+        int dim = Int(c, "dim", source), heads = Int(c, "n_heads", source);
+        var config = new ModelConfig
+        {
+            Preset = "mistral-reference",
+            Vocab = Int(c, "vocab_size", source),
+            DModel = dim,
+            Layers = Int(c, "n_layers", source),
+            Heads = heads,
+            KvHeads = OptionalInt(c, "n_kv_heads") ?? heads,
+            HeadDim = OptionalInt(c, "head_dim") ?? dim / heads,
+            DFF = Int(c, "hidden_dim", source),
+            Context = maxContext ?? 4096,
+            NormEps = (float)(OptionalDouble(c, "norm_eps") ?? 1e-5),
+            RopeTheta = (float)(OptionalDouble(c, "rope_theta") ?? 1e6),
+            RopeStyle = RopeStyle.Interleaved,
+            TiedEmbeddings = c.TryGetProperty("tied_embeddings", out var tie) && tie.ValueKind == JsonValueKind.True,
+            Moe = new MoeOptions
+            {
+                Experts = Int(c, "num_experts", source),
+                TopK = Int(c, "num_experts_per_tok", source),
+                ExpertHidden = Int(c, "hidden_dim", source),
+                Router = RouterKind.SoftmaxTopK,
+                LoadBalanceCoef = 0,
+                ZLossCoef = 0,
+            },
+        };
+        return Validated(config, source);
+    }
+
+    private static ModelConfig Validated(ModelConfig config, string source)
+    {
+        try
+        {
+            config.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InvalidDataException($"{source}: {ex.Message}", ex);
+        }
+        return config;
+    }
+
+    private static JsonDocument ParseJson(string path)
+    {
+        try
+        {
+            return JsonDocument.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON ({ex.Message}).", ex);
+        }
+    }
+
+    private static int Int(JsonElement c, string field, string source) =>
+        OptionalInt(c, field) ?? throw new InvalidDataException($"{source}: missing integer field '{field}'.");
+
+    private static int? OptionalInt(JsonElement c, string field) =>
+        c.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : null;
+
+    private static double? OptionalDouble(JsonElement c, string field) =>
+        c.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+}

@@ -1,0 +1,112 @@
+using MoeSharp.Autograd;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Models;
+
+/// <summary>How the next token is picked. Temperature 0 is greedy (ties to the lower id).</summary>
+public sealed record SamplingOptions
+{
+    public float Temperature { get; init; } = 1f;
+
+    /// <summary>Keep only the k most likely tokens; 0 keeps all.</summary>
+    public int TopK { get; init; }
+
+    /// <summary>Keep the smallest set of tokens whose probability reaches p (nucleus); 1 keeps all.</summary>
+    public float TopP { get; init; } = 1f;
+
+    public ulong Seed { get; init; }
+
+    public void Validate()
+    {
+        if (!(Temperature >= 0) || !float.IsFinite(Temperature)) throw new ArgumentException($"Temperature must be a non-negative number, got {Temperature}.", nameof(Temperature));
+        if (TopK < 0) throw new ArgumentException($"top-k must be non-negative, got {TopK}.", nameof(TopK));
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}.", nameof(TopP));
+    }
+}
+
+/// <summary>A generated token and, per MoE layer, the experts it was routed to.</summary>
+public sealed record GeneratedToken(int Id, IReadOnlyList<int[]> Experts);
+
+/// <summary>Autoregressive generation through the KV cache: the prompt in one pass, then one token per step.</summary>
+public static class Generator
+{
+    /// <summary>Streams up to <paramref name="maxTokens"/> new tokens after <paramref name="prompt"/>.</summary>
+    public static IEnumerable<GeneratedToken> Stream(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
+    {
+        sampling.Validate();
+        if (prompt.Length == 0) throw new ArgumentException("The prompt is empty; generation needs at least one token.", nameof(prompt));
+        ArgumentOutOfRangeException.ThrowIfNegative(maxTokens);
+        foreach (int id in prompt)
+            if ((uint)id >= (uint)model.Config.Vocab)
+                throw new ArgumentException($"Prompt token id {id} is outside the vocabulary [0, {model.Config.Vocab}).", nameof(prompt));
+        int needed = prompt.Length + maxTokens;
+        if (needed > model.Config.Context)
+            throw new ArgumentException($"The prompt ({prompt.Length} tokens) plus {maxTokens} new tokens exceed the model's context of {model.Config.Context}.");
+        return Run(model, prompt, maxTokens, sampling, Math.Max(1, needed - 1));
+    }
+
+    private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling, int capacity)
+    {
+        var cache = model.NewCache(capacity);
+        var tape = new Tape();
+        var rng = new Rng(sampling.Seed);
+        int vocab = model.Config.Vocab;
+        var probs = new float[vocab];
+        int[] input = prompt;
+        for (int i = 0; i < maxTokens; i++)
+        {
+            int next;
+            int[][] experts;
+            using (tape.NoGrad())
+            {
+                var output = model.Forward(tape, input, cache);
+                var last = output.Logits.Span.Slice((input.Length - 1) * vocab, vocab);
+                next = Pick(last, sampling, rng, probs);
+                experts = output.Moe.Select(r => RowExperts(r.Routing, input.Length - 1)).ToArray();
+            }
+            tape.Reset();
+            yield return new GeneratedToken(next, experts);
+            input = [next];
+        }
+    }
+
+    /// <summary>The greedy continuation as token ids.</summary>
+    public static int[] Greedy(MoeTransformer model, int[] prompt, int maxTokens) =>
+        Stream(model, prompt, maxTokens, new SamplingOptions { Temperature = 0 }).Select(t => t.Id).ToArray();
+
+    private static int[] RowExperts(Routing.RouterOutput? r, int row) =>
+        r is null ? [] : r.PairExpert[r.TokenOffsets[row]..r.TokenOffsets[row + 1]];
+
+    /// <summary>Samples from logits [V] after temperature, top-k and top-p.</summary>
+    internal static int Pick(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, float[] probs)
+    {
+        if (o.Temperature == 0) return TensorPrimitives.IndexOfMax(logits);
+        int v = logits.Length;
+        TensorPrimitives.Divide(logits, o.Temperature, probs);
+        if (o.TopK > 0 && o.TopK < v)
+        {
+            // Everything below the k-th largest logit is excluded.
+            var sorted = probs.ToArray();
+            Array.Sort(sorted);
+            float kth = sorted[v - o.TopK];
+            for (int j = 0; j < v; j++) if (probs[j] < kth) probs[j] = float.NegativeInfinity;
+        }
+        Kernels.Softmax.Rows(probs, probs, v);
+        if (o.TopP < 1)
+        {
+            var order = Enumerable.Range(0, v).OrderByDescending(j => probs[j]).ThenBy(j => j).ToArray();
+            float mass = 0;
+            int keep = 0;
+            while (keep < v && mass < o.TopP) mass += probs[order[keep++]];
+            for (int i = keep; i < v; i++) probs[order[i]] = 0;
+            TensorPrimitives.Divide(probs, mass, probs);
+        }
+        float u = rng.NextFloat(), acc = 0;
+        for (int j = 0; j < v; j++)
+        {
+            acc += probs[j];
+            if (u < acc) return j;
+        }
+        return TensorPrimitives.IndexOfMax(probs);
+    }
+}
