@@ -16,6 +16,13 @@ public sealed class TextDataset
         Validation = tokens[split..];
     }
 
+    /// <summary>A dataset with an explicit validation stream (a corpus split by whole samples, say).</summary>
+    public TextDataset(int[] train, int[] validation)
+    {
+        Train = train;
+        Validation = validation;
+    }
+
     public int[] Train { get; }
     public int[] Validation { get; }
 

@@ -49,6 +49,12 @@ public sealed class AdamW : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<float[]> State => [_m, _v];
 
+    /// <summary>[total] first moments, aligned with the arena (for checkpoints).</summary>
+    public float[] FirstMoment => _m;
+
+    /// <summary>[total] second moments, aligned with the arena (for checkpoints).</summary>
+    public float[] SecondMoment => _v;
+
     public void Step(float lr)
     {
         Steps++;
