@@ -1,73 +1,200 @@
 using System.CommandLine;
 using System.Diagnostics;
-using MoeSharp.Models;
+using System.Text.Json;
 using MoeSharp.Data;
+using MoeSharp.Diagnostics;
+using MoeSharp.IO;
 using MoeSharp.Kernels;
-using MoeSharp.Nn;
+using MoeSharp.Models;
 using MoeSharp.Training;
+using Spectre.Console;
 
 namespace MoeSharp.Cli.Commands;
 
-/// <summary><c>moe train</c>: trains a character-level language model on a text file.</summary>
+/// <summary>
+/// <c>moe train</c>: trains a language model (the built-in multi-domain corpus by default) into a run folder, with
+/// a live progress bar on a terminal and plain periodic lines otherwise.
+/// </summary>
 internal static class TrainCommand
 {
     public static Command Create()
     {
-        var data = new Option<FileInfo>("--data") { Description = "UTF-8 text file to train on (char-level); the last 10% is validation.", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Optimisation steps.", DefaultValueFactory = _ => 2000 };
+        var data = new Option<FileInfo?>("--data") { Description = "UTF-8 text file (char-level; last 10% is validation). Default: the built-in multi-domain corpus." };
+        var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
+        var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
+        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 1000 };
         var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 12 };
-        var context = new Option<int>("--context") { Description = "Tokens per sequence.", DefaultValueFactory = _ => 64 };
-        var layers = new Option<int>("--layers") { DefaultValueFactory = _ => 4 };
-        var dModel = new Option<int>("--d-model") { DefaultValueFactory = _ => 128 };
-        var heads = new Option<int>("--heads") { DefaultValueFactory = _ => 4 };
-        var dFF = new Option<int>("--d-ff") { Description = "Hidden width of the SwiGLU MLP.", DefaultValueFactory = _ => 512 };
-        var lr = new Option<float>("--lr") { DefaultValueFactory = _ => 1e-3f };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-3f };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
         var threads = new Option<int>("--threads") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 250 };
-        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => 50 };
-        var command = new Command("train", "Train a language model.")
+        var output = new Option<DirectoryInfo?>("--out") { Description = "Run folder to create (default: runs/<preset>-<time>)." };
+        var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, up to --steps." };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Validate every N steps.", DefaultValueFactory = _ => 100 };
+        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => 20 };
+        var logEvery = new Option<int>("--log-every") { Description = "Write metrics and routing every N steps.", DefaultValueFactory = _ => 10 };
+        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end).", DefaultValueFactory = _ => 0 };
+        var stopAt = new Option<int?>("--stop-at") { Description = "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues." };
+        var command = new Command("train", "Train a language model into a run folder.")
         {
-            data, steps, batch, context, layers, dModel, heads, dFF, lr, seed, threads, evalEvery, evalBatches,
+            data, preset, config, steps, batch, lr, seed, threads, output, resume, evalEvery, evalBatches, logEvery, saveEvery, stopAt,
         };
         command.SetAction(p =>
         {
             Workers.Threads = p.GetValue(threads);
-            var file = p.GetValue(data)!;
-            if (!file.Exists) throw new FileNotFoundException($"Data file '{file.FullName}' does not exist.");
-            string text = File.ReadAllText(file.FullName);
-            if (text.Length == 0) throw new InvalidDataException($"Data file '{file.FullName}' is empty.");
-            var tokenizer = CharTokenizer.FromText(text);
-            var dataset = new TextDataset(tokenizer.Encode(text));
-            var config = new ModelConfig
+            var resumeDir = p.GetValue(resume);
+            RunFolder folder;
+            RunConfig run;
+            if (resumeDir is not null)
             {
-                Vocab = tokenizer.VocabSize, DModel = p.GetValue(dModel), Layers = p.GetValue(layers), Heads = p.GetValue(heads),
-                DFF = p.GetValue(dFF), Context = p.GetValue(context),
-            };
-            var options = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed) };
-            var model = new MoeTransformer(config, options.Seed);
-            var trainer = new LmTrainer(model, dataset, options);
-            Console.WriteLine($"model: {model.Arena.Length:N0} parameters, vocab {config.Vocab}, {config.Layers} layers, d_model {config.DModel}, threads {Workers.Threads}");
+                folder = new RunFolder(resumeDir.FullName);
+                run = folder.ReadConfig();
+                run = run with { Training = run.Training with { Steps = p.GetValue(steps) } };
+                CheckResumeCompatible(p, run, preset, config, batch);
+            }
+            else
+            {
+                var file = p.GetValue(data);
+                var source = file is null ? new DataSource() : new DataSource { Kind = "file", Path = file.FullName };
+                var probe = LmData.Load(source);
+                var model = ModelFor(p.GetValue(preset)!, p.GetValue(config), probe.Tokenizer.VocabSize);
+                var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), MinLearningRate = p.GetValue(lr) / 10, Seed = p.GetValue(seed) };
+                training.Validate();
+                run = new RunConfig { Model = model, Training = training, Alphabet = new string(probe.Tokenizer.Alphabet), Data = source };
+                folder = new RunFolder(p.GetValue(output)?.FullName ?? Path.Combine("runs", $"{model.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+                if (File.Exists(folder.ConfigPath))
+                    throw new IOException($"Run folder '{folder.Path}' already holds a run; use --resume to continue it or choose another --out.");
+                folder.WriteConfig(run);
+            }
+            return Train(folder, run, resumeDir is not null, p.GetValue(evalEvery), p.GetValue(evalBatches), p.GetValue(logEvery), p.GetValue(saveEvery), p.GetValue(stopAt));
+        });
+        return command;
+    }
+
+    private static ModelConfig ModelFor(string preset, FileInfo? config, int vocab)
+    {
+        if (config is null) return Presets.Get(preset, vocab);
+        if (!config.Exists) throw new FileNotFoundException($"Config file '{config.FullName}' does not exist.");
+        var parsed = ModelConfig.FromJson(File.ReadAllText(config.FullName), config.FullName);
+        var withVocab = parsed with { Vocab = vocab };
+        withVocab.Validate();
+        return withVocab;
+    }
+
+    /// <summary>A resumed run keeps its architecture and batch; asking for another is an error, not a silent override.</summary>
+    private static void CheckResumeCompatible(ParseResult p, RunConfig run, Option<string> preset, Option<FileInfo?> config, Option<int> batch)
+    {
+        var requested = p.GetResult(config) is not null && p.GetValue(config) is { } file
+            ? ModelFor("", file, run.Model.Vocab)
+            : p.GetResult(preset) is { Implicit: false } ? Presets.Get(p.GetValue(preset)!, run.Model.Vocab) : null;
+        if (requested is not null && requested.ToJson() != run.Model.ToJson())
+            throw new ArgumentException($"--resume points to a run of a different architecture (preset '{run.Model.Preset}', d_model {run.Model.DModel}, {run.Model.Layers} layers, {(run.Model.Moe is null ? "dense" : $"{run.Model.Moe.Experts} experts")}) than the one requested ('{requested.Preset}', d_model {requested.DModel}, {requested.Layers} layers, {(requested.Moe is null ? "dense" : $"{requested.Moe.Experts} experts")}).");
+        if (p.GetResult(batch) is { Implicit: false } && p.GetValue(batch) != run.Training.Batch)
+            throw new ArgumentException($"--resume continues with the run's batch of {run.Training.Batch}; --batch {p.GetValue(batch)} would change the data order.");
+    }
+
+    private static int Train(RunFolder folder, RunConfig run, bool resuming, int evalEvery, int evalBatches, int logEvery, int saveEvery, int? stopAt)
+    {
+        var lmData = LmData.Load(run.Data, run.Alphabet);
+        var model = new MoeTransformer(run.Model, run.Training.Seed);
+        var trainer = new LmTrainer(model, lmData.Dataset, run.Training);
+        if (resuming)
+        {
+            folder.LoadCheckpoint(trainer);
+            folder.TruncateLogs(trainer.Step);
+        }
+        int end = Math.Min(run.Training.Steps, stopAt ?? int.MaxValue);
+        Console.WriteLine($"run {folder.Path}: preset {run.Model.Preset}, {model.Arena.Length:N0} parameters ({model.ActiveParameters:N0} active), vocab {run.Model.Vocab}, threads {Workers.Threads}" +
+            (resuming ? $", resuming at step {trainer.Step}" : ""));
+        var progress = new Progress(trainer, run, end, evalEvery, evalBatches, logEvery, saveEvery, folder);
+        if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("training", maxValue: end);
+                    task.Value = trainer.Step;
+                    progress.Run(line =>
+                    {
+                        task.Description = Markup.Escape(line);
+                        task.Value = trainer.Step;
+                    }, evalLine => AnsiConsole.WriteLine(evalLine));
+                });
+        }
+        else
+        {
+            progress.Run(null, Console.WriteLine);
+        }
+        folder.SaveCheckpoint(trainer);
+        if (lmData.Validation is not null && model.MoeLayers.Count > 0)
+        {
+            var table = DomainRouting.Measure(model, lmData.Tokenizer, lmData.Validation);
+            File.WriteAllText(folder.File("domains.json"), DomainRouting.ToJson(table));
+            foreach (var layer in table) Console.WriteLine($"{layer.Layer}: I(domain; expert) = {layer.MutualInformation:F3} bits");
+        }
+        Console.WriteLine($"saved {folder.Path} at step {trainer.Step}");
+        return 0;
+    }
+
+    /// <summary>The training loop with its logging: metrics, routing statistics, alerts, validation and checkpoints.</summary>
+    private sealed class Progress(LmTrainer trainer, RunConfig run, int end, int evalEvery, int evalBatches, int logEvery, int saveEvery, RunFolder folder)
+    {
+        private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+        public void Run(Action<string>? live, Action<string> print)
+        {
             var clock = Stopwatch.StartNew();
+            int startStep = trainer.Step, tokensPerStep = run.Training.Batch * run.Model.Context;
             double lossSum = 0;
-            int lossCount = 0, every = Math.Max(1, p.GetValue(evalEvery));
-            for (int s = 0; s < options.Steps; s++)
+            int lossCount = 0;
+            while (trainer.Step < end)
             {
                 var r = trainer.TrainStep();
+                int step = trainer.Step;
                 lossSum += r.Loss;
                 lossCount++;
-                bool last = s == options.Steps - 1;
-                if ((s + 1) % every == 0 || last)
+                double tokPerSec = (step - startStep) * (double)tokensPerStep / clock.Elapsed.TotalSeconds;
+                var eta = TimeSpan.FromSeconds((end - step) * tokensPerStep / Math.Max(1, tokPerSec));
+                string load = Sparkline(r.Routing);
+                bool eval = step % Math.Max(1, evalEvery) == 0 || step == end;
+                float? val = eval ? trainer.Evaluate(evalBatches) : null;
+                if (step % Math.Max(1, logEvery) == 0 || eval)
                 {
-                    float val = trainer.Evaluate(p.GetValue(evalBatches));
-                    double tokPerSec = (double)trainer.Step * options.Batch * config.Context / clock.Elapsed.TotalSeconds;
-                    Console.WriteLine($"step {trainer.Step}/{options.Steps} train {lossSum / lossCount:F4} val {val:F4} lr {r.LearningRate:E2} {tokPerSec:F0} tok/s {clock.Elapsed.TotalSeconds:F0}s");
+                    folder.Append(folder.MetricsPath, JsonSerializer.Serialize(new
+                    {
+                        step, loss = lossSum / lossCount, val_loss = val, lr = r.LearningRate, tokens_per_second = tokPerSec,
+                        elapsed_seconds = clock.Elapsed.TotalSeconds, grad_norm = r.GradNorm, aux = r.AuxTerms,
+                    }));
+                    foreach (var stats in r.Routing)
+                    {
+                        var obj = JsonSerializer.SerializeToNode(stats, Json)!.AsObject();
+                        obj.Insert(0, "step", step);
+                        folder.Append(folder.RoutingPath, obj.ToJsonString());
+                    }
                     lossSum = 0;
                     lossCount = 0;
                 }
+                foreach (var alert in r.Alerts)
+                {
+                    folder.Append(folder.AlertsPath, JsonSerializer.Serialize(alert, Json));
+                    print($"alert at step {alert.Step}: {alert.Message}");
+                }
+                string line = $"step {step}/{end} loss {r.Loss:F3} {tokPerSec / 1000:F1}k tok/s eta {eta:mm\\:ss}" + (load.Length > 0 ? $" load {load}" : "");
+                live?.Invoke(line);
+                if (val is not null) print($"step {step}/{end} train {r.Loss:F4} val {val:F4} lr {r.LearningRate:E2} {tokPerSec:F0} tok/s {clock.Elapsed.TotalSeconds:F0}s" + (load.Length > 0 ? $" load {load}" : ""));
+                else if (live is null && step % Math.Max(1, logEvery * 5) == 0) print(line);
+                if (saveEvery > 0 && step % saveEvery == 0) folder.SaveCheckpoint(trainer);
             }
-            return 0;
-        });
-        return command;
+        }
+
+        /// <summary>The first MoE layer's expert load as block characters, scaled to the busiest expert.</summary>
+        private static string Sparkline(IReadOnlyList<RoutingStats> routing)
+        {
+            if (routing.Count == 0) return "";
+            const string bars = "▁▂▃▄▅▆▇█";
+            var load = routing[0].TokensPerExpert;
+            int max = Math.Max(1, load.Max());
+            return new string(load.Select(c => bars[Math.Min(bars.Length - 1, c * bars.Length / (max + 1))]).ToArray());
+        }
     }
 }

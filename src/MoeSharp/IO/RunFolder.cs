@@ -1,21 +1,11 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using MoeSharp.Data;
 using MoeSharp.Models;
 using MoeSharp.Training;
 
 namespace MoeSharp.IO;
-
-/// <summary>Where a run's text came from, so evaluation and resume rebuild the same data.</summary>
-public sealed record DataSource
-{
-    /// <summary>"builtin" (the generated multi-domain corpus) or "file".</summary>
-    public string Kind { get; init; } = "builtin";
-
-    public string? Path { get; init; }
-    public ulong CorpusSeed { get; init; } = 1;
-    public int CorpusSamples { get; init; } = 20000;
-}
 
 /// <summary>A run's config.json: the model, the training options, the tokenizer's alphabet and the data source.</summary>
 public sealed record RunConfig
