@@ -19,9 +19,18 @@ internal static class CliErrors
         }
         catch (Exception ex) when (IsUserError(ex))
         {
-            Console.Error.WriteLine($"error: {ex.Message}");
+            Console.Error.WriteLine($"error: {OneLine(ex)}");
             return UsageError;
         }
+    }
+
+    /// <summary>The message without .NET's "(Parameter 'x')" suffixes, on one line.</summary>
+    private static string OneLine(Exception ex)
+    {
+        string message = ex.Message;
+        for (var e = ex; e is not null; e = e.InnerException)
+            if (e is ArgumentException { ParamName: { } name }) message = message.Replace($" (Parameter '{name}')", "");
+        return message.ReplaceLineEndings(" ");
     }
 
     private static bool IsUserError(Exception ex) => ex is ArgumentException or IOException or InvalidDataException

@@ -5,5 +5,8 @@ using MoeSharp.Cli.Commands;
 var root = new RootCommand("moe: build, train, run, inspect and save Mixture-of-Experts models.")
 {
     TrainCommand.Create(),
+    GenerateCommand.Create(),
+    EvalCommand.Create(),
 };
-return CliErrors.Run(() => root.Parse(args).Invoke());
+// Our own handler turns user errors into one line and exit code 2; System.CommandLine's would print a stack trace.
+return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

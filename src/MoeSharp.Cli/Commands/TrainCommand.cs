@@ -74,10 +74,17 @@ internal static class TrainCommand
     {
         if (config is null) return Presets.Get(preset, vocab);
         if (!config.Exists) throw new FileNotFoundException($"Config file '{config.FullName}' does not exist.");
-        var parsed = ModelConfig.FromJson(File.ReadAllText(config.FullName), config.FullName);
-        var withVocab = parsed with { Vocab = vocab };
-        withVocab.Validate();
-        return withVocab;
+        // The vocabulary comes from the data, so validation waits until it is filled in.
+        var parsed = ModelConfig.FromJson(File.ReadAllText(config.FullName), config.FullName, validate: false) with { Vocab = vocab };
+        try
+        {
+            parsed.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"{config.FullName}: {ex.Message}", ex.ParamName, ex);
+        }
+        return parsed;
     }
 
     /// <summary>A resumed run keeps its architecture and batch; asking for another is an error, not a silent override.</summary>

@@ -23,6 +23,7 @@ public sealed record ModelConfig
     public int HeadDim { get; init; }
 
     /// <summary>Hidden width of the dense MLP blocks.</summary>
+    [JsonPropertyName("d_ff")]
     public int DFF { get; init; } = 512;
 
     public int Context { get; init; } = 64;
@@ -59,7 +60,7 @@ public sealed record ModelConfig
         Positive(DModel, nameof(DModel));
         Positive(Layers, nameof(Layers));
         Positive(Heads, nameof(Heads));
-        Positive(DFF, nameof(DFF));
+        Positive(DFF, "d_ff");
         Positive(Context, nameof(Context));
         Positive(MoeEvery, nameof(MoeEvery));
         if (KvHeads < 0 || Heads % ResolvedKvHeads != 0)
@@ -85,8 +86,8 @@ public sealed record ModelConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>Parses and validates a config; errors name the file and the field.</summary>
-    public static ModelConfig FromJson(string json, string source)
+    /// <summary>Parses (and unless told otherwise validates) a config; errors name the file and the field.</summary>
+    public static ModelConfig FromJson(string json, string source, bool validate = true)
     {
         ModelConfig? config;
         try
@@ -98,6 +99,7 @@ public sealed record ModelConfig
             throw new InvalidDataException($"{source}: {ex.Message}", ex);
         }
         if (config is null) throw new InvalidDataException($"{source}: the config is null.");
+        if (!validate) return config;
         try
         {
             config.Validate();

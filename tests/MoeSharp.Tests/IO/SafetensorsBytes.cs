@@ -4,7 +4,7 @@ using System.Text;
 namespace MoeSharp.Tests.IO;
 
 /// <summary>Builds safetensors files byte by byte, so tests do not depend on the writer under test.</summary>
-internal static class SafetensorsBytes
+public static class SafetensorsBytes
 {
     /// <summary>An 8-byte little-endian length, then <paramref name="rest"/>.</summary>
     public static byte[] WithLength(ulong headerLength, ReadOnlySpan<byte> rest)

@@ -1,0 +1,89 @@
+using System.CommandLine;
+using MoeSharp.Data;
+using MoeSharp.IO;
+using MoeSharp.Kernels;
+using MoeSharp.Models;
+
+namespace MoeSharp.Cli.Commands;
+
+/// <summary><c>moe generate</c>: streams a continuation from a run folder or a Hugging Face Mixtral folder.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "A run folder, or a Hugging Face Mixtral folder (config.json + safetensors).", Required = true };
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the run's character vocabulary)." };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 3,14,15." };
+        var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 200 };
+        var temperature = new Option<float>("--temperature") { Description = "0 for greedy.", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 0UL };
+        var printIds = new Option<bool>("--print-ids") { Description = "Print the generated token ids, comma-separated, instead of text." };
+        var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
+        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
+        var command = new Command("generate", "Generate text with the KV cache.")
+        {
+            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads,
+        };
+        command.SetAction(p =>
+        {
+            Workers.Threads = p.GetValue(threads);
+            var dir = p.GetValue(model)!.FullName;
+            int max = p.GetValue(maxTokens);
+            var folder = new RunFolder(dir);
+            CharTokenizer? tokenizer = null;
+            MoeTransformer lm;
+            if (File.Exists(folder.ConfigPath) && File.Exists(folder.OptimizerPath))
+            {
+                var run = folder.ReadConfig();
+                tokenizer = new CharTokenizer(run.Alphabet);
+                lm = ModelStore.Open(dir);
+            }
+            else
+            {
+                lm = ModelStore.Open(dir, maxContext: Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1));
+            }
+            var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
+            var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed) };
+            bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
+            if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));
+            var generated = new List<int>();
+            foreach (var token in Generator.Stream(lm, ids, max, sampling))
+            {
+                generated.Add(token.Id);
+                string shown = tokenizer is null ? token.Id.ToString() : Visible(tokenizer.Decode([token.Id]));
+                if (routing) Console.WriteLine($"{shown,-6} " + string.Join("  ", token.Experts.Select((e, l) => $"L{l}:[{string.Join(",", e)}]")));
+                else if (!asIds) Console.Write(tokenizer!.Decode([token.Id]));
+            }
+            if (asIds && !routing) Console.WriteLine(string.Join(",", generated));
+            else if (!routing) Console.WriteLine();
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Positions the prompt takes, to size a Hugging Face model's RoPE table and cache before parsing it.</summary>
+    private static int PromptLength(string? ids, string? text) => ids is not null ? ids.Split(',').Length : text?.Length ?? 0;
+
+    /// <summary>Token ids from --prompt-ids, or --prompt encoded with the run's vocabulary.</summary>
+    private static int[] PromptIds(string? ids, string? text, CharTokenizer? tokenizer)
+    {
+        if (ids is not null && text is not null) throw new ArgumentException("Give either --prompt or --prompt-ids, not both.");
+        if (ids is not null)
+            return ids.Split(',').Select(s => int.TryParse(s.Trim(), out int v) ? v
+                : throw new FormatException($"--prompt-ids: '{s}' is not a token id; expected comma-separated integers such as 3,14,15.")).ToArray();
+        if (text is null) throw new ArgumentException("Give a prompt: --prompt TEXT or --prompt-ids 3,14,15.");
+        if (tokenizer is null) throw new ArgumentException("This model folder has no character vocabulary; give the prompt as --prompt-ids.");
+        try
+        {
+            return tokenizer.Encode(text.Replace("\\n", "\n"));
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"--prompt: {ex.Message}", ex);
+        }
+    }
+
+    private static string Visible(string s) => s.Replace("\n", "\\n");
+}

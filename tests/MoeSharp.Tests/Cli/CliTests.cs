@@ -1,0 +1,141 @@
+using System.Text.Json;
+using MoeSharp.Tests.IO;
+
+namespace MoeSharp.Tests.Cli;
+
+/// <summary>A tiny run trained once for the whole class: train → save → generate → eval → inspect.</summary>
+public sealed class TinyRun : IAsyncLifetime
+{
+    public string Folder { get; } = Directory.CreateTempSubdirectory("moesharp-cli-").FullName;
+    public string Run => Path.Combine(Folder, "run");
+    public string Config => Path.Combine(Folder, "tiny.json");
+    public MoeCli.Result Train { get; private set; } = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        File.WriteAllText(Config, MoeCli.TinyConfig);
+        Train = await MoeCli.Run("train", "--config", Config, "--steps", "8", "--batch", "2", "--eval-every", "4", "--eval-batches", "1", "--log-every", "1", "--out", Run);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Directory.Delete(Folder, recursive: true);
+        return ValueTask.CompletedTask;
+    }
+}
+
+public class CliTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
+{
+    [Fact]
+    public void TrainWritesACompleteRunFolder()
+    {
+        Assert.True(tiny.Train.ExitCode == 0, tiny.Train.Stderr + tiny.Train.Stdout);
+        foreach (var f in new[] { "config.json", "model.safetensors", "optimizer.safetensors", "metrics.jsonl", "routing.jsonl", "domains.json" })
+            Assert.True(File.Exists(Path.Combine(tiny.Run, f)), $"{f} missing");
+        var metrics = File.ReadAllLines(Path.Combine(tiny.Run, "metrics.jsonl"));
+        Assert.Equal(8, metrics.Length);
+        using var last = JsonDocument.Parse(metrics[^1]);
+        Assert.True(last.RootElement.GetProperty("val_loss").GetDouble() > 0);
+        Assert.True(last.RootElement.GetProperty("aux").GetProperty("load_balance").GetDouble() > 0);
+        Assert.Contains("saved", tiny.Train.Stdout);
+        // The checkpoint reads like a Mixtral checkpoint.
+        using var weights = MoeSharp.IO.SafetensorsFile.Open(Path.Combine(tiny.Run, "model.safetensors"));
+        Assert.True(weights.Contains("model.layers.1.block_sparse_moe.experts.3.w2.weight"));
+        Assert.True(weights.Contains("model.layers.0.block_sparse_moe.gate.weight"));
+    }
+
+    [Fact]
+    public async Task GenerateIsDeterministicWithASeed()
+    {
+        var a = await MoeCli.Run("generate", "--model", tiny.Run, "--prompt", "12+3=", "--max-tokens", "8", "--seed", "7", "--print-ids");
+        var b = await MoeCli.Run("generate", "--model", tiny.Run, "--prompt", "12+3=", "--max-tokens", "8", "--seed", "7", "--print-ids");
+        Assert.Equal(0, a.ExitCode);
+        Assert.Equal(a.Stdout, b.Stdout);
+        Assert.Equal(8, a.Stdout.Trim().Split(',').Length);
+        var routing = await MoeCli.Run("generate", "--model", tiny.Run, "--prompt-ids", "3,14,15", "--max-tokens", "2", "--temperature", "0", "--show-routing");
+        Assert.Equal(0, routing.ExitCode);
+        Assert.Contains("L1:[", routing.Stdout);
+    }
+
+    [Fact]
+    public async Task EvalReportsPerplexityAndTheDomainTable()
+    {
+        var r = await MoeCli.Run("eval", "--model", tiny.Run, "--max-tokens", "2000");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("perplexity", r.Stdout);
+        Assert.Contains("I(domain; expert)", r.Stdout);
+        Assert.Contains("arithmetic", r.Stdout);
+    }
+
+    [Fact]
+    public async Task ResumeContinuesExactly()
+    {
+        string split = Path.Combine(Folder, "split");
+        var first = await MoeCli.Run("train", "--config", tiny.Config, "--steps", "8", "--batch", "2", "--eval-every", "4", "--eval-batches", "1", "--log-every", "1", "--out", split, "--stop-at", "4");
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var second = await MoeCli.Run("train", "--resume", split, "--steps", "8", "--eval-every", "4", "--eval-batches", "1", "--log-every", "1");
+        Assert.True(second.ExitCode == 0, second.Stderr);
+        static string[] Losses(string run) => File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
+            .Select(l => JsonDocument.Parse(l).RootElement).Select(e => $"{e.GetProperty("step")}:{e.GetProperty("loss").GetRawText()}:{e.GetProperty("val_loss").GetRawText()}").ToArray();
+        Assert.Equal(Losses(tiny.Run), Losses(split));
+    }
+
+    // ---- bad input: one line, exit code 2, no stack trace ----
+
+    [Fact]
+    public async Task MissingDataFile() =>
+        MoeCli.UserError(await MoeCli.Run("train", "--data", Path.Combine(Folder, "nope.txt")), "nope.txt", "does not exist");
+
+    [Fact]
+    public async Task EmptyDataFile() =>
+        MoeCli.UserError(await MoeCli.Run("train", "--data", Write("empty.txt", [])), "empty.txt", "empty");
+
+    [Fact]
+    public async Task UnknownPreset() =>
+        MoeCli.UserError(await MoeCli.Run("train", "--preset", "gigantic", "--out", Path.Combine(Folder, "x")), "gigantic", "mixtral");
+
+    [Fact]
+    public async Task InvalidConfigValue()
+    {
+        string config = Path.Combine(Folder, "bad.json");
+        File.WriteAllText(config, MoeCli.TinyConfig.Replace("\"layers\": 2", "\"layers\": 0"));
+        MoeCli.UserError(await MoeCli.Run("train", "--config", config, "--out", Path.Combine(Folder, "x")), "bad.json", "layers");
+    }
+
+    [Fact]
+    public async Task PromptOutsideTheVocabulary() =>
+        MoeCli.UserError(await MoeCli.Run("generate", "--model", tiny.Run, "--prompt", "héllo"), "'é'", "vocabulary");
+
+    [Fact]
+    public async Task ResumeWithAnotherArchitecture() =>
+        MoeCli.UserError(await MoeCli.Run("train", "--resume", tiny.Run, "--preset", "dense", "--steps", "9"), "different architecture", "dense");
+
+    public static TheoryData<string, string> Corruptions() => new()
+    {
+        { "truncated", "header" },
+        { "header-longer-than-file", "header" },
+        { "overlapping", "overlap" },
+        { "unknown-dtype", "Q9" },
+        { "shape-size-mismatch", "bytes" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Corruptions))]
+    public async Task CorruptedCheckpoint(string kind, string fragment)
+    {
+        string run = Path.Combine(Folder, kind);
+        Directory.CreateDirectory(run);
+        foreach (var f in Directory.GetFiles(tiny.Run)) File.Copy(f, Path.Combine(run, Path.GetFileName(f)));
+        string model = Path.Combine(run, "model.safetensors");
+        byte[] bytes = kind switch
+        {
+            "truncated" => File.ReadAllBytes(model)[..5],
+            "header-longer-than-file" => SafetensorsBytes.WithLength(1 << 20, "{}"u8),
+            "overlapping" => SafetensorsBytes.Build("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", new byte[12]),
+            "unknown-dtype" => SafetensorsBytes.Build("""{"a":{"dtype":"Q9","shape":[2],"data_offsets":[0,8]}}""", new byte[8]),
+            _ => SafetensorsBytes.Build("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}""", new byte[8]),
+        };
+        File.WriteAllBytes(model, bytes);
+        MoeCli.UserError(await MoeCli.Run("generate", "--model", run, "--prompt", "1", "--max-tokens", "2"), "model.safetensors", fragment);
+    }
+}

@@ -1,0 +1,41 @@
+using System.Diagnostics;
+
+namespace MoeSharp.Tests.Cli;
+
+/// <summary>Runs the built `moe` command in a child process, so each test sees exactly what a user would.</summary>
+public static class MoeCli
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    public static async Task<Result> Run(params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "moe.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(dll);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment["DOTNET_TieredPGO"] = "0";
+        using var p = Process.Start(start)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await p.WaitForExitAsync(timeout.Token);
+        return new Result(p.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>A tiny MoE model config: trains a handful of steps in seconds.</summary>
+    public const string TinyConfig = """
+        { "preset": "tiny", "d_model": 16, "layers": 2, "heads": 2, "d_ff": 32, "context": 16,
+          "moe": { "experts": 4, "top_k": 2, "expert_hidden": 16 } }
+        """;
+
+    /// <summary>Asserts a user error: exit code 2 and one line on stderr that contains every fragment, no stack trace.</summary>
+    public static void UserError(Result r, params string[] fragments)
+    {
+        Assert.True(r.ExitCode == 2, $"exit code {r.ExitCode}, stderr: {r.Stderr}");
+        var lines = r.Stderr.Trim().Split('\n');
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{r.Stderr}");
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        foreach (var f in fragments) Assert.Contains(f, lines[0]);
+    }
+}
