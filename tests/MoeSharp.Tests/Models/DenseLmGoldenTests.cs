@@ -4,7 +4,7 @@ using MoeSharp.IO;
 using MoeSharp.Nn;
 using MoeSharp.Training;
 
-namespace MoeSharp.Tests.Golden;
+namespace MoeSharp.Tests.Models;
 
 /// <summary>
 /// The dense LM against an independent plain-PyTorch implementation (gen_dense_lm.py beside this file, run with
