@@ -4,6 +4,7 @@ using MoeSharp.Autograd;
 using MoeSharp.Kernels;
 using MoeSharp.Nn;
 using MoeSharp.Tensors;
+using MoeSharp.Training;
 
 namespace MoeSharp.Bench;
 
@@ -15,37 +16,41 @@ internal static class LmBench
 {
     public static int Profile(string[] args)
     {
-        var config = new ModelConfig { Vocab = 65, DModel = 128, Layers = 4, Heads = 4, DFF = 512, Context = 64 };
+        int at = Array.IndexOf(args, "--preset");
+        string preset = at >= 0 && at + 1 < args.Length ? args[at + 1] : "dense";
+        var config = Presets.Get(preset, 65);
         const int batch = 12, steps = 30;
         foreach (int threads in Harness.ThreadList(args))
         {
             Workers.Threads = threads;
             var model = new MoeTransformer(config, 1);
+            var optimizer = new AdamW(model.Arena);
             var rng = new Rng(1);
             var ids = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
             var targets = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
             var tape = new Tape();
-            for (int i = 0; i < 5; i++) Step(model, tape, ids, targets, batch); // warm-up
+            for (int i = 0; i < 5; i++) Step(model, optimizer, tape, ids, targets, batch); // warm-up
             var profile = new OpProfile();
             tape.Profile = profile;
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < steps; i++)
             {
                 profile.Mark();
-                Step(model, tape, ids, targets, batch);
+                Step(model, optimizer, tape, ids, targets, batch);
             }
             double perStep = sw.Elapsed.TotalSeconds / steps;
-            Console.WriteLine($"lm impl=moesharp preset=dense phase=train threads={threads} tok_s={batch * config.Context / perStep:F0} ms_per_step={perStep * 1e3:F2}");
+            Console.WriteLine($"lm impl=moesharp preset={preset} phase=train threads={threads} tok_s={batch * config.Context / perStep:F0} ms_per_step={perStep * 1e3:F2}");
             foreach (var (op, f, b, calls) in profile.Rows)
                 Console.WriteLine($"#   {op,-16} fwd {f / steps * 1e3,7:F2} ms  bwd {b / steps * 1e3,7:F2} ms  ({calls / steps} calls/step)");
         }
         return 0;
     }
 
-    private static void Step(MoeTransformer model, Tape tape, int[] ids, int[] targets, int batch)
+    private static void Step(MoeTransformer model, AdamW optimizer, Tape tape, int[] ids, int[] targets, int batch)
     {
         model.Arena.ZeroGrad();
-        tape.Backward(model.Loss(tape, ids, targets, batch).Loss);
+        tape.Backward(model.Loss(tape, ids, targets, batch, training: true).Loss);
         tape.Reset();
+        optimizer.Step(1e-4f);
     }
 }
