@@ -13,6 +13,7 @@ internal static class Harness
         ["gemm"] = GemmBench.Run,
         ["peak"] = _ => { FmaPeak.Report(); return 0; },
         ["lm-profile"] = LmBench.Profile,
+        ["lm"] = LmBench.Run,
         ["attention"] = AttentionBench.Run,
         ["moe"] = MoeBench.Run,
     };

@@ -46,6 +46,38 @@ internal static class LmBench
         return 0;
     }
 
+    /// <summary>
+    /// `lm`: training steps per second (forward, backward, AdamW) and greedy KV-cache generation (batch 1, a
+    /// 16-token prompt, 200 new tokens) for the dense and mixtral presets, in bench/peer/lm.py's line format.
+    /// </summary>
+    public static int Run(string[] args)
+    {
+        const int batch = 12, steps = 40, prompt = 16, newTokens = 200;
+        foreach (int threads in Harness.ThreadList(args))
+            foreach (string preset in new[] { "dense", "mixtral" })
+            {
+                Workers.Threads = threads;
+                var config = Presets.Get(preset, 65);
+                var model = new MoeTransformer(config, 1);
+                var optimizer = new AdamW(model.Arena);
+                var rng = new Rng(1);
+                var ids = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
+                var tape = new Tape();
+                for (int i = 0; i < 5; i++) Step(model, optimizer, tape, ids, ids, batch);
+                var sw = Stopwatch.StartNew();
+                for (int i = 0; i < steps; i++) Step(model, optimizer, tape, ids, ids, batch);
+                Console.WriteLine($"lm impl=moesharp preset={preset} phase=train threads={threads} tok_s={steps * batch * config.Context / sw.Elapsed.TotalSeconds:F0}");
+                // Generation runs past the training context, so this copy of the model has a longer RoPE table.
+                var long_ = new MoeTransformer(config with { Context = prompt + newTokens }, 1);
+                var start = ids[..prompt];
+                Generator.Greedy(long_, start, newTokens); // warm-up
+                sw.Restart();
+                Generator.Greedy(long_, start, newTokens);
+                Console.WriteLine($"lm impl=moesharp preset={preset} phase=generate threads={threads} tok_s={newTokens / sw.Elapsed.TotalSeconds:F0}");
+            }
+        return 0;
+    }
+
     private static void Step(MoeTransformer model, AdamW optimizer, Tape tape, int[] ids, int[] targets, int batch)
     {
         model.Arena.ZeroGrad();
