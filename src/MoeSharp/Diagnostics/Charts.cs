@@ -165,7 +165,7 @@ internal static class Charts
         }
 
         double lx = left + 4;
-        foreach (var s in series)
+        foreach (var s in series.Count > 1 ? series : []) // one line needs no legend: the axis title names it
         {
             sb.Append($"<line x1=\"{Num(lx)}\" x2=\"{Num(lx + 18)}\" y1=\"14\" y2=\"14\" stroke=\"{s.Colour}\" stroke-width=\"3\"/>");
             sb.Append($"<text class=\"legend\" x=\"{Num(lx + 23)}\" y=\"18\">{Esc(s.Name)}</text>");
@@ -225,8 +225,9 @@ internal static class Charts
                 string fill = v is null ? "#d9d9d9" : Palette.Viridis(t);
                 double x = left + c * h.CellWidth, y = top + r * h.CellHeight;
                 sb.Append($"<rect x=\"{Num(x, "0.##")}\" y=\"{Num(y, "0.##")}\" width=\"{Num(h.CellWidth, "0.##")}\" height=\"{Num(h.CellHeight, "0.##")}\" fill=\"{fill}\"><title>{Esc(h.Tooltip(r, c))}</title></rect>");
+                // The colour goes in a style attribute: the page's "svg text" rule would beat a fill attribute.
                 if (text && v is double value)
-                    sb.Append($"<text class=\"cell\" x=\"{Num(x + h.CellWidth / 2)}\" y=\"{Num(y + h.CellHeight / 2 + 4)}\" text-anchor=\"middle\" fill=\"{Palette.TextOn(t)}\">{Esc(h.Format(value))}</text>");
+                    sb.Append($"<text class=\"cell\" x=\"{Num(x + h.CellWidth / 2)}\" y=\"{Num(y + h.CellHeight / 2 + 4)}\" text-anchor=\"middle\" style=\"fill:{Palette.TextOn(t)}\">{Esc(h.Format(value))}</text>");
             }
         }
         sb.Append("</g>");

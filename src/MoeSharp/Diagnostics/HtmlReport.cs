@@ -437,7 +437,7 @@ public static class HtmlReport
         svg { max-width: 100%; height: auto; display: block; }
         svg text { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; fill: var(--ink); }
         svg text.title { font-size: 12px; fill: var(--dim); }
-        svg text.cell { font-size: 10.5px; fill: inherit; }
+        svg text.cell { font-size: 10.5px; }
         svg text.legend { font-size: 12px; }
         svg text.mark-label { font-weight: 600; }
         svg .grid { stroke: #ececec; }
