@@ -139,7 +139,7 @@ internal static class TrainCommand
             File.WriteAllText(folder.File("domains.json"), DomainRouting.ToJson(table));
             foreach (var layer in table) Console.WriteLine($"{layer.Layer}: I(domain; expert) = {layer.MutualInformation:F3} bits");
         }
-        Console.WriteLine($"saved {folder.Path} at step {trainer.Step}");
+        Console.WriteLine($"saved {folder.Path} at step {trainer.Step}; report {HtmlReport.Write(folder.Path)}");
         return 0;
     }
 

@@ -84,7 +84,7 @@ public sealed class RoutingMonitor(int experts, int deadSteps, float collapseThr
         if (collapsed && !_collapsed)
         {
             int top = Array.IndexOf(stats.TokensPerExpert, stats.TokensPerExpert.Max());
-            alerts.Add(new RoutingAlert(stats.Layer, step, "collapse", top, $"expert {top} of {stats.Layer} takes {share:P0} of the assignments"));
+            alerts.Add(new RoutingAlert(stats.Layer, step, "collapse", top, $"expert {top} of {stats.Layer} takes {share * 100:F0}% of the assignments"));
         }
         _collapsed = collapsed;
         return alerts;
