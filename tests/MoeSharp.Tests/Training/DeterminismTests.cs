@@ -35,3 +35,18 @@ public class DeterminismTests
         Assert.True(losses[^1] < losses[0] - 0.1f, $"loss went from {losses[0]} to {losses[^1]}");
     }
 }
+
+public class NonFiniteTests
+{
+    [Fact]
+    public void ANaNWeightIsReportedWithItsLayer()
+    {
+        var tokens = Enumerable.Range(0, 3000).Select(i => i % 29).ToArray();
+        var model = new MoeTransformer(Presets.Get("mixtral", 29) with { DModel = 16, Heads = 2, Layers = 2, DFF = 32, Context = 16 }, 1);
+        model.Arena["model.layers.1.block_sparse_moe.experts.w2"].Value[5] = float.NaN;
+        var trainer = new LmTrainer(model, new TextDataset(tokens), new LmTrainOptions { Steps = 3, Batch = 2 });
+        var ex = Assert.Throws<NonFiniteException>(() => trainer.TrainStep());
+        Assert.Contains("model.layers.1.block_sparse_moe", ex.Message);
+        Assert.Contains("ExpertFfn", ex.Message);
+    }
+}
