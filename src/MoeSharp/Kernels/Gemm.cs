@@ -100,6 +100,15 @@ public static unsafe class Gemm
             return;
         }
         int bits = VectorBits;
+        if (m <= SmallRows && bits != 0)
+        {
+            // A row or two (generation through the KV cache): packing all of B would cost more than the multiply.
+            var rows = new SmallRowsJob { A = a, Lda = lda, TransA = transA, B = b, Ldb = ldb, TransB = transB, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate };
+            int chunks = (n + SmallChunk - 1) / SmallChunk;
+            if (parallel && (long)m * n * k >= 1 << 20) Workers.For(chunks, rows);
+            else for (int i = 0; i < chunks; i++) rows.Invoke(i);
+            return;
+        }
         if (bits == 0)
         {
             MultiplyReference(new ReadOnlySpan<float>(a, Extent(transA ? k : m, transA ? m : k, lda)),
@@ -131,7 +140,7 @@ public static unsafe class Gemm
                     MPanels = mPanels, NPanels = nPanels,
                 };
                 Split(ref job, parallel ? Workers.Threads : 1);
-                if (parallel && Workers.Threads > 1 && (long)m * nc * kc >= 32 * 1024)
+                if (parallel && Workers.Threads > 1 && (long)m * nc * kc >= 1 << 20)
                 {
                     Workers.For(mPanels + nPanels, new PackStep(job));
                     Workers.For(job.MBlocks * job.NChunks, new ComputeStep(job));
@@ -164,6 +173,53 @@ public static unsafe class Gemm
     }
 
     private static int Blocks(int panels, int per) => (panels + per - 1) / per;
+
+    /// <summary>At most this many rows of A take the unpacked path.</summary>
+    private const int SmallRows = 2;
+
+    /// <summary>Columns of C per work item on the unpacked path.</summary>
+    private const int SmallChunk = 64;
+
+    /// <summary>
+    /// C rows as dot products (B transposed: each C element is one contiguous dot product) or as scaled row sums
+    /// (B not transposed), over a chunk of columns; each element is summed in k order by one thread.
+    /// </summary>
+    private struct SmallRowsJob : IWorkItem
+    {
+        public float* A, B, C;
+        public int Lda, Ldb, Ldc, M, N, K;
+        public bool TransA, TransB, Accumulate;
+
+        public readonly void Invoke(int chunk)
+        {
+            int j0 = chunk * SmallChunk, cols = Math.Min(SmallChunk, N - j0);
+            float[]? rented = null;
+            for (int i = 0; i < M; i++)
+            {
+                // Row i of op(A), made contiguous when A is transposed.
+                ReadOnlySpan<float> ai;
+                if (!TransA) ai = new ReadOnlySpan<float>(A + (long)i * Lda, K);
+                else
+                {
+                    rented ??= System.Buffers.ArrayPool<float>.Shared.Rent(K);
+                    for (int p = 0; p < K; p++) rented[p] = A[(long)p * Lda + i];
+                    ai = rented.AsSpan(0, K);
+                }
+                var ci = new Span<float>(C + (long)i * Ldc + j0, cols);
+                if (!Accumulate) ci.Clear();
+                if (TransB)
+                {
+                    for (int j = 0; j < cols; j++) ci[j] += TensorPrimitives.Dot(ai, new ReadOnlySpan<float>(B + (long)(j0 + j) * Ldb, K));
+                }
+                else
+                {
+                    for (int p = 0; p < K; p++)
+                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(B + (long)p * Ldb + j0, cols), ai[p], ci, ci);
+                }
+            }
+            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+        }
+    }
 
     private static int Extent(int rows, int cols, int ld) => rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols;
 
