@@ -32,12 +32,12 @@ internal static class GenerateCommand
             var dir = p.GetValue(model)!.FullName;
             int max = p.GetValue(maxTokens);
             var folder = new RunFolder(dir);
-            CharTokenizer? tokenizer = null;
+            ITextTokenizer? tokenizer = null;
             MoeTransformer lm;
             if (File.Exists(folder.ConfigPath) && File.Exists(folder.OptimizerPath))
             {
                 var run = folder.ReadConfig();
-                tokenizer = new CharTokenizer(run.Alphabet);
+                tokenizer = LmData.TokenizerFor(run.Data, run.Alphabet);
                 lm = ModelStore.Open(dir);
             }
             else
@@ -67,14 +67,14 @@ internal static class GenerateCommand
     private static int PromptLength(string? ids, string? text) => ids is not null ? ids.Split(',').Length : text?.Length ?? 0;
 
     /// <summary>Token ids from --prompt-ids, or --prompt encoded with the run's vocabulary.</summary>
-    private static int[] PromptIds(string? ids, string? text, CharTokenizer? tokenizer)
+    private static int[] PromptIds(string? ids, string? text, ITextTokenizer? tokenizer)
     {
         if (ids is not null && text is not null) throw new ArgumentException("Give either --prompt or --prompt-ids, not both.");
         if (ids is not null)
             return ids.Split(',').Select(s => int.TryParse(s.Trim(), out int v) ? v
                 : throw new FormatException($"--prompt-ids: '{s}' is not a token id; expected comma-separated integers such as 3,14,15.")).ToArray();
         if (text is null) throw new ArgumentException("Give a prompt: --prompt TEXT or --prompt-ids 3,14,15.");
-        if (tokenizer is null) throw new ArgumentException("This model folder has no character vocabulary; give the prompt as --prompt-ids.");
+        if (tokenizer is null) throw new ArgumentException("This model folder has no tokenizer; give the prompt as --prompt-ids.");
         try
         {
             return tokenizer.Encode(text.Replace("\\n", "\n"));

@@ -20,6 +20,8 @@ internal static class TrainCommand
     public static Command Create()
     {
         var data = new Option<FileInfo?>("--data") { Description = "UTF-8 text file (char-level; last 10% is validation). Default: the built-in multi-domain corpus." };
+        var bpeVocab = new Option<FileInfo?>("--bpe-vocab") { Description = "With --data: tokenize by BPE with this vocab.json (Microsoft.ML.Tokenizers)." };
+        var bpeMerges = new Option<FileInfo?>("--bpe-merges") { Description = "With --bpe-vocab: the merges.txt." };
         var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
         var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
         var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 1000 };
@@ -36,7 +38,7 @@ internal static class TrainCommand
         var stopAt = new Option<int?>("--stop-at") { Description = "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues." };
         var command = new Command("train", "Train a language model into a run folder.")
         {
-            data, preset, config, steps, batch, lr, seed, threads, output, resume, evalEvery, evalBatches, logEvery, saveEvery, stopAt,
+            data, bpeVocab, bpeMerges, preset, config, steps, batch, lr, seed, threads, output, resume, evalEvery, evalBatches, logEvery, saveEvery, stopAt,
         };
         command.SetAction(p =>
         {
@@ -54,12 +56,16 @@ internal static class TrainCommand
             else
             {
                 var file = p.GetValue(data);
-                var source = file is null ? new DataSource() : new DataSource { Kind = "file", Path = file.FullName };
+                var vocab = p.GetValue(bpeVocab);
+                var merges = p.GetValue(bpeMerges);
+                if (file is null && (vocab is not null || merges is not null)) throw new ArgumentException("--bpe-vocab and --bpe-merges tokenize a --data file; the built-in corpus is char-level.");
+                var source = file is null ? new DataSource()
+                    : new DataSource { Kind = "file", Path = file.FullName, BpeVocab = vocab?.FullName, BpeMerges = merges?.FullName };
                 var probe = LmData.Load(source);
                 var model = ModelFor(p.GetValue(preset)!, p.GetValue(config), probe.Tokenizer.VocabSize);
                 var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), MinLearningRate = p.GetValue(lr) / 10, Seed = p.GetValue(seed) };
                 training.Validate();
-                run = new RunConfig { Model = model, Training = training, Alphabet = new string(probe.Tokenizer.Alphabet), Data = source };
+                run = new RunConfig { Model = model, Training = training, Alphabet = probe.Tokenizer is CharTokenizer c ? new string(c.Alphabet) : "", Data = source };
                 folder = new RunFolder(p.GetValue(output)?.FullName ?? Path.Combine("runs", $"{model.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
                 if (File.Exists(folder.ConfigPath))
                     throw new IOException($"Run folder '{folder.Path}' already holds a run; use --resume to continue it or choose another --out.");

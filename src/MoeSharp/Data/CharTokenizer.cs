@@ -1,7 +1,7 @@
 namespace MoeSharp.Data;
 
 /// <summary>One token per distinct character, ids assigned in ordinal order of the characters.</summary>
-public sealed class CharTokenizer
+public sealed class CharTokenizer : ITextTokenizer
 {
     private readonly Dictionary<char, int> _ids;
 

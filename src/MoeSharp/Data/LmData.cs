@@ -7,6 +7,11 @@ public sealed record DataSource
     public string Kind { get; init; } = "builtin";
 
     public string? Path { get; init; }
+
+    /// <summary>With <see cref="BpeMerges"/>: tokenize a file with this BPE vocab.json instead of per character.</summary>
+    public string? BpeVocab { get; init; }
+
+    public string? BpeMerges { get; init; }
     public ulong CorpusSeed { get; init; } = 1;
     public int CorpusSamples { get; init; } = 20000;
 }
@@ -15,7 +20,7 @@ public sealed record DataSource
 /// The tokenizer and train/validation streams of a run. The built-in corpus splits by whole samples and keeps
 /// the validation split's per-character domains; a text file splits 90/10 by position.
 /// </summary>
-public sealed record LmData(CharTokenizer Tokenizer, TextDataset Dataset, MultiDomainCorpus? Validation)
+public sealed record LmData(ITextTokenizer Tokenizer, TextDataset Dataset, MultiDomainCorpus? Validation)
 {
     /// <summary>Builds the data; <paramref name="alphabet"/> pins the tokenizer to a saved vocabulary.</summary>
     public static LmData Load(DataSource source, string? alphabet = null)
@@ -32,7 +37,7 @@ public sealed record LmData(CharTokenizer Tokenizer, TextDataset Dataset, MultiD
         if (!File.Exists(path)) throw new FileNotFoundException($"Data file '{path}' does not exist.");
         string text = File.ReadAllText(path);
         if (text.Length == 0) throw new InvalidDataException($"Data file '{path}' is empty.");
-        var tokenizer = alphabet is null ? CharTokenizer.FromText(text) : new CharTokenizer(alphabet);
+        ITextTokenizer tokenizer = TokenizerFor(source, alphabet) ?? CharTokenizer.FromText(text);
         int[] ids;
         try
         {
@@ -42,7 +47,19 @@ public sealed record LmData(CharTokenizer Tokenizer, TextDataset Dataset, MultiD
         {
             throw new InvalidDataException($"Data file '{path}': {ex.Message}", ex);
         }
-        if (ids.Length < 100) throw new InvalidDataException($"Data file '{path}' has only {ids.Length} characters; at least 100 are needed for a train/validation split.");
+        if (ids.Length < 100) throw new InvalidDataException($"Data file '{path}' has only {ids.Length} tokens; at least 100 are needed for a train/validation split.");
         return new LmData(tokenizer, new TextDataset(ids), null);
+    }
+
+    /// <summary>The tokenizer a source pins (BPE files, or a saved alphabet), or null to learn the alphabet from the text.</summary>
+    public static ITextTokenizer? TokenizerFor(DataSource source, string? alphabet)
+    {
+        if (source.BpeVocab is not null || source.BpeMerges is not null)
+        {
+            if (source.BpeVocab is null || source.BpeMerges is null)
+                throw new ArgumentException("BPE needs both a vocab.json (--bpe-vocab) and a merges.txt (--bpe-merges).");
+            return new BpeTextTokenizer(source.BpeVocab, source.BpeMerges);
+        }
+        return string.IsNullOrEmpty(alphabet) ? null : new CharTokenizer(alphabet);
     }
 }

@@ -16,7 +16,7 @@ public sealed record DomainRoutingLayer(string Layer, int[][] Counts, double Mut
 /// </summary>
 public static class DomainRouting
 {
-    public static IReadOnlyList<DomainRoutingLayer> Measure(MoeTransformer model, CharTokenizer tokenizer, MultiDomainCorpus corpus, int maxTokens = 20000)
+    public static IReadOnlyList<DomainRoutingLayer> Measure(MoeTransformer model, ITextTokenizer tokenizer, MultiDomainCorpus corpus, int maxTokens = 20000)
     {
         var layers = model.MoeLayers;
         int domains = MultiDomainCorpus.DomainNames.Count, ctx = model.Config.Context;
