@@ -352,8 +352,8 @@ public sealed class MixtureTrainer
                 {
                     if (Model.IsFrozen(j)) continue;
                     var w = Column(h, j, e);
-                    if (!stepped[j]) Model.Experts[j].Fit(data, w);
-                    if (data.Task == TabularTask.Regression) UpdateVariance(data, j, w);
+                    if (!stepped[j]) RefitExpert(data, j, w);
+                    else if (data.Task == TabularTask.Regression) UpdateVariance(data, j, w);
                 }
                 Refresh();
             }
@@ -395,7 +395,14 @@ public sealed class MixtureTrainer
     /// <summary>Refits expert <paramref name="e"/> with row weights [N] and, for regression, re-estimates its variance with them.</summary>
     internal void RefitExpert(TabularData data, int e, float[] w)
     {
-        Model.Experts[e].Fit(data, w);
+        try
+        {
+            Model.Experts[e].Fit(data, w);
+        }
+        catch (NonFiniteException ex)
+        {
+            throw new NonFiniteException($"Expert {e} ({Model.Experts[e].Kind}): {ex.Message}");
+        }
         if (data.Task == TabularTask.Regression) UpdateVariance(data, e, w);
     }
 
