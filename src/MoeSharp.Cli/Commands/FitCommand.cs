@@ -23,7 +23,8 @@ internal static class FitCommand
         var task = new Option<string?>("--task") { Description = "classification or regression (default: inferred from the target)." };
         var experts = new Option<string>("--experts") { Description = "Expert kinds, e.g. 'mlp,linear,tree' or '4*mlp'.", DefaultValueFactory = _ => "4*mlp" };
         var phases = new Option<string>("--phases") { Description = "Training phases in order, from experts, gate, joint, em.", DefaultValueFactory = _ => "experts,gate,joint" };
-        var partition = new Option<string>("--partition") { Description = "How the experts phase splits the rows: 'kmeans' or the name of a column with one value per expert.", DefaultValueFactory = _ => "kmeans" };
+        var partition = new Option<string>("--partition") { Description = "Rows of each expert in the experts phase: 'kmeans', 'all' (every row), or a column with one value per expert.", DefaultValueFactory = _ => "kmeans" };
+        var holdout = new Option<float>("--gate-holdout") { Description = "Share of rows (0 to 0.5) the experts never fit, kept for the gate.", DefaultValueFactory = _ => 0f };
         var groups = new Option<int>("--groups") { Description = "Two-level HME with this many groups, each holding the --experts list (trained by k-means start + EM).", DefaultValueFactory = _ => 0 };
         var exclude = new Option<string?>("--exclude") { Description = "Comma-separated columns that are not features (ids, …)." };
         var topK = new Option<int>("--top-k") { Description = "Experts per row (0: all).", DefaultValueFactory = _ => 0 };
@@ -42,7 +43,7 @@ internal static class FitCommand
         var output = new Option<DirectoryInfo>("--out") { Description = "Output folder for the model and the report.", DefaultValueFactory = _ => new DirectoryInfo("runs/moe-fit") };
         var command = new Command("fit", "Fit a classic mixture of experts to a CSV table.")
         {
-            csv, target, task, experts, phases, partition, groups, exclude, topK, gateHidden, hidden, expertEpochs, treeDepth, ridge,
+            csv, target, task, experts, phases, partition, holdout, groups, exclude, topK, gateHidden, hidden, expertEpochs, treeDepth, ridge,
             epochs, emIterations, lr, entropy, balance, seed, threads, output,
         };
         command.SetAction(p => CliErrors.Run(() =>
@@ -72,6 +73,7 @@ internal static class FitCommand
                 Phases = ParsePhases(p.GetValue(phases)!),
                 GateEpochs = p.GetValue(epochs), JointEpochs = p.GetValue(epochs), EmIterations = p.GetValue(emIterations),
                 LearningRate = p.GetValue(lr), EntropyCoef = p.GetValue(entropy), BalanceCoef = p.GetValue(balance), Seed = p.GetValue(seed),
+                GateHoldout = p.GetValue(holdout), ExpertStart = partitionSpec == "all" ? ExpertStart.AllRows : ExpertStart.KMeans,
             };
             string taskText = data.IsClassification ? $"classification, {data.Classes} classes" : "regression";
             Console.WriteLine($"data: {file.Name}, {data.Rows} rows, {data.Features} features, target '{schema.Target}' ({taskText})");
@@ -80,7 +82,7 @@ internal static class FitCommand
             if (groupCount == 0)
             {
                 var model = new MixtureOfExperts(MixtureOptions.For(data, gate), kinds.Select((k, i) => factory.Create(k, data.Features, data.Outputs, data.Task, i)));
-                var parts = partitionSpec == "kmeans" ? null : Partition.FromColumn(table.Column(partitionSpec), model.Count, partitionSpec);
+                var parts = partitionSpec is "kmeans" or "all" ? null : Partition.FromColumn(table.Column(partitionSpec), model.Count, partitionSpec);
                 Console.WriteLine($"mixture: {string.Join(", ", kinds)}; gate {(gate.Hidden > 0 ? $"MLP ({gate.Hidden} hidden)" : "linear")}, {(gate.TopK > 0 ? $"top-{gate.TopK}" : "dense")}; phases {string.Join(" → ", trainOptions.Phases).ToLowerInvariant()}");
                 foreach (var r in new MixtureTrainer(model, trainOptions).Fit(data, parts)) Print(r);
                 MixtureFile.Save(p.GetValue(output)!.FullName, model, schema);

@@ -24,6 +24,16 @@ public enum MixturePhase
     Em,
 }
 
+/// <summary>Which rows each expert fits in the experts phase when no partition is given.</summary>
+public enum ExpertStart
+{
+    /// <summary>k-means clusters of the inputs, one per expert: experts start local.</summary>
+    KMeans,
+
+    /// <summary>Every row: experts start global, and the gate then picks, per region, the kind that does best there.</summary>
+    AllRows,
+}
+
 /// <summary>What regression training minimises.</summary>
 public enum RegressionObjective
 {
@@ -39,6 +49,9 @@ public sealed record MixtureTrainOptions
 {
     /// <summary>The phases <see cref="MixtureTrainer.Fit"/> runs, in order.</summary>
     public IReadOnlyList<MixturePhase> Phases { get; init; } = [MixturePhase.Experts, MixturePhase.Gate, MixturePhase.Joint];
+
+    /// <summary>The experts phase's rows when <see cref="MixtureTrainer.Fit"/> gets no partition.</summary>
+    public ExpertStart ExpertStart { get; init; } = ExpertStart.KMeans;
 
     /// <summary>Epochs of the gate-only phase.</summary>
     public int GateEpochs { get; init; } = 50;
@@ -75,6 +88,13 @@ public sealed record MixtureTrainOptions
 
     public RegressionObjective Objective { get; init; } = RegressionObjective.GaussianMixture;
 
+    /// <summary>
+    /// Share of the rows (0 to 0.5) held out from the experts and given to the gate alone. Experts then never fit
+    /// the gate's rows, so the gate learns which expert does best on inputs it has not memorised — the remedy when
+    /// some experts (deep trees, wide MLPs) fit their own rows far better than new ones. 0: every row serves both.
+    /// </summary>
+    public float GateHoldout { get; init; }
+
     /// <summary>Lower bound on a regression expert's noise variance, so an expert that fits few rows exactly does not collapse to a spike.</summary>
     public float MinVariance { get; init; } = 1e-3f;
 
@@ -100,7 +120,9 @@ public sealed record MixtureTrainOptions
         Require(float.IsFinite(EntropyCoef), nameof(EntropyCoef), $"must be a number, got {EntropyCoef}.");
         Require(BalanceCoef >= 0 && float.IsFinite(BalanceCoef), nameof(BalanceCoef), $"must be a non-negative number, got {BalanceCoef}.");
         Require(Enum.IsDefined(Objective), nameof(Objective), $"unknown objective {(int)Objective}.");
+        Require(Enum.IsDefined(ExpertStart), nameof(ExpertStart), $"unknown start {(int)ExpertStart}.");
         Require(MinVariance > 0 && float.IsFinite(MinVariance), nameof(MinVariance), $"must be a positive number, got {MinVariance}.");
+        Require(GateHoldout is >= 0 and <= 0.5f, nameof(GateHoldout), $"must be in [0, 0.5], got {GateHoldout}.");
     }
 }
 
@@ -115,7 +137,8 @@ public sealed record PhaseReport(MixturePhase Phase, IReadOnlyList<double> Loss,
 /// mixture's negative log-likelihood −log Σ_e g_e·p_e(y|x) (for classification the cross-entropy of the combined
 /// probabilities), or for <see cref="RegressionObjective.CombinedSquaredError"/> the squared error of the combined
 /// output. Frozen experts are never refitted or stepped. Every phase checks that experts stay finite and names the
-/// expert and row when one does not.
+/// expert and row when one does not. With <see cref="MixtureTrainOptions.GateHoldout"/> the rows split, the same way
+/// in every phase, into expert rows (which the experts fit) and gate rows (which the gate learns from).
 /// </summary>
 public sealed class MixtureTrainer
 {
@@ -133,7 +156,10 @@ public sealed class MixtureTrainer
     public MixtureOfExperts Model { get; }
     public MixtureTrainOptions Options { get; }
 
-    /// <summary>Runs <see cref="MixtureTrainOptions.Phases"/> in order; the expert phase uses <paramref name="partition"/> or, when null, k-means.</summary>
+    /// <summary>
+    /// Runs <see cref="MixtureTrainOptions.Phases"/> in order; the experts phase uses <paramref name="partition"/> or,
+    /// when null, <see cref="MixtureTrainOptions.ExpertStart"/>.
+    /// </summary>
     public IReadOnlyList<PhaseReport> Fit(TabularData data, int[]? partition = null)
     {
         Check(data);
@@ -141,7 +167,7 @@ public sealed class MixtureTrainer
         foreach (var phase in Options.Phases)
             reports.Add(phase switch
             {
-                MixturePhase.Experts => TrainExperts(data, partition ?? Partition.KMeans(data.X, Model.Count, Options.Seed)),
+                MixturePhase.Experts => TrainExperts(data, partition ?? (Options.ExpertStart == ExpertStart.KMeans ? Partition.KMeans(data.X, Model.Count, Options.Seed) : null)),
                 MixturePhase.Gate => TrainGate(data),
                 MixturePhase.Joint => TrainJoint(data),
                 _ => RunEm(data),
@@ -149,10 +175,21 @@ public sealed class MixtureTrainer
         return reports;
     }
 
-    /// <summary>Phase 1: each unfrozen expert e fits the rows with partition[n] = e (weight 1, the rest 0).</summary>
-    public PhaseReport TrainExperts(TabularData data, int[] partition)
+    /// <summary>
+    /// Phase 1: each unfrozen expert e fits the rows with partition[n] = e (weight 1, the rest 0), or with a null
+    /// partition every row.
+    /// </summary>
+    public PhaseReport TrainExperts(TabularData data, int[]? partition)
     {
         Check(data);
+        if (partition is null)
+        {
+            var start = Stopwatch.StartNew();
+            var every = ExpertRows(data.Rows) ?? Enumerable.Repeat(1f, data.Rows).ToArray();
+            for (int e = 0; e < Model.Count; e++)
+                if (!Model.IsFrozen(e)) RefitExpert(data, e, every);
+            return new PhaseReport(MixturePhase.Experts, [Nll(data)], start.Elapsed.TotalSeconds);
+        }
         if (partition.Length != data.Rows) throw new ArgumentException($"The partition has {partition.Length} entries for {data.Rows} rows.", nameof(partition));
         var sizes = new int[Model.Count];
         for (int r = 0; r < partition.Length; r++)
@@ -166,13 +203,17 @@ public sealed class MixtureTrainer
         {
             if (Model.IsFrozen(e)) continue;
             if (sizes[e] == 0) throw new ArgumentException($"Part {e} of the partition has no rows, so expert {e} has nothing to fit.", nameof(partition));
-            RefitExpert(data, e, Partition.Indicator(partition, e));
+            RefitExpert(data, e, Mask(Partition.Indicator(partition, e), ExpertRows(data.Rows)));
         }
         return new PhaseReport(MixturePhase.Experts, [Nll(data)], clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Phase 2: the gate alone, by mini-batch AdamW on the mixture loss with every expert's outputs held fixed.</summary>
-    public PhaseReport TrainGate(TabularData data) => Epochs(data, MixturePhase.Gate, Options.GateEpochs, trainExperts: false);
+    /// <summary>Phase 2: the gate alone (on the gate rows), by mini-batch AdamW on the mixture loss with every expert's outputs held fixed.</summary>
+    public PhaseReport TrainGate(TabularData data)
+    {
+        var gateRows = GateRows(data.Rows);
+        return Epochs(gateRows is null ? data : data.Subset(Rows(gateRows)), MixturePhase.Gate, Options.GateEpochs, trainExperts: false);
+    }
 
     /// <summary>
     /// Phase 3: joint training. The gate and the unfrozen differentiable experts take AdamW steps on the mixture loss
@@ -201,7 +242,8 @@ public sealed class MixtureTrainer
     public float[] EStep(TabularData data, out double logLikelihood) => Model.Posterior(data, out logLikelihood);
 
     /// <summary>
-    /// The M-step for responsibilities h [N,E]: each unfrozen expert e refits with row weights h[:,e]; a regression
+    /// The M-step for responsibilities h [N,E] (with a holdout, experts see only their rows and the gate only its own):
+    /// each unfrozen expert e refits with row weights h[:,e]; a regression
     /// expert's variance becomes Σ_n h_ne·(y_n − f_e(x_n))² / Σ_n h_ne (at least MinVariance); the gate takes
     /// <see cref="MixtureTrainOptions.GateStepsPerMStep"/> full-batch steps on the cross-entropy −Σ_n Σ_e h_ne·log g_ne.
     /// </summary>
@@ -210,12 +252,13 @@ public sealed class MixtureTrainer
         Check(data);
         int e = Model.Count;
         if (h.Length != data.Rows * e) throw new ArgumentException($"Responsibilities have {h.Length} entries; {data.Rows} rows × {e} experts need {data.Rows * e}.", nameof(h));
+        var expertRows = ExpertRows(data.Rows);
         for (int j = 0; j < e; j++)
         {
             if (Model.IsFrozen(j)) continue;
-            RefitExpert(data, j, Column(h, j, e));
+            RefitExpert(data, j, Mask(Column(h, j, e), expertRows));
         }
-        FitGate(Model.Gate, data.X, h, null, Options.GateStepsPerMStep);
+        FitGate(Model.Gate, data.X, h, GateRows(data.Rows), Options.GateStepsPerMStep);
     }
 
     /// <summary>The mixture's loss per row on <paramref name="data"/> (see the class summary).</summary>
@@ -280,6 +323,9 @@ public sealed class MixtureTrainer
                 optimizers.Add(new AdamW(de.Arena, weightDecay: Options.WeightDecay));
             }
         bool refits = trainExperts && Enumerable.Range(0, e).Any(j => !stepped[j] && !Model.IsFrozen(j));
+        // With a holdout, joint steps send the loss of expert rows to the experts only and of gate rows to the gate only.
+        var expertMask = trainExperts ? ExpertRows(n) : null; // [N]
+        var gateMask = trainExperts ? GateRows(n) : null;     // [N]
         var cached = new float[e][]; // [E][N,O] outputs of the experts that take no steps
         void Refresh()
         {
@@ -294,6 +340,8 @@ public sealed class MixtureTrainer
         var labels = new int[b];       // [B]
         var targets = new float[b];    // [B]
         var invB = Enumerable.Repeat(1f / b, b).ToArray();
+        var wExperts = new float[b]; // [B] 1 for the batch's expert rows
+        var wGate = new float[b];    // [B] 1 for the batch's gate rows
         var loss = new List<double>();
         for (int epoch = 0; epoch < epochs; epoch++)
         {
@@ -308,6 +356,8 @@ public sealed class MixtureTrainer
                     data.X.Span.Slice(r * d, d).CopyTo(xb.Span.Slice(i * d, d));
                     if (data.IsClassification) labels[i] = data.Labels[r];
                     else targets[i] = data.Targets[r];
+                    wExperts[i] = expertMask?[r] ?? 1;
+                    wGate[i] = gateMask?[r] ?? 1;
                 }
                 Model.Gate.Arena.ZeroGrad();
                 var a = Model.Gate.MaskedLogits(_tape, xb, Model.EffectiveTopK); // [B,E]
@@ -328,9 +378,19 @@ public sealed class MixtureTrainer
                     parts[j] = Constant(cached[j], j, order, start, b, o, combined, data);
                 }
                 var l = _tape.Concat(parts); // [B,E] log-likelihoods, or [B,E] outputs (O = 1)
-                Tensor objective = combined
-                    ? _tape.WeightedSum(_tape.SquaredError(_tape.MixRows(_tape.Softmax(a), l), targets), invB)
-                    : _tape.MixtureNll(a, l);
+                Tensor objective;
+                if (expertMask is null)
+                    objective = combined
+                        ? _tape.WeightedSum(_tape.SquaredError(_tape.MixRows(_tape.Softmax(a), l), targets), invB)
+                        : _tape.MixtureNll(a, l);
+                else if (combined)
+                {
+                    var g = _tape.Softmax(a);
+                    objective = _tape.Add(
+                        _tape.WeightedSum(_tape.SquaredError(_tape.MixRows(g, Detach(l)), targets), Normalised(wGate)),
+                        _tape.WeightedSum(_tape.SquaredError(_tape.MixRows(Detach(g), l), targets), Normalised(wExperts)));
+                }
+                else objective = _tape.Add(_tape.MixtureNll(a, Detach(l), wGate), _tape.MixtureNll(Detach(a), l, wExperts));
                 var total = Regularise(a, objective);
                 if (!float.IsFinite(total[0]))
                 {
@@ -351,7 +411,7 @@ public sealed class MixtureTrainer
                 for (int j = 0; j < e; j++)
                 {
                     if (Model.IsFrozen(j)) continue;
-                    var w = Column(h, j, e);
+                    var w = Mask(Column(h, j, e), expertMask);
                     if (!stepped[j]) RefitExpert(data, j, w);
                     else if (data.Task == TabularTask.Regression) UpdateVariance(data, j, w);
                 }
@@ -391,6 +451,47 @@ public sealed class MixtureTrainer
                 throw new NonFiniteException($"Expert {e} ({Model.Experts[e].Kind}) produced a non-finite output ({s[i]}) for row {order[start + i / o]} during {phase.ToString().ToLowerInvariant()} training.");
             }
     }
+
+    /// <summary>A copy outside autograd: gradients stop there.</summary>
+    private Tensor Detach(Tensor t)
+    {
+        var copy = _tape.Allocate(t.Shape.ToArray());
+        t.Span.CopyTo(copy.Span);
+        return copy;
+    }
+
+    private static float[] Normalised(float[] w)
+    {
+        float sum = w.Sum();
+        return w.Select(v => sum > 0 ? v / sum : 0).ToArray();
+    }
+
+    /// <summary>[N] 1 for the rows experts fit, 0 for the gate's holdout; null without a holdout.</summary>
+    private float[]? ExpertRows(int n) => HoldoutSplit(n) is { } gate ? gate.Select(v => 1 - v).ToArray() : null;
+
+    /// <summary>[N] 1 for the gate's held-out rows; null without a holdout.</summary>
+    private float[]? GateRows(int n) => HoldoutSplit(n);
+
+    /// <summary>The same random ⌈GateHoldout·N⌉ rows every call, drawn from the seed.</summary>
+    private float[]? HoldoutSplit(int n)
+    {
+        if (Options.GateHoldout == 0) return null;
+        var order = Enumerable.Range(0, n).ToArray();
+        var rng = new Rng(Options.Seed ^ 0x401D0UL);
+        for (int i = n - 1; i > 0; i--)
+        {
+            int j = rng.NextInt(i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        var gate = new float[n];
+        int count = Math.Clamp((int)Math.Ceiling(Options.GateHoldout * n), 1, n - 1);
+        for (int i = 0; i < count; i++) gate[order[i]] = 1;
+        return gate;
+    }
+
+    private static float[] Mask(float[] w, float[]? mask) => mask is null ? w : w.Select((v, i) => v * mask[i]).ToArray();
+
+    private static int[] Rows(float[] mask) => Enumerable.Range(0, mask.Length).Where(r => mask[r] > 0).ToArray();
 
     /// <summary>Refits expert <paramref name="e"/> with row weights [N] and, for regression, re-estimates its variance with them.</summary>
     internal void RefitExpert(TabularData data, int e, float[] w)

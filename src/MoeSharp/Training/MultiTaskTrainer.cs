@@ -9,7 +9,10 @@ public sealed record MultiTaskTrainOptions
 {
     public int Epochs { get; init; } = 30;
     public int BatchSize { get; init; } = 128;
+    /// <summary>Peak learning rate; it decays along a cosine to <see cref="MinLearningRateFraction"/> of itself by the last step.</summary>
     public float LearningRate { get; init; } = 1e-3f;
+
+    public float MinLearningRateFraction { get; init; } = 0.1f;
     public float WeightDecay { get; init; }
     public ulong Seed { get; init; } = 1;
 
@@ -18,13 +21,14 @@ public sealed record MultiTaskTrainOptions
         if (Epochs < 0) throw new ArgumentException($"MultiTaskTrainOptions.Epochs: must be non-negative, got {Epochs}.", nameof(Epochs));
         if (BatchSize <= 0) throw new ArgumentException($"MultiTaskTrainOptions.BatchSize: must be positive, got {BatchSize}.", nameof(BatchSize));
         if (!(LearningRate > 0)) throw new ArgumentException($"MultiTaskTrainOptions.LearningRate: must be positive, got {LearningRate}.", nameof(LearningRate));
+        if (MinLearningRateFraction is < 0 or > 1) throw new ArgumentException($"MultiTaskTrainOptions.MinLearningRateFraction: must be in [0, 1], got {MinLearningRateFraction}.", nameof(MinLearningRateFraction));
         if (!(WeightDecay >= 0)) throw new ArgumentException($"MultiTaskTrainOptions.WeightDecay: must be non-negative, got {WeightDecay}.", nameof(WeightDecay));
     }
 }
 
 /// <summary>
 /// Trains an <see cref="IMultiTaskModel"/> on the sum over tasks of each task's mean squared error, by mini-batch
-/// AdamW. Labels Y [N,T] are task-major within each row.
+/// AdamW with a cosine learning-rate decay. Labels Y [N,T] are task-major within each row.
 /// </summary>
 public static class MultiTaskTrainer
 {
@@ -58,6 +62,8 @@ public static class MultiTaskTrainer
         var xb = new Tensor(b, d);
         var yb = new float[b * tasks];
         var losses = new List<double>();
+        int perEpoch = n / b, step = 0;
+        var schedule = new CosineSchedule(options.LearningRate, 0, options.Epochs * perEpoch, options.LearningRate * options.MinLearningRateFraction);
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
             for (int i = n - 1; i > 0; i--)
@@ -86,7 +92,7 @@ public static class MultiTaskTrainer
                 batches++;
                 tape.Backward(loss);
                 tape.Reset();
-                optimizer.Step(options.LearningRate);
+                optimizer.Step(schedule.At(step++));
             }
             losses.Add(sum / Math.Max(1, batches));
         }

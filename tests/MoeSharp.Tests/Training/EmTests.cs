@@ -112,3 +112,56 @@ public class EmTests
         Assert.True(report.Loss[^1] < report.Loss[0] - 0.5, $"EM went from {report.Loss[0]} to {report.Loss[^1]}");
     }
 }
+
+public class PhaseRowTests
+{
+    /// <summary>Records the weights of every fit.</summary>
+    private sealed class Recorder(int inputs) : IExpert
+    {
+        public readonly List<float[]> Fits = [];
+        public string Kind => "recorder";
+        public int Inputs => inputs;
+        public int Outputs => 1;
+        public TabularTask Task => TabularTask.Regression;
+        public void Predict(ReadOnlySpan<float> x, Span<float> output) => output.Fill(0.5f);
+        public void Fit(TabularData data, ReadOnlySpan<float> weights) => Fits.Add(weights.ToArray());
+    }
+
+    private static TabularData Data(int n)
+    {
+        var x = Enumerable.Range(0, n).Select(i => i / (float)n).ToArray();
+        return new TabularData(Tensor.FromArray(x, n, 1), TabularTask.Regression, null, x);
+    }
+
+    [Fact]
+    public void WithAHoldoutExpertsNeverFitTheGateRows()
+    {
+        var data = Data(50);
+        var a = new Recorder(1);
+        var b = new Recorder(1);
+        var model = new MixtureOfExperts(MixtureOptions.For(data), [a, b]);
+        new MixtureTrainer(model, new MixtureTrainOptions
+        {
+            Phases = [MixturePhase.Experts, MixturePhase.Gate, MixturePhase.Joint, MixturePhase.Em], GateHoldout = 0.2f,
+            GateEpochs = 1, JointEpochs = 2, RefitEvery = 1, EmIterations = 2, GateStepsPerMStep = 1,
+        }).Fit(data);
+        // One fit in the experts phase, two joint refits, two M-steps.
+        Assert.Equal(5, a.Fits.Count);
+        var gateRows = Enumerable.Range(0, 50).Where(r => a.Fits.All(w => w[r] == 0) && b.Fits.All(w => w[r] == 0)).ToArray();
+        Assert.Equal(10, gateRows.Length); // ⌈0.2·50⌉, the same rows in every phase
+        Assert.All(a.Fits.Skip(1).Concat(b.Fits.Skip(1)), w => Assert.Equal(40, w.Count(v => v > 0)));
+    }
+
+    [Fact]
+    public void AllRowsStartFitsEveryExpertOnEveryRow()
+    {
+        var data = Data(30);
+        var a = new Recorder(1);
+        var model = new MixtureOfExperts(MixtureOptions.For(data), [a, new Recorder(1)]);
+        new MixtureTrainer(model, new MixtureTrainOptions { Phases = [MixturePhase.Experts], ExpertStart = ExpertStart.AllRows }).Fit(data);
+        Assert.Equal(Enumerable.Repeat(1f, 30), a.Fits.Single());
+        var kmeans = new Recorder(1);
+        new MixtureTrainer(new MixtureOfExperts(MixtureOptions.For(data), [kmeans, new Recorder(1)]), new MixtureTrainOptions { Phases = [MixturePhase.Experts] }).Fit(data);
+        Assert.InRange(kmeans.Fits.Single().Count(v => v == 1), 10, 20); // k-means halves the line
+    }
+}
