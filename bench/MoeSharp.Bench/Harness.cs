@@ -15,6 +15,8 @@ internal static class Harness
         ["lm-profile"] = LmBench.Profile,
         ["attention"] = AttentionBench.Run,
         ["moe"] = MoeBench.Run,
+        ["tabular"] = TabularBench.Run,
+        ["mmoe"] = MmoeBench.Run,
     };
 
     public static int Usage()
