@@ -99,19 +99,6 @@ public sealed class CsvTable
         return new CsvTable(source, columns, values.ToArray());
     }
 
-    /// <summary>Writes the table with a header row, numbers in round-trip form.</summary>
-    public void Save(string path)
-    {
-        using var writer = new StreamWriter(path);
-        writer.WriteLine(string.Join(',', Columns));
-        var fields = new string[Columns.Length];
-        for (int r = 0; r < Rows; r++)
-        {
-            for (int c = 0; c < Columns.Length; c++) fields[c] = this[r, c].ToString("R", CultureInfo.InvariantCulture);
-            writer.WriteLine(string.Join(',', fields));
-        }
-    }
-
     private static string[] Split(string line) => line.Split(',');
 
     private static string Unquote(string field)

@@ -71,11 +71,4 @@ public sealed class TabularData
             ? new TabularData(x, Task, rows.Select(r => Labels[r]).ToArray(), null, Classes, FeatureNames)
             : new TabularData(x, Task, null, rows.Select(r => Targets[r]).ToArray(), 0, FeatureNames);
     }
-
-    /// <summary>The same targets with other inputs [N, D'] (a standardised or projected copy).</summary>
-    public TabularData WithInputs(Tensor x, string[]? featureNames = null) =>
-        new(x, Task, IsClassification ? Labels : null, IsClassification ? null : Targets, Classes, featureNames ?? (x.Dim(1) == Features ? FeatureNames : null));
-
-    /// <summary>The same inputs with other regression targets [N].</summary>
-    public TabularData WithTargets(float[] targets) => new(X, TabularTask.Regression, null, targets, 0, FeatureNames);
 }

@@ -81,8 +81,6 @@ public sealed class TreeExpert : IExpert
     /// <summary>[nodes, O] each node's class distribution or mean (leaves are what predictions use).</summary>
     public ReadOnlySpan<float> Value => _value;
 
-    public int Depth => DepthOf(0);
-
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
         int n = ExpertChecks.Rows(this, x, output), d = Inputs, o = Outputs;
@@ -111,8 +109,6 @@ public sealed class TreeExpert : IExpert
         _right = builder.Right.ToArray();
         _value = builder.Value.ToArray();
     }
-
-    private int DepthOf(int node) => _feature[node] < 0 ? 0 : 1 + Math.Max(DepthOf(_left[node]), DepthOf(_right[node]));
 
     /// <summary>Grows the tree depth-first, pre-order, so node indices follow scikit-learn's numbering.</summary>
     private sealed class Builder(TreeExpert tree, TabularData data, float[] w, double rootWeight)

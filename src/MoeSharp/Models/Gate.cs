@@ -138,11 +138,4 @@ public sealed class Gate
         for (int i = keep.Count; i < experts; i++) nb[i] = keep.Count > 0 ? meanBias : 0;
         return gate;
     }
-
-    /// <summary>Sets every parameter to zero in the output layer: the uniform gate.</summary>
-    public void MakeUniform()
-    {
-        Output.Weight.Value.Span.Clear();
-        Output.Bias!.Value.Span.Clear();
-    }
 }

@@ -25,7 +25,7 @@ public sealed class HierarchicalMixture
     public IReadOnlyList<MixtureOfExperts> Groups { get; }
 
     /// <summary>The gate over groups.</summary>
-    public Gate Top { get; internal set; }
+    public Gate Top { get; }
 
     public TabularTask Task => Groups[0].Task;
     public int Inputs => Groups[0].Inputs;
