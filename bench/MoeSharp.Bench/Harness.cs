@@ -16,6 +16,8 @@ internal static class Harness
         ["lm"] = LmBench.Run,
         ["attention"] = AttentionBench.Run,
         ["moe"] = MoeBench.Run,
+        ["tabular"] = TabularBench.Run,
+        ["mmoe"] = MmoeBench.Run,
     };
 
     public static int Usage()

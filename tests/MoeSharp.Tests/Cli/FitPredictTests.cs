@@ -1,0 +1,118 @@
+using System.CommandLine;
+using MoeSharp.Cli.Commands;
+using MoeSharp.Kernels;
+
+namespace MoeSharp.Tests.Cli;
+
+/// <summary>Console output is process-wide, so these tests run alone.</summary>
+[CollectionDefinition("Console", DisableParallelization = true)]
+public sealed class ConsoleCollection;
+
+[Collection("Console")]
+public sealed class FitPredictTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "moesharp-cli-" + Guid.NewGuid().ToString("N"));
+
+    public FitPredictTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>Runs `moe` in process; returns the exit code, standard output and standard error.</summary>
+    private static (int Code, string Out, string Error) Moe(params string[] args)
+    {
+        var (stdout, stderr) = (Console.Out, Console.Error);
+        int threads = Workers.Threads;
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o);
+        Console.SetError(e);
+        try
+        {
+            return (MoeSharp.Cli.MoeCommand.Run(args), o.ToString(), e.ToString());
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Console.SetError(stderr);
+            Workers.Threads = threads;
+        }
+    }
+
+    private string Csv(string name, string text)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    /// <summary>Two clusters with a label that flips inside each, plus a region column.</summary>
+    private string Good()
+    {
+        var lines = new List<string> { "a,b,region,label" };
+        for (int i = 0; i < 60; i++)
+        {
+            double a = (i % 2 == 0 ? -3 : 3) + (i % 7) / 7.0, b = (i % 5) / 5.0 - 0.5;
+            lines.Add(FormattableString.Invariant($"{a},{b},{i % 2},{(b > 0 ^ a > 0 ? 1 : 0)}"));
+        }
+        return Csv("good.csv", string.Join('\n', lines));
+    }
+
+    [Fact]
+    public void FitThenPredictRoundTrip()
+    {
+        string csv = Good(), model = Path.Combine(_dir, "model"), preds = Path.Combine(_dir, "preds.csv");
+        var fit = Moe("fit", "--csv", csv, "--target", "label", "--experts", "linear,tree", "--partition", "region", "--phases", "experts,gate,em",
+            "--em-iterations", "3", "--epochs", "5", "--out", model);
+        Assert.True(fit.Code == 0, fit.Error);
+        Assert.Contains("classification, 2 classes", fit.Out);
+        foreach (var f in new[] { "model.safetensors", "config.json", "report.html", "report.txt" }) Assert.True(File.Exists(Path.Combine(model, f)), f);
+        var predict = Moe("predict", "--model", model, "--csv", csv, "--out", preds, "--timeout-ms", "5000");
+        Assert.True(predict.Code == 0, predict.Error);
+        Assert.Contains("accuracy", predict.Out);
+        var rows = File.ReadAllLines(preds);
+        Assert.Equal("a,b,region,label,prediction,p_0,p_1", rows[0]);
+        Assert.Equal(61, rows.Length);
+    }
+
+    [Fact]
+    public void AHierarchicalFitSavesAndPredicts()
+    {
+        string csv = Good(), model = Path.Combine(_dir, "hme");
+        var fit = Moe("fit", "--csv", csv, "--target", "label", "--experts", "2*linear", "--groups", "2", "--em-iterations", "2", "--out", model);
+        Assert.True(fit.Code == 0, fit.Error);
+        Assert.Contains("group 1 expert 1", fit.Out);
+        var predict = Moe("predict", "--model", model, "--csv", csv, "--out", Path.Combine(_dir, "p.csv"));
+        Assert.True(predict.Code == 0, predict.Error);
+    }
+
+    [Theory]
+    [InlineData("x,y,label\n1,2,0\n3,,1\n", "label", "line 3 (data row 2), column 'y': missing value")]
+    [InlineData("x,colour,label\n1,2,0\n3,red,1\n", "label", "column 'colour': 'red' is not a number")]
+    [InlineData("x,y\n1,2\n3,4\n", "label", "no column named 'label'; the columns are 'x', 'y'")]
+    [InlineData("x,label\n1,1\n2,1\n3,1\n", "label", "target column 'label' has a single class (1)")]
+    [InlineData("x,label\n1,0\n2,1\n3,0\n", "label", "3 rows are fewer than the 4 experts")]
+    public void BadInputGivesOneLineNamingTheProblem(string text, string target, string message)
+    {
+        var (code, _, error) = Moe("fit", "--csv", Csv("bad.csv", text), "--target", target, "--out", Path.Combine(_dir, "m"));
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", error);
+        Assert.Contains(message, error);
+        Assert.Single(error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void AnExpertThatDivergesIsNamed()
+    {
+        var (code, _, error) = Moe("fit", "--csv", Good(), "--target", "label", "--experts", "linear,mlp", "--lr", "1e30", "--expert-epochs", "3", "--out", Path.Combine(_dir, "m"));
+        Assert.Equal(2, code);
+        Assert.Contains("Expert 1 (mlp)", error);
+        Assert.Contains("NaN", error);
+    }
+
+    [Fact]
+    public void UnknownExpertKindsAndPhasesAreNamed()
+    {
+        Assert.Contains("unknown kind 'forest'", Moe("fit", "--csv", Good(), "--target", "label", "--experts", "mlp,forest").Error);
+        Assert.Contains("unknown phase 'warmup'", Moe("fit", "--csv", Good(), "--target", "label", "--phases", "experts,warmup").Error);
+        Assert.Contains("Partition column 'b' has 5 distinct values", Moe("fit", "--csv", Good(), "--target", "label", "--experts", "2*linear", "--partition", "b").Error);
+    }
+}
