@@ -103,6 +103,14 @@ public sealed record ExpertState(string Kind, JsonObject Settings, IReadOnlyDict
 /// <summary>Checks shared by the experts, with messages naming the expert.</summary>
 internal static class ExpertChecks
 {
+    /// <summary>The sizes every expert constructor checks: positive inputs, 1 output for regression, ≥ 2 classes.</summary>
+    public static void Shape(int inputs, int outputs, TabularTask task)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inputs);
+        if (task == TabularTask.Classification && outputs < 2) throw new ArgumentException($"A classification expert needs at least 2 outputs, got {outputs}.", nameof(outputs));
+        if (task == TabularTask.Regression && outputs != 1) throw new ArgumentException($"A regression expert has 1 output, got {outputs}.", nameof(outputs));
+    }
+
     public static int Rows(IExpert e, ReadOnlySpan<float> x, Span<float> output)
     {
         if (x.Length % e.Inputs != 0)

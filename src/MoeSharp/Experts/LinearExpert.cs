@@ -42,9 +42,7 @@ public sealed class LinearExpert : IExpert
     {
         options ??= new LinearExpertOptions();
         options.Validate();
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inputs);
-        if (task == TabularTask.Classification && outputs < 2) throw new ArgumentException($"A classification expert needs at least 2 outputs, got {outputs}.", nameof(outputs));
-        if (task == TabularTask.Regression && outputs != 1) throw new ArgumentException($"A regression expert has 1 output, got {outputs}.", nameof(outputs));
+        ExpertChecks.Shape(inputs, outputs, task);
         Inputs = inputs;
         Outputs = outputs;
         Task = task;
