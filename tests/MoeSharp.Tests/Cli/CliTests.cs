@@ -139,3 +139,25 @@ public class CliTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
         MoeCli.UserError(await MoeCli.Run("generate", "--model", run, "--prompt", "1", "--max-tokens", "2"), "model.safetensors", fragment);
     }
 }
+
+public class HuggingFaceCliTests : TempFolderTest
+{
+    /// <summary>
+    /// `moe generate` on a Hugging Face Mixtral folder (config.json + model.safetensors) prints the reference
+    /// implementation's greedy continuation (shared/golden/mixtral-ref/io.json) as comma-separated ids.
+    /// </summary>
+    [Fact]
+    public async Task GreedyIdsFromAHuggingFaceFolder()
+    {
+        string? golden = TestPaths.Shared("golden/mixtral-ref");
+        if (golden is null) Assert.Skip($"shared golden fixtures not found under {TestPaths.SharedRoot}");
+        File.Copy(Path.Combine(golden, "config.json"), Path.Combine(Folder, "config.json"));
+        File.Copy(Path.Combine(golden, "model.hf.safetensors"), Path.Combine(Folder, "model.safetensors"));
+        using var io = JsonDocument.Parse(File.ReadAllText(Path.Combine(golden, "io.json")));
+        string prompt = string.Join(",", io.RootElement.GetProperty("greedy_prompt").EnumerateArray().Select(v => v.GetInt32()));
+        string want = string.Join(",", io.RootElement.GetProperty("greedy_continuation").EnumerateArray().Select(v => v.GetInt32()));
+        var r = await MoeCli.Run("generate", "--model", Folder, "--prompt-ids", prompt, "--max-tokens", "8", "--temperature", "0", "--print-ids");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(want, r.Stdout.Trim());
+    }
+}
