@@ -24,7 +24,7 @@ internal static class TrainCommand
         var bpeMerges = new Option<FileInfo?>("--bpe-merges") { Description = "With --bpe-vocab: the merges.txt." };
         var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
         var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
-        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 1000 };
+        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 2500 };
         var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 12 };
         var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-3f };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };

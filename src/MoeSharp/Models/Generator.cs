@@ -27,7 +27,11 @@ public sealed record SamplingOptions
 /// <summary>A generated token and, per MoE layer, the experts it was routed to.</summary>
 public sealed record GeneratedToken(int Id, IReadOnlyList<int[]> Experts);
 
-/// <summary>Autoregressive generation through the KV cache: the prompt in one pass, then one token per step.</summary>
+/// <summary>
+/// Autoregressive generation through the KV cache: the prompt in one pass, then one token per step. When the
+/// cache reaches the model's context, the last three quarters of the text are re-encoded from position 0 (a
+/// sliding window), so generation can run past the context the model was trained with.
+/// </summary>
 public static class Generator
 {
     /// <summary>Streams up to <paramref name="maxTokens"/> new tokens after <paramref name="prompt"/>.</summary>
@@ -39,15 +43,16 @@ public static class Generator
         foreach (int id in prompt)
             if ((uint)id >= (uint)model.Config.Vocab)
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary [0, {model.Config.Vocab}).", nameof(prompt));
-        int needed = prompt.Length + maxTokens;
-        if (needed > model.Config.Context)
-            throw new ArgumentException($"The prompt ({prompt.Length} tokens) plus {maxTokens} new tokens exceed the model's context of {model.Config.Context}.");
-        return Run(model, prompt, maxTokens, sampling, Math.Max(1, needed - 1));
+        if (prompt.Length > model.Config.Context)
+            throw new ArgumentException($"The prompt has {prompt.Length} tokens; the model's context is {model.Config.Context}.", nameof(prompt));
+        return Run(model, prompt, maxTokens, sampling);
     }
 
-    private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling, int capacity)
+    private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
     {
-        var cache = model.NewCache(capacity);
+        int context = model.Config.Context;
+        var cache = model.NewCache(Math.Min(context, prompt.Length + Math.Max(0, maxTokens - 1)));
+        var history = new List<int>(prompt);
         var tape = new Tape();
         var rng = new Rng(sampling.Seed);
         int vocab = model.Config.Vocab;
@@ -66,7 +71,14 @@ public static class Generator
             }
             tape.Reset();
             yield return new GeneratedToken(next, experts);
-            input = [next];
+            history.Add(next);
+            if (cache.Length < cache.Capacity) input = [next];
+            else
+            {
+                // Full: start again from the recent text, at the positions the model was trained on.
+                cache.Clear();
+                input = history.GetRange(history.Count - context * 3 / 4, context * 3 / 4).ToArray();
+            }
         }
     }
 

@@ -80,6 +80,9 @@ public sealed class KvCache
     /// <summary>Positions cached so far (the same in every layer).</summary>
     public int Length => Layers.Length == 0 ? 0 : Layers[0].Length;
 
+    /// <summary>Positions the cache can hold.</summary>
+    public int Capacity => Layers.Length == 0 ? 0 : Layers[0].Capacity;
+
     public void Clear()
     {
         foreach (var l in Layers) l.Length = 0;

@@ -2,6 +2,7 @@ using MoeSharp.Autograd;
 using MoeSharp.IO;
 using MoeSharp.Models;
 using MoeSharp.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace MoeSharp.Tests.Models;
 
@@ -93,6 +94,25 @@ public class MoeTransformerTests
         var greedy = Generator.Greedy(model, prompt, 6);
         Assert.Equal(greedy, Generator.Stream(model, prompt, 6, new SamplingOptions { TopK = 1, Seed = 3 }).Select(t => t.Id).ToArray());
         Assert.Equal(greedy, Generator.Stream(model, prompt, 6, new SamplingOptions { TopP = 1e-6f, Seed = 4 }).Select(t => t.Id).ToArray());
-        Assert.Throws<ArgumentException>(() => Generator.Stream(model, prompt, 20, opts).ToArray()); // beyond the context of 12
+        // Past the context of 12 the window slides. Reference: a full recompute, no cache, over the same window
+        // (when the view is full, it restarts from the last 3/4 of the text).
+        var longRun = Generator.Greedy(model, prompt, 30);
+        var view = new List<int>(prompt);
+        var history = new List<int>(prompt);
+        var tape = new Tape();
+        for (int i = 0; i < 30; i++)
+        {
+            int next;
+            using (tape.NoGrad())
+            {
+                var logits = model.Forward(tape, view.ToArray(), batch: 1).Logits.Span;
+                next = TensorPrimitives.IndexOfMax(logits.Slice((view.Count - 1) * 23, 23));
+            }
+            tape.Reset();
+            Assert.Equal(next, longRun[i]);
+            history.Add(next);
+            view = view.Count == 12 ? history.GetRange(history.Count - 9, 9) : [.. view, next];
+        }
+        Assert.Throws<ArgumentException>(() => Generator.Greedy(model, new int[13], 1)); // a prompt longer than the context
     }
 }
