@@ -50,8 +50,7 @@ public static class Generator
 
     private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
     {
-        int context = model.Config.Context;
-        var cache = model.NewCache(Math.Min(context, prompt.Length + Math.Max(0, maxTokens - 1)));
+        var cache = model.NewCache(Math.Min(model.Config.Context, prompt.Length + Math.Max(0, maxTokens - 1)));
         var history = new List<int>(prompt);
         var tape = new Tape();
         var rng = new Rng(sampling.Seed);
@@ -72,12 +71,15 @@ public static class Generator
             tape.Reset();
             yield return new GeneratedToken(next, experts);
             history.Add(next);
+            if (i == maxTokens - 1) break;
             if (cache.Length < cache.Capacity) input = [next];
             else
             {
-                // Full: start again from the recent text, at the positions the model was trained on.
+                // Full (only when generating past the context): start again from the recent text, at the positions
+                // the model was trained on.
                 cache.Clear();
-                input = history.GetRange(history.Count - context * 3 / 4, context * 3 / 4).ToArray();
+                int keep = cache.Capacity * 3 / 4;
+                input = history.GetRange(history.Count - keep, keep).ToArray();
             }
         }
     }
