@@ -1,5 +1,3 @@
-using System.CommandLine;
-using MoeSharp.Cli.Commands;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Tests.Cli;

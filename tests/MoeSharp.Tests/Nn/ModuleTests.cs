@@ -1,4 +1,3 @@
-using MoeSharp.Models;
 using MoeSharp.Autograd;
 using MoeSharp.Kernels;
 using MoeSharp.Nn;
