@@ -266,11 +266,14 @@ public static unsafe class Gemm
             }
             else
             {
-                // Walk k outermost so the packed panel is written sequentially; the Mr source rows are read as
-                // Mr streams, each cache line of which serves 16 consecutive k.
+                // A full 8-row panel is 8×8 register transposes; otherwise walk k outermost so the panel is written
+                // sequentially while the Mr source rows are read as Mr streams.
+                int fullK = Avx.IsSupported && Mr == 8 && rows == 8 ? Kc / 8 * 8 : 0;
+                for (int kb = 0; kb < fullK; kb += 8)
+                    Transpose8x8(A + (long)i0 * Lda + Pc + kb, Lda, dst + kb * 8, 8);
                 var src = stackalloc float*[8];
                 for (int r = 0; r < Mr; r++) src[r] = A + (long)(i0 + Math.Min(r, rows - 1)) * Lda + Pc;
-                for (int kk = 0; kk < Kc; kk++)
+                for (int kk = fullK; kk < Kc; kk++)
                 {
                     float* d = dst + kk * Mr;
                     int r = 0;
