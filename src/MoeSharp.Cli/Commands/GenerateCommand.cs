@@ -34,7 +34,7 @@ internal static class GenerateCommand
             var folder = new RunFolder(dir);
             ITextTokenizer? tokenizer = null;
             MoeTransformer lm;
-            if (File.Exists(folder.ConfigPath) && File.Exists(folder.OptimizerPath))
+            if (folder.IsRun)
             {
                 var run = folder.ReadConfig();
                 tokenizer = LmData.TokenizerFor(run.Data, run.Alphabet);

@@ -40,6 +40,27 @@ public sealed class RunFolder
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
+    /// <summary>
+    /// Whether the folder holds a MoeSharp run: a config.json with a "model" section (a Hugging Face folder has none).
+    /// Weights-only copies without optimizer state still count.
+    /// </summary>
+    public bool IsRun
+    {
+        get
+        {
+            if (!System.IO.File.Exists(ConfigPath)) return false;
+            try
+            {
+                using var doc = JsonDocument.Parse(System.IO.File.ReadAllText(ConfigPath));
+                return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("model", out _);
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+        }
+    }
+
     public void WriteConfig(RunConfig config)
     {
         Directory.CreateDirectory(Path);

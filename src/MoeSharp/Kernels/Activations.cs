@@ -49,24 +49,6 @@ public static class Activations
         TensorPrimitives.Multiply(y, a, y);
     }
 
-    /// <summary>da += dy·σ(a)(1 + a(1 − σ(a))).</summary>
-    public static void SiluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> a, Span<float> da)
-    {
-        Span<float> s = stackalloc float[Chunk]; // [chunk] σ(a)
-        Span<float> g = stackalloc float[Chunk]; // [chunk] silu'(a)
-        for (int i = 0; i < dy.Length; i += Chunk)
-        {
-            int n = Math.Min(Chunk, dy.Length - i);
-            ReadOnlySpan<float> ac = a.Slice(i, n);
-            Span<float> sc = s[..n], gc = g[..n];
-            TensorPrimitives.Sigmoid(ac, sc);
-            TensorPrimitives.Subtract(1f, sc, gc);
-            TensorPrimitives.FusedMultiplyAdd(ac, gc, 1f, gc);
-            TensorPrimitives.Multiply(gc, sc, gc);
-            TensorPrimitives.MultiplyAdd(dy.Slice(i, n), gc, da.Slice(i, n), da.Slice(i, n));
-        }
-    }
-
     /// <summary>
     /// y = ½a(1 + tanh(u)), u = √(2/π)(a + 0.044715a³), evaluated as a·σ(2u): the same value, without the
     /// cancellation 1 + tanh(u) suffers for negative a.

@@ -6,13 +6,12 @@ namespace MoeSharp.Nn;
 public readonly record struct Init(InitKind Kind, float Scale = 0)
 {
     public static Init Normal(float std) => new(InitKind.Normal, std);
-    public static Init Uniform(float bound) => new(InitKind.Uniform, bound);
     public static Init Constant(float value) => new(InitKind.Constant, value);
     public static Init Zeros => new(InitKind.Constant, 0);
     public static Init Ones => new(InitKind.Constant, 1);
 }
 
-public enum InitKind { Normal, Uniform, Constant }
+public enum InitKind { Normal, Constant }
 
 /// <summary>
 /// A named parameter. Its <see cref="Value"/> and gradient are views into the arena's two flat buffers, which
@@ -109,9 +108,6 @@ public sealed class ParameterArena
             switch (p.Init.Kind)
             {
                 case InitKind.Normal: rng.FillNormal(span, 0, p.Init.Scale); break;
-                case InitKind.Uniform:
-                    for (int i = 0; i < span.Length; i++) span[i] = (2 * rng.NextFloat() - 1) * p.Init.Scale;
-                    break;
                 default: span.Fill(p.Init.Scale); break;
             }
         }

@@ -18,14 +18,6 @@ public sealed class TensorPool
         return new Tensor(storage, 0, shape);
     }
 
-    /// <summary>A tensor filled with zeros.</summary>
-    public Tensor RentZeroed(params int[] shape)
-    {
-        var t = Rent(shape);
-        t.Span.Clear();
-        return t;
-    }
-
     /// <summary>Gives storage back; the tensor and every view of it must not be used afterwards.</summary>
     public void Return(Tensor t)
     {
