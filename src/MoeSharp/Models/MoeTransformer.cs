@@ -44,6 +44,7 @@ public sealed class MoeTransformer
             else
                 _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, new Mlp(Arena, p + ".mlp", config.DModel, config.DFF, config.Mlp, config.InitStd, outStd), null);
         }
+        MoeLayers = _blocks.Where(b => b.Moe is not null).Select(b => b.Moe!).ToArray();
         FinalNorm = new RmsNorm(Arena, "model.norm", config.DModel, config.NormEps);
         Head = config.TiedEmbeddings ? null : new Linear(Arena, "lm_head", config.DModel, config.Vocab, initStd: config.InitStd);
         Arena.Build(seed);
@@ -57,7 +58,7 @@ public sealed class MoeTransformer
     public Linear? Head { get; }
 
     /// <summary>The MoE layers, in block order.</summary>
-    public IReadOnlyList<MoeLayer> MoeLayers => _blocks.Where(b => b.Moe is not null).Select(b => b.Moe!).ToArray();
+    public IReadOnlyList<MoeLayer> MoeLayers { get; }
 
     /// <summary>Parameters touched per token: everything except the experts a token does not use.</summary>
     public long ActiveParameters
