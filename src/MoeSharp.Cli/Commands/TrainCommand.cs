@@ -52,6 +52,7 @@ internal static class TrainCommand
                 run = folder.ReadConfig();
                 run = run with { Training = run.Training with { Steps = p.GetValue(steps) } };
                 CheckResumeCompatible(p, run, preset, config, batch);
+                LmData.CheckUnchanged(run.Data);
             }
             else
             {
@@ -60,7 +61,7 @@ internal static class TrainCommand
                 var merges = p.GetValue(bpeMerges);
                 if (file is null && (vocab is not null || merges is not null)) throw new ArgumentException("--bpe-vocab and --bpe-merges tokenize a --data file; the built-in corpus is char-level.");
                 var source = file is null ? new DataSource()
-                    : new DataSource { Kind = "file", Path = file.FullName, BpeVocab = vocab?.FullName, BpeMerges = merges?.FullName };
+                    : new DataSource { Kind = "file", Path = file.FullName, BpeVocab = vocab?.FullName, BpeMerges = merges?.FullName, Sha256 = file.Exists ? LmData.HashFile(file.FullName) : null };
                 var probe = LmData.Load(source);
                 var model = ModelFor(p.GetValue(preset)!, p.GetValue(config), probe.Tokenizer.VocabSize);
                 var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), MinLearningRate = p.GetValue(lr) / 10, Seed = p.GetValue(seed) };

@@ -12,6 +12,10 @@ public sealed record DataSource
     public string? BpeVocab { get; init; }
 
     public string? BpeMerges { get; init; }
+
+    /// <summary>Lower-case hex SHA-256 of the data file when the run started, so a resume can tell that it changed.</summary>
+    public string? Sha256 { get; init; }
+
     public ulong CorpusSeed { get; init; } = 1;
     public int CorpusSamples { get; init; } = 20000;
 }
@@ -49,6 +53,25 @@ public sealed record LmData(ITextTokenizer Tokenizer, TextDataset Dataset, Multi
         }
         if (ids.Length < 100) throw new InvalidDataException($"Data file '{path}' has only {ids.Length} tokens; at least 100 are needed for a train/validation split.");
         return new LmData(tokenizer, new TextDataset(ids), null);
+    }
+
+    /// <summary>The lower-case hex SHA-256 of a file's bytes.</summary>
+    public static string HashFile(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
+
+    /// <summary>
+    /// Throws if a file source's data no longer has the hash recorded when its run started: a resumed run would
+    /// otherwise draw different batches (or tokens) from the same positions without any sign of it.
+    /// </summary>
+    public static void CheckUnchanged(DataSource source)
+    {
+        if (source.Kind != "file" || source.Sha256 is null || source.Path is null || !File.Exists(source.Path)) return;
+        string now = HashFile(source.Path);
+        if (now != source.Sha256)
+            throw new InvalidDataException($"Data file '{source.Path}' changed since the run started (SHA-256 {source.Sha256[..12]}…, now {now[..12]}…); resuming would train on different batches. Restore the file, or start a new run.");
     }
 
     /// <summary>The tokenizer a source pins (BPE files, or a saved alphabet), or null to learn the alphabet from the text.</summary>

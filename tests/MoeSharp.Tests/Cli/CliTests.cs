@@ -83,6 +83,18 @@ public class CliTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
     // ---- bad input: one line, exit code 2, no stack trace ----
 
     [Fact]
+    public async Task ResumeAfterTheDataFileChanged()
+    {
+        string data = Path.Combine(Folder, "resume-data.txt");
+        File.WriteAllText(data, string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 20)));
+        string run = Path.Combine(Folder, "data-run");
+        var first = await MoeCli.Run("train", "--data", data, "--config", tiny.Config, "--steps", "4", "--batch", "2", "--eval-every", "2", "--eval-batches", "1", "--out", run, "--stop-at", "2");
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        File.AppendAllText(data, "a new line.\n");
+        MoeCli.UserError(await MoeCli.Run("train", "--resume", run, "--steps", "4"), "resume-data.txt", "changed since the run started");
+    }
+
+    [Fact]
     public async Task MissingDataFile() =>
         MoeCli.UserError(await MoeCli.Run("train", "--data", Path.Combine(Folder, "nope.txt")), "nope.txt", "does not exist");
 
