@@ -1,3 +1,4 @@
+using MoeSharp.Autograd;
 using MoeSharp.IO;
 using MoeSharp.Training;
 

@@ -6,6 +6,7 @@ using MoeSharp.Diagnostics;
 using MoeSharp.IO;
 using MoeSharp.Kernels;
 using MoeSharp.Models;
+using MoeSharp.Routing;
 using MoeSharp.Training;
 using Spectre.Console;
 

@@ -1,4 +1,5 @@
 using System.Text;
+using MoeSharp.Routing;
 using static MoeSharp.Diagnostics.Charts;
 
 namespace MoeSharp.Diagnostics;

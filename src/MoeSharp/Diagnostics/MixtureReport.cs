@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using MoeSharp.Data;
 using MoeSharp.Experts;
-using MoeSharp.IO;
+using MoeSharp.Models;
 
 namespace MoeSharp.Diagnostics;
 

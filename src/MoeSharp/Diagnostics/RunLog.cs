@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MoeSharp.Routing;
 
 namespace MoeSharp.Diagnostics;
 

@@ -3,7 +3,6 @@ using MoeSharp.Autograd;
 using MoeSharp.Data;
 using MoeSharp.Nn;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Experts;
 

@@ -7,16 +7,6 @@ using MoeSharp.Tensors;
 
 namespace MoeSharp.IO;
 
-/// <summary>A model read back by <see cref="MixtureFile.Load"/>: one of the two mixture kinds, and the schema saved with it.</summary>
-public sealed record SavedMixture(MixtureOfExperts? Mixture, HierarchicalMixture? Hierarchy, TabularSchema? Schema)
-{
-    public TabularTask Task => Mixture?.Task ?? Hierarchy!.Task;
-
-    /// <summary>Predicts with whichever mixture was saved.</summary>
-    public MixturePrediction Predict(ReadOnlySpan<float> x, FaultPolicy? policy = null) =>
-        Mixture is not null ? Mixture.Predict(x, policy) : Hierarchy!.Predict(x, policy);
-}
-
 /// <summary>
 /// Saves classic mixtures as a model folder in the layout of the language models: <c>model.safetensors</c> with every
 /// tensor (the gate's parameters, each expert's under <c>experts.{e}.</c>, tree node arrays included) and

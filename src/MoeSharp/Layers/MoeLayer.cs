@@ -1,5 +1,4 @@
 using MoeSharp.Autograd;
-using MoeSharp.Diagnostics;
 using MoeSharp.Dispatch;
 using MoeSharp.Experts;
 using MoeSharp.Nn;

@@ -1,4 +1,3 @@
-using MoeSharp.Diagnostics;
 using MoeSharp.Routing;
 using MoeSharp.Tensors;
 

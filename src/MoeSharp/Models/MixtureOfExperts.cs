@@ -1,7 +1,7 @@
+using MoeSharp.Autograd;
 using MoeSharp.Data;
 using MoeSharp.Experts;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Models;
 

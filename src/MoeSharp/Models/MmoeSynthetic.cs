@@ -17,12 +17,34 @@ public sealed record MmoeSyntheticOptions
     /// <summary>Standard deviation of the label noise; the paper's N(0, 0.01) is a variance of 0.01, so 0.1.</summary>
     public float NoiseStd { get; init; } = 0.1f;
 
+    /// <summary>[m] sinusoid frequencies α; null draws α ~ N(0, 1) with the generator's seed.</summary>
+    public float[]? Alphas { get; init; }
+
+    /// <summary>[m] sinusoid phases β; null draws β ~ N(0, 1) with the generator's seed.</summary>
+    public float[]? Betas { get; init; }
+
+    /// <summary>
+    /// Fixed, oscillating labels: α_i = i and β_i = (i − 1)² for i = 1..m, the values Google Research's public
+    /// generator for this paper uses (the paper gives none), with the scale c lowered to 0.3 so that the
+    /// highest frequency, 10·c, stays learnable by 16-unit experts.
+    /// </summary>
+    public static MmoeSyntheticOptions Oscillating(int inputs = 100, int sinusoids = 10) => new()
+    {
+        Inputs = inputs,
+        Scale = 0.3f,
+        Sinusoids = sinusoids,
+        Alphas = Enumerable.Range(1, sinusoids).Select(i => (float)i).ToArray(),
+        Betas = Enumerable.Range(0, sinusoids).Select(i => (float)(i * i)).ToArray(),
+    };
+
     public void Validate()
     {
         if (Inputs < 2) throw new ArgumentException($"MmoeSyntheticOptions.Inputs: two orthogonal directions need at least 2 inputs, got {Inputs}.", nameof(Inputs));
         if (!(Scale > 0)) throw new ArgumentException($"MmoeSyntheticOptions.Scale: must be positive, got {Scale}.", nameof(Scale));
         if (Sinusoids < 0) throw new ArgumentException($"MmoeSyntheticOptions.Sinusoids: must be non-negative, got {Sinusoids}.", nameof(Sinusoids));
         if (!(NoiseStd >= 0)) throw new ArgumentException($"MmoeSyntheticOptions.NoiseStd: must be non-negative, got {NoiseStd}.", nameof(NoiseStd));
+        if (Alphas is { } a && a.Length != Sinusoids) throw new ArgumentException($"MmoeSyntheticOptions.Alphas: expected {Sinusoids} values (one per sinusoid), got {a.Length}.", nameof(Alphas));
+        if (Betas is { } b && b.Length != Sinusoids) throw new ArgumentException($"MmoeSyntheticOptions.Betas: expected {Sinusoids} values (one per sinusoid), got {b.Length}.", nameof(Betas));
     }
 }
 
@@ -34,7 +56,8 @@ public sealed record MmoeSyntheticOptions
 /// <item>inputs x with i.i.d. N(0, 1) entries;</item>
 /// <item>labels y_k = w_kᵀx + Σ_{i=1..m} sin(α_i·w_kᵀx + β_i) + ε_k, ε_k ~ N(0, NoiseStd²).</item>
 /// </list>
-/// The paper calls α_i, β_i "given parameters"; here they are drawn once from N(0, 1) with the generator's seed.
+/// The paper calls α_i, β_i "given parameters": they come from the options, or are drawn from N(0, 1) with the
+/// generator's seed when the options leave them out.
 /// The label correlation is not exactly p because of the sinusoids, but falls as p falls, as in the paper.
 /// </summary>
 public sealed class MmoeSynthetic
@@ -62,6 +85,8 @@ public sealed class MmoeSynthetic
         Beta = new float[options.Sinusoids];
         rng.FillNormal(Alpha, 0, 1);
         rng.FillNormal(Beta, 0, 1);
+        options.Alphas?.CopyTo(Alpha, 0);
+        options.Betas?.CopyTo(Beta, 0);
     }
 
     public MmoeSyntheticOptions Options { get; }

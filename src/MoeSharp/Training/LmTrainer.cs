@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using MoeSharp.Autograd;
 using MoeSharp.Data;
-using MoeSharp.Diagnostics;
 using MoeSharp.Models;
+using MoeSharp.Nn;
+using MoeSharp.Routing;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Training;
@@ -34,9 +35,6 @@ public sealed record LmTrainOptions
         Require(ClipNorm >= 0, nameof(ClipNorm), $"must be non-negative, got {ClipNorm}.");
     }
 }
-
-/// <summary>Raised when a loss or gradient stops being finite; names the layer and op that first produced it.</summary>
-public sealed class NonFiniteException(string message) : Exception(message);
 
 /// <summary>
 /// Next-token training of a <see cref="MoeTransformer"/> on a <see cref="TextDataset"/>: random windows, AdamW,

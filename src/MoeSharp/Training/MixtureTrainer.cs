@@ -3,6 +3,7 @@ using MoeSharp.Autograd;
 using MoeSharp.Data;
 using MoeSharp.Experts;
 using MoeSharp.Models;
+using MoeSharp.Nn;
 using MoeSharp.Routing;
 using MoeSharp.Tensors;
 

@@ -1,5 +1,6 @@
 using MoeSharp.Autograd;
 using MoeSharp.Models;
+using MoeSharp.Nn;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Training;

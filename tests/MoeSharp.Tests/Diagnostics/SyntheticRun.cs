@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoeSharp.Diagnostics;
+using MoeSharp.Routing;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Tests.Diagnostics;

@@ -184,7 +184,7 @@ public class MoeLayerTests
     {
         var (_, layer) = Make(Small());
         var stats = layer.Forward(new Tape(), Numerics.RandomTensor(1, 1, 20, 10)).Stats;
-        var back = MoeSharp.Diagnostics.RoutingStats.FromJson(stats.ToJson());
+        var back = MoeSharp.Routing.RoutingStats.FromJson(stats.ToJson());
         Assert.Equal(stats.TokensPerExpert, back.TokensPerExpert);
         Assert.Equal(stats.CoActivation, back.CoActivation);
         Assert.Equal(stats.Entropy, back.Entropy);

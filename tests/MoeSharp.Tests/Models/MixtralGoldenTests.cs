@@ -2,6 +2,7 @@ using System.Text.Json;
 using MoeSharp.Autograd;
 using MoeSharp.IO;
 using MoeSharp.Models;
+using MoeSharp.Nn;
 using MoeSharp.Training;
 
 namespace MoeSharp.Tests.Models;

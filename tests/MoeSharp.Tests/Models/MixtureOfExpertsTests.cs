@@ -1,3 +1,4 @@
+using MoeSharp.Autograd;
 using MoeSharp.Data;
 using MoeSharp.Experts;
 using MoeSharp.Models;

@@ -83,6 +83,37 @@ public class MultiGateMoeTests
     }
 
     [Fact]
+    public void GivenSinusoidParametersShapeTheLabels()
+    {
+        var options = MmoeSyntheticOptions.Oscillating(inputs: 4, sinusoids: 3) with { NoiseStd = 0 };
+        var gen = new MmoeSynthetic(0.5, options, seed: 2);
+        Assert.Equal([1f, 2f, 3f], gen.Alpha);
+        Assert.Equal([0f, 1f, 4f], gen.Beta);
+        var (x, y) = gen.Sample(5, new Rng(3));
+        for (int r = 0; r < 5; r++)
+        {
+            for (int task = 0; task < 2; task++)
+            {
+                var w = task == 0 ? gen.W1 : gen.W2;
+                double z = 0;
+                for (int i = 0; i < 4; i++) z += (double)x[r * 4 + i] * w[i];
+                double expected = z + Math.Sin(z) + Math.Sin(2 * z + 1) + Math.Sin(3 * z + 4);
+                // float dot product against a double one: 1e-5 absolute on labels of magnitude ≤ 4.
+                Assert.Equal(expected, y[2 * r + task], 1e-5);
+            }
+        }
+    }
+
+    [Fact]
+    public void SinusoidParametersMustMatchTheirCount()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new MmoeSynthetic(0.5, new MmoeSyntheticOptions { Sinusoids = 3, Alphas = [1f, 2f] }));
+        Assert.Contains("Alphas: expected 3 values", error.Message);
+        error = Assert.Throws<ArgumentException>(() => new MmoeSynthetic(0.5, new MmoeSyntheticOptions { Sinusoids = 2, Betas = [1f, 2f, 3f] }));
+        Assert.Contains("Betas: expected 2 values", error.Message);
+    }
+
+    [Fact]
     public void TrainingLowersBothTaskLosses()
     {
         var gen = new MmoeSynthetic(0.5, new MmoeSyntheticOptions { Inputs = 10 }, seed: 1);

@@ -1,6 +1,7 @@
-using MoeSharp.Models;
+using MoeSharp.Autograd;
 using MoeSharp.Data;
 using MoeSharp.Kernels;
+using MoeSharp.Models;
 using MoeSharp.Nn;
 using MoeSharp.Training;
 

@@ -1,7 +1,7 @@
 using MoeSharp.Nn;
 using MoeSharp.Training;
 
-namespace MoeSharp.Tests.Training;
+namespace MoeSharp.Tests.Nn;
 
 public class OptimizerTests
 {

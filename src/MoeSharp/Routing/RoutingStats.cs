@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace MoeSharp.Diagnostics;
+namespace MoeSharp.Routing;
 
 /// <summary>
 /// One layer's routing in one forward pass: how many assignments each expert got, the mean router probability

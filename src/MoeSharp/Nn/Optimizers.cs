@@ -1,6 +1,4 @@
-using MoeSharp.Nn;
-
-namespace MoeSharp.Training;
+namespace MoeSharp.Nn;
 
 /// <summary>Updates an arena's trainable parameters from its gradients, walking the flat buffers.</summary>
 public interface IOptimizer
