@@ -47,7 +47,19 @@ public static class SvgPlot
         var ys = series.SelectMany(s => s.Y.Select((v, i) => v - (s.Error?[i] ?? 0)).Concat(s.Y.Select((v, i) => v + (s.Error?[i] ?? 0)))).Append(0).ToArray();
         var (x0, x1) = Range(xs);
         var (y0, y1) = Range(ys);
-        const int left = 60, right = 20, top = 36, bottom = 46;
+        // The legend runs in rows under the title, so it never covers a line; names are sized at ~7 px a character.
+        const int left = 60, right = 20, bottom = 46, entryGap = 18;
+        var legend = new List<(int Row, double X)>();
+        double cursor = left;
+        int rows = 1;
+        foreach (var line in series)
+        {
+            double entry = 22 + 7 * line.Name.Length + entryGap;
+            if (cursor + entry > width - right && cursor > left) (cursor, rows) = (left, rows + 1);
+            legend.Add((rows - 1, cursor));
+            cursor += entry;
+        }
+        int top = 30 + 18 * rows + 8;
         double Px(double v) => left + (v - x0) / (x1 - x0) * (width - left - right);
         double Py(double v) => height - bottom - (v - y0) / (y1 - y0) * (height - top - bottom);
         var inv = CultureInfo.InvariantCulture;
@@ -74,7 +86,8 @@ public static class SvgPlot
                 if (line.Error is { } err && err[i] > 0)
                     sb.Append(inv, $"<line x1=\"{Px(line.X[i]):F1}\" y1=\"{Py(line.Y[i] - err[i]):F1}\" x2=\"{Px(line.X[i]):F1}\" y2=\"{Py(line.Y[i] + err[i]):F1}\" stroke=\"{line.Color}\"/>");
             }
-            sb.Append(inv, $"<rect x=\"{left + 12}\" y=\"{top + 6 + 18 * s}\" width=\"14\" height=\"4\" fill=\"{line.Color}\"/><text x=\"{left + 32}\" y=\"{top + 12 + 18 * s}\">{Escape(line.Name)}</text>");
+            var (row, lx) = legend[s];
+            sb.Append(inv, $"<rect x=\"{lx:F0}\" y=\"{32 + 18 * row}\" width=\"14\" height=\"4\" fill=\"{line.Color}\"/><text x=\"{lx + 20:F0}\" y=\"{38 + 18 * row}\">{Escape(line.Name)}</text>");
         }
         sb.Append("</svg>");
         return sb.ToString();
