@@ -1,5 +1,4 @@
 using System.Text.Json;
-using MoeSharp.Diagnostics;
 using MoeSharp.Routing;
 using MoeSharp.Tensors;
 

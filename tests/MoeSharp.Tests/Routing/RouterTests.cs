@@ -1,17 +1,16 @@
 using MoeSharp.Autograd;
-using MoeSharp.Diagnostics;
 using MoeSharp.Layers;
 using MoeSharp.Nn;
 using MoeSharp.Routing;
 using MoeSharp.Tensors;
 
-namespace MoeSharp.Tests.Layers;
+namespace MoeSharp.Tests.Routing;
 
 /// <summary>
 /// Every balancing term on hand-built routings with closed-form values. E = 4, D = 4, K = 1, gate W = c·I, so a
 /// token x = e_t has logits c·e_t and probabilities a = e^c/(e^c + 3) on its own expert, b = 1/(e^c + 3) elsewhere.
 /// </summary>
-public class BalancingTests
+public class RouterTests
 {
     private const float C = 2f;
     private static readonly double A = Math.Exp(C) / (Math.Exp(C) + 3), B = 1 / (Math.Exp(C) + 3);
