@@ -152,7 +152,7 @@ public static partial class ModelStore
             KvHeads = OptionalInt(c, "num_key_value_heads") ?? heads,
             HeadDim = OptionalInt(c, "head_dim") ?? hidden / heads,
             DFF = Int(c, "intermediate_size", source),
-            Context = maxContext ?? OptionalInt(c, "max_position_embeddings") ?? 4096,
+            Context = WithinWindow(maxContext ?? OptionalInt(c, "max_position_embeddings") ?? 4096, c),
             NormEps = (float)(OptionalDouble(c, "rms_norm_eps") ?? 1e-5),
             RopeTheta = (float)(OptionalDouble(c, "rope_theta") ?? 1e6),
             RopeStyle = RopeStyle.HalfRotate,
@@ -185,7 +185,7 @@ public static partial class ModelStore
             KvHeads = OptionalInt(c, "n_kv_heads") ?? heads,
             HeadDim = OptionalInt(c, "head_dim") ?? dim / heads,
             DFF = Int(c, "hidden_dim", source),
-            Context = maxContext ?? 4096,
+            Context = WithinWindow(maxContext ?? 4096, c),
             NormEps = (float)(OptionalDouble(c, "norm_eps") ?? 1e-5),
             RopeTheta = (float)(OptionalDouble(c, "rope_theta") ?? 1e6),
             RopeStyle = RopeStyle.Interleaved,
@@ -230,6 +230,15 @@ public static partial class ModelStore
 
     private static int Int(JsonElement c, string field, string source) =>
         OptionalInt(c, field) ?? throw new InvalidDataException($"{source}: missing integer field '{field}'.");
+
+    /// <summary>
+    /// Mistral-style sliding-window attention lets position t see only keys t − W + 1 .. t. Within W positions that
+    /// is plain causal attention, so the context is capped at W: inside it the model is exact, and generation past it
+    /// re-encodes the recent text (see <see cref="Generator"/>) instead of silently attending further back than the
+    /// weights were trained to. A null window (Mixtral's usual config) leaves the context alone.
+    /// </summary>
+    private static int WithinWindow(int context, JsonElement c) =>
+        OptionalInt(c, "sliding_window") is int window and > 0 ? Math.Min(context, window) : context;
 
     private static int? OptionalInt(JsonElement c, string field) =>
         c.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : null;
