@@ -25,8 +25,8 @@ public sealed record MmoeSyntheticOptions
 
     /// <summary>
     /// Fixed, oscillating labels: α_i = i and β_i = (i − 1)² for i = 1..m, the values Google Research's public
-    /// generator for this paper uses (the paper gives none), with the scale c lowered to 0.3 so that the
-    /// highest frequency, 10·c, stays learnable by 16-unit experts.
+    /// generator for this paper uses (the paper gives none). The scale c is 0.3 because at c = 1, where the highest
+    /// frequency is 10, neither MMoE nor shared-bottom of the paper's size got below a test MSE of 3 in our runs.
     /// </summary>
     public static MmoeSyntheticOptions Oscillating(int inputs = 100, int sinusoids = 10) => new()
     {
