@@ -15,6 +15,7 @@ internal static class MoeCommand
             EvalCommand.Create(),
             InspectCommand.Create(),
             FitCommand.Create(),
+            BenchCommand.Create(),
             PredictCommand.Create(),
         };
         // Our own handler turns user errors into one line and exit code 2; System.CommandLine's would print a stack trace.

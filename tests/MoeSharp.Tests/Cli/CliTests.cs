@@ -80,7 +80,22 @@ public class CliTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
         Assert.Equal(Losses(tiny.Run), Losses(split));
     }
 
+    [Fact]
+    public async Task BenchMeasuresTrainingGenerationAndGemm()
+    {
+        var r = await MoeCli.Run("bench", "--model", tiny.Run, "--steps", "2", "--tokens", "4", "--batch", "2", "--threads", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("4 experts, top-2", r.Stdout);
+        Assert.Matches(@"train: +[0-9,]+ tok/s", r.Stdout);
+        Assert.Matches(@"generate: +[0-9,]+ tok/s", r.Stdout);
+        Assert.Matches(@"gemm: +[0-9.]+ GFLOP/s", r.Stdout);
+    }
+
     // ---- bad input: one line, exit code 2, no stack trace ----
+
+    [Fact]
+    public async Task BenchWithoutSteps() =>
+        MoeCli.UserError(await MoeCli.Run("bench", "--preset", "dense", "--steps", "0"), "--steps", "positive");
 
     [Fact]
     public async Task ResumeAfterTheDataFileChanged()
