@@ -18,6 +18,7 @@ internal static class Harness
         ["moe"] = MoeBench.Run,
         ["tabular"] = TabularBench.Run,
         ["mmoe"] = MmoeBench.Run,
+        ["patch"] = PatchBench.Run,
     };
 
     public static int Usage()

@@ -143,7 +143,7 @@ internal static class TabularBench
         return string.Create(CultureInfo.InvariantCulture, $"{mean:F3} ± {std:F3}");
     }
 
-    private static string FindShared()
+    internal static string FindShared()
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)

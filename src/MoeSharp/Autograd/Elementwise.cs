@@ -23,6 +23,27 @@ public sealed partial class Tape
         return y;
     }
 
+    /// <summary>
+    /// a with another shape and the same element count. The data are copied, so every op output keeps storage of its
+    /// own; a view would tie the two tensors' lifetimes in the pool.
+    /// </summary>
+    public Tensor Reshape(Tensor a, params int[] shape)
+    {
+        if (Shapes.Count(shape) != a.Length)
+            throw new ArgumentException($"Reshape: {Shapes.Format(a.Shape)} ({a.Length} elements) cannot become {Shapes.Format(shape)}.");
+        var y = Output(Tracks(a), shape);
+        a.Span.CopyTo(y.Span);
+        if (y.RequiresGrad) Record(new ReshapeNode(y, a));
+        return y;
+    }
+
+    private sealed class ReshapeNode(Tensor y, Tensor a) : Node(y)
+    {
+        public override string Op => "Reshape";
+
+        internal override void Backward(Tape tape) => TensorPrimitives.Add(tape.GradOf(a), Output.Grad!.Span, tape.GradOf(a));
+    }
+
     private sealed class AddNode(Tensor y, Tensor a, Tensor b) : Node(y)
     {
         public override string Op => "Add";

@@ -21,6 +21,14 @@ public class OpGradientTests
         [R(1, 1, 4, 5), R(2, 1, 4, 5)], eps: 1e-2f, rtol: 1e-3f, atol: 1e-4f);
 
     [Fact]
+    public void ReshapeFeedsAnOpThatSeesTheNewShape() => GradCheck.Run("Reshape", (t, x) => t.Linear(t.Reshape(x[0], 2, 10), x[1]),
+        [R(1, 1, 4, 5), R(2, 1, 3, 10)], eps: 1e-2f, rtol: 1e-3f, atol: 1e-4f);
+
+    [Fact]
+    public void ReshapeNamesBothShapes() =>
+        Assert.Contains("[4,5] (20 elements) cannot become [3,7]", Assert.Throws<ArgumentException>(() => new MoeSharp.Autograd.Tape().Reshape(R(1, 1, 4, 5), 3, 7)).Message);
+
+    [Fact]
     public void Embedding() => GradCheck.Run("Embedding", (t, x) => t.Embedding(x[0], [3, 1, 3, 0, 5]),
         [R(1, 1, 6, 4)], eps: 1e-2f, rtol: 1e-3f, atol: 1e-4f);
 
