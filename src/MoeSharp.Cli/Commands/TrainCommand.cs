@@ -62,8 +62,9 @@ internal static class TrainCommand
                 var merges = p.GetValue(bpeMerges);
                 if (file is null && (vocab is not null || merges is not null)) throw new ArgumentException("--bpe-vocab and --bpe-merges tokenize a --data file; the built-in corpus is char-level.");
                 var source = file is null ? new DataSource()
-                    : new DataSource { Kind = "file", Path = file.FullName, BpeVocab = vocab?.FullName, BpeMerges = merges?.FullName, Sha256 = file.Exists ? LmData.HashFile(file.FullName) : null };
+                    : new DataSource { Kind = "file", Path = file.FullName, BpeVocab = vocab?.FullName, BpeMerges = merges?.FullName };
                 var probe = LmData.Load(source);
+                source = source with { Sha256 = LmData.Hash(source) };
                 var model = ModelFor(p.GetValue(preset)!, p.GetValue(config), probe.Tokenizer.VocabSize);
                 var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), MinLearningRate = p.GetValue(lr) / 10, Seed = p.GetValue(seed) };
                 training.Validate();

@@ -13,7 +13,10 @@ public sealed record DataSource
 
     public string? BpeMerges { get; init; }
 
-    /// <summary>Lower-case hex SHA-256 of the data file when the run started, so a resume can tell that it changed.</summary>
+    /// <summary>
+    /// Lower-case hex SHA-256, when the run started, of the data file followed by the BPE vocab and merges files if
+    /// given (<see cref="LmData.Hash"/>), so that a resume can tell that any of them changed.
+    /// </summary>
     public string? Sha256 { get; init; }
 
     public ulong CorpusSeed { get; init; } = 1;
@@ -55,23 +58,39 @@ public sealed record LmData(ITextTokenizer Tokenizer, TextDataset Dataset, Multi
         return new LmData(tokenizer, new TextDataset(ids), null);
     }
 
-    /// <summary>The lower-case hex SHA-256 of a file's bytes.</summary>
-    public static string HashFile(string path)
+    /// <summary>
+    /// The lower-case hex SHA-256 of a file source's bytes: the data file, then the BPE vocab and merges files when
+    /// the source names them. Null for the built-in corpus, which its seed fixes.
+    /// </summary>
+    public static string? Hash(DataSource source)
     {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        if (source.Kind != "file" || source.Path is null) return null;
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 16];
+        foreach (string? path in new[] { source.Path, source.BpeVocab, source.BpeMerges })
+        {
+            if (path is null) continue;
+            using var stream = File.OpenRead(path);
+            for (int read; (read = stream.Read(buffer)) > 0;) hash.AppendData(buffer, 0, read);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     /// <summary>
-    /// Throws if a file source's data no longer has the hash recorded when its run started: a resumed run would
-    /// otherwise draw different batches (or tokens) from the same positions without any sign of it.
+    /// Throws if a file source no longer has the hash recorded when its run started: a resumed run would otherwise
+    /// draw different batches (or tokens) from the same positions without any sign of it.
     /// </summary>
     public static void CheckUnchanged(DataSource source)
     {
-        if (source.Kind != "file" || source.Sha256 is null || source.Path is null || !File.Exists(source.Path)) return;
-        string now = HashFile(source.Path);
+        if (source.Kind != "file" || source.Sha256 is null || source.Path is null) return;
+        foreach (string? path in new[] { source.Path, source.BpeVocab, source.BpeMerges })
+            if (path is not null && !File.Exists(path)) throw new FileNotFoundException($"Data file '{path}' of the run no longer exists.", path);
+        string now = Hash(source)!;
         if (now != source.Sha256)
-            throw new InvalidDataException($"Data file '{source.Path}' changed since the run started (SHA-256 {source.Sha256[..12]}…, now {now[..12]}…); resuming would train on different batches. Restore the file, or start a new run.");
+        {
+            string files = source.BpeVocab is null ? $"Data file '{source.Path}'" : $"Data file '{source.Path}' or its BPE vocab or merges";
+            throw new InvalidDataException($"{files} changed since the run started (SHA-256 {source.Sha256[..12]}…, now {now[..12]}…); resuming would train on different batches. Restore the file, or start a new run.");
+        }
     }
 
     /// <summary>The tokenizer a source pins (BPE files, or a saved alphabet), or null to learn the alphabet from the text.</summary>
