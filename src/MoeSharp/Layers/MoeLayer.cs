@@ -89,14 +89,27 @@ public sealed class MoeLayer : Module
 
     /// <summary>
     /// Soft MoE: dispatch weights are a softmax over tokens per slot, combine weights a softmax over slots per
-    /// token; slot inputs Dᵀ·x go through their expert, outputs come back as C·ỹ.
+    /// token; slot inputs Dᵀ·x go through their expert, outputs come back as C·ỹ. Padding tokens (mask false) get no
+    /// dispatch weight, so they never reach a slot, and are left out of the statistics and the z-loss; their own
+    /// outputs are still computed, from the slots the real tokens filled.
     /// </summary>
     private (Tensor, Dictionary<string, Tensor>, RoutingStats, RouterOutput?) SoftForward(Tape tape, Tensor x, RoutingContext context)
     {
-        if (context.Mask is not null) throw new ArgumentException($"MoeLayer {Name}: Soft MoE mixes all tokens and takes no padding mask.");
         int slots = Options.Experts * Options.SlotsPerExpert, tokens = x.RowCount;
+        var mask = context.Mask;
+        if (mask is not null && mask.Length != tokens) throw new ArgumentException($"MoeLayer {Name}: the mask has {mask.Length} entries for {tokens} tokens.");
+        if (mask is not null && !mask.Contains(true)) throw new ArgumentException($"MoeLayer {Name}: every token is masked; Soft MoE needs at least one real token to fill its slots.");
         var logits = tape.Linear(x, SlotGate!.Value);                    // [T, E·S]
-        var dispatch = tape.Transpose(tape.Softmax(tape.Transpose(logits))); // [T, E·S], columns sum to 1
+        var dispatchLogits = logits;
+        if (mask is not null)
+        {
+            // exp(−1e9 − max) is exactly 0 in fp32: a padding token's dispatch weight and its gradient vanish.
+            var padding = new Tensor(tokens, slots); // [T, E·S]
+            for (int t = 0; t < tokens; t++)
+                if (!mask[t]) padding.Span.Slice(t * slots, slots).Fill(-1e9f);
+            dispatchLogits = tape.Add(logits, padding);
+        }
+        var dispatch = tape.Transpose(tape.Softmax(tape.Transpose(dispatchLogits))); // [T, E·S], columns sum to 1
         var combine = tape.Softmax(logits);                              // [T, E·S], rows sum to 1
         var slotInputs = tape.MatMul(dispatch, x, transA: true);         // [E·S, D]
         var slotExpert = Enumerable.Range(0, slots).Select(s => s / Options.SlotsPerExpert).ToArray();
@@ -107,16 +120,18 @@ public sealed class MoeLayer : Module
         // Statistics: each token counts for the expert that owns its largest combine weight.
         var counts = new int[Options.Experts];
         var importance = new float[Options.Experts];
+        int real = mask?.Count(m => m) ?? tokens;
         for (int t = 0; t < tokens; t++)
         {
+            if (mask is not null && !mask[t]) continue;
             var row = combine.Span.Slice(t * slots, slots);
             counts[slotExpert[TensorPrimitives.IndexOfMax(row)]]++;
-            for (int s = 0; s < slots; s++) importance[slotExpert[s]] += row[s] / tokens;
+            for (int s = 0; s < slots; s++) importance[slotExpert[s]] += row[s] / real;
         }
-        var aux = new Dictionary<string, Tensor> { ["z_loss"] = tape.ZLoss(logits) };
+        var aux = new Dictionary<string, Tensor> { ["z_loss"] = tape.ZLoss(logits, mask) };
         return (y, aux, new RoutingStats
         {
-            Layer = Name, Tokens = tokens, TokensPerExpert = counts, Importance = importance, LoadCv = RoutingStats.Cv(counts),
+            Layer = Name, Tokens = real, TokensPerExpert = counts, Importance = importance, LoadCv = RoutingStats.Cv(counts),
         }, null);
     }
 

@@ -26,6 +26,29 @@ public class MoeLayerTests
     };
 
     [Fact]
+    public void SoftMoeIgnoresPaddingTokens()
+    {
+        var (_, layer) = Make(Small(RouterKind.Soft));
+        var x = Numerics.RandomTensor(11, 1, 9, 10);
+        bool[] mask = [true, false, true, true, false, false, true, true, false];
+        int[] real = Enumerable.Range(0, 9).Where(t => mask[t]).ToArray();
+        var tape = new Tape();
+        MoeResult masked, alone;
+        using (tape.NoGrad()) masked = layer.Forward(tape, x, new RoutingContext { Mask = mask });
+        var onlyReal = new Tensor(real.Length, 10); // the real tokens with the padding removed
+        for (int i = 0; i < real.Length; i++) x.Span.Slice(real[i] * 10, 10).CopyTo(onlyReal.Span.Slice(i * 10, 10));
+        var second = new Tape();
+        using (second.NoGrad()) alone = layer.Forward(second, onlyReal);
+        // Padding gets exactly zero dispatch weight, so the slots see the same inputs; fp32 summation order aside.
+        for (int i = 0; i < real.Length; i++)
+            Numerics.Close(alone.Output.Span.Slice(i * 10, 10), masked.Output.Span.Slice(real[i] * 10, 10), 1e-5f, 1e-6f, $"token {real[i]}");
+        Assert.Equal(real.Length, masked.Stats.Tokens);
+        Assert.Equal(alone.Stats.TokensPerExpert, masked.Stats.TokensPerExpert);
+        Assert.Equal(alone.AuxLosses["z_loss"][0], masked.AuxLosses["z_loss"][0], 1e-6f);
+        Assert.Contains("every token is masked", Assert.Throws<ArgumentException>(() => layer.Forward(new Tape(), x, new RoutingContext { Mask = new bool[9] })).Message);
+    }
+
+    [Fact]
     public void OneExpertTopOneEqualsTheDenseMlp()
     {
         var (arena, layer) = Make(Small() with { Experts = 1, TopK = 1 });
