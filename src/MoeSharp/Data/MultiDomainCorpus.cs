@@ -52,11 +52,7 @@ public sealed class MultiDomainCorpus
         int domains = DomainNames.Count;
         var order = new Domain[samples];
         for (int i = 0; i < samples; i++) order[i] = (Domain)(i % domains);
-        for (int i = samples - 1; i > 0; i--) // Fisher–Yates
-        {
-            int j = rng.NextInt(i + 1);
-            (order[i], order[j]) = (order[j], order[i]);
-        }
+        rng.Shuffle(order.AsSpan());
 
         var text = new StringBuilder(samples * 32);
         var spans = new (Domain, int, int)[samples];

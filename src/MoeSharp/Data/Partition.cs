@@ -128,11 +128,7 @@ public static class Folds
         int next = 0;
         foreach (var group in groups)
         {
-            for (int i = group.Length - 1; i > 0; i--)
-            {
-                int j = rng.NextInt(i + 1);
-                (group[i], group[j]) = (group[j], group[i]);
-            }
+            rng.Shuffle(group.AsSpan());
             foreach (int r in group) folds[next++ % k].Add(r);
         }
         return folds.Select(f => f.Order().ToArray()).ToArray();

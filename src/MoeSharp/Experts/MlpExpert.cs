@@ -126,7 +126,7 @@ public sealed class MlpExpert : IDifferentiableExpert
         float sign = data.IsClassification ? -1 : 1;
         for (int epoch = 0; epoch < Options.Epochs; epoch++)
         {
-            Shuffle(order);
+            _rng.Shuffle(order.AsSpan());
             for (int start = 0; start + b <= order.Length; start += b)
             {
                 for (int i = 0; i < b; i++)
@@ -209,12 +209,4 @@ public sealed class MlpExpert : IDifferentiableExpert
         }
     }
 
-    private void Shuffle(int[] a)
-    {
-        for (int i = a.Length - 1; i > 0; i--)
-        {
-            int j = _rng.NextInt(i + 1);
-            (a[i], a[j]) = (a[j], a[i]);
-        }
-    }
 }

@@ -70,6 +70,16 @@ public sealed class Rng
         return (float)(r * Math.Cos(2 * Math.PI * u2));
     }
 
+    /// <summary>Fisher–Yates: every permutation of <paramref name="items"/> equally likely.</summary>
+    public void Shuffle<T>(Span<T> items)
+    {
+        for (int i = items.Length - 1; i > 0; i--)
+        {
+            int j = NextInt(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+
     public void FillNormal(Span<float> x, float mean, float std)
     {
         for (int i = 0; i < x.Length; i++) x[i] = mean + std * NextNormal();

@@ -346,7 +346,7 @@ public sealed class MixtureTrainer
         var loss = new List<double>();
         for (int epoch = 0; epoch < epochs; epoch++)
         {
-            Shuffle(order);
+            _rng.Shuffle(order.AsSpan());
             double sum = 0;
             int batches = 0;
             for (int start = 0; start + b <= n; start += b)
@@ -479,11 +479,7 @@ public sealed class MixtureTrainer
         if (Options.GateHoldout == 0) return null;
         var order = Enumerable.Range(0, n).ToArray();
         var rng = new Rng(Options.Seed ^ 0x401D0UL);
-        for (int i = n - 1; i > 0; i--)
-        {
-            int j = rng.NextInt(i + 1);
-            (order[i], order[j]) = (order[j], order[i]);
-        }
+        rng.Shuffle(order.AsSpan());
         var gate = new float[n];
         int count = Math.Clamp((int)Math.Ceiling(Options.GateHoldout * n), 1, n - 1);
         for (int i = 0; i < count; i++) gate[order[i]] = 1;
@@ -536,12 +532,4 @@ public sealed class MixtureTrainer
         return c;
     }
 
-    private void Shuffle(int[] a)
-    {
-        for (int i = a.Length - 1; i > 0; i--)
-        {
-            int j = _rng.NextInt(i + 1);
-            (a[i], a[j]) = (a[j], a[i]);
-        }
-    }
 }

@@ -67,11 +67,7 @@ public static class MultiTaskTrainer
         var schedule = new CosineSchedule(options.LearningRate, 0, options.Epochs * perEpoch, options.LearningRate * options.MinLearningRateFraction);
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
-            for (int i = n - 1; i > 0; i--)
-            {
-                int j = rng.NextInt(i + 1);
-                (order[i], order[j]) = (order[j], order[i]);
-            }
+            rng.Shuffle(order.AsSpan());
             double sum = 0;
             int batches = 0;
             for (int start = 0; start + b <= n; start += b)

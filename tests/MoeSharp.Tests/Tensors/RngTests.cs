@@ -57,6 +57,24 @@ public class RngTests
     }
 
     [Fact]
+    public void ShuffleIsFisherYatesOverTheSameDraws()
+    {
+        var items = Enumerable.Range(0, 50).ToArray();
+        new Rng(5).Shuffle(items.AsSpan());
+        // Reference: the textbook loop, swapping position i with a uniform j ≤ i, from the last position down.
+        var expected = Enumerable.Range(0, 50).ToArray();
+        var draws = new Rng(5);
+        for (int i = expected.Length - 1; i > 0; i--)
+        {
+            int j = draws.NextInt(i + 1);
+            (expected[i], expected[j]) = (expected[j], expected[i]);
+        }
+        Assert.Equal(expected, items);
+        Assert.Equal(Enumerable.Range(0, 50), items.Order());
+        Assert.NotEqual(Enumerable.Range(0, 50), items);
+    }
+
+    [Fact]
     public void UniformsStayInTheUnitInterval()
     {
         var rng = new Rng(4);
