@@ -104,7 +104,7 @@ public sealed class MoeLayer : Module
         if (mask is not null)
         {
             // exp(−1e9 − max) is exactly 0 in fp32: a padding token's dispatch weight and its gradient vanish.
-            var padding = new Tensor(tokens, slots); // [T, E·S]
+            var padding = tape.AllocateZeroed(tokens, slots); // [T, E·S]
             for (int t = 0; t < tokens; t++)
                 if (!mask[t]) padding.Span.Slice(t * slots, slots).Fill(-1e9f);
             dispatchLogits = tape.Add(logits, padding);
