@@ -16,7 +16,7 @@ internal static class AttentionBench
         double flops = 4.0 * s.Batch * s.Heads * s.QueryLength * (s.QueryLength + 1) / 2 * s.HeadDim;
         foreach (int threads in Harness.ThreadList(args))
         {
-            Workers.Threads = threads;
+            using var limit = Workers.Limit(threads);
             double f = Harness.Median(() => Attention.Forward(q, k, v, o, lse, s), 20);
             double b = Harness.Median(() => Attention.Backward(d, q, k, v, o, lse, dq, dk, dv, s), 20);
             Console.WriteLine($"attention impl=moesharp pass=fwd threads={threads} ms={f * 1e3:F3} gflops={flops / f / 1e9:F1}");

@@ -24,7 +24,7 @@ internal static class GemmBench
         FmaPeak.Report();
         foreach (int threads in Harness.ThreadList(args))
         {
-            Workers.Threads = threads;
+            using var limit = Workers.Limit(threads);
             foreach (var (layout, m, n, k) in args.Contains("--small") ? SmallCases : Cases)
             {
                 bool ta = layout[0] == 'T', tb = layout[1] == 'T';

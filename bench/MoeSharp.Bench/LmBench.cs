@@ -22,7 +22,7 @@ internal static class LmBench
         const int batch = 12, steps = 30;
         foreach (int threads in Harness.ThreadList(args))
         {
-            Workers.Threads = threads;
+            using var limit = Workers.Limit(threads);
             var model = new MoeTransformer(config, 1);
             var optimizer = new AdamW(model.Arena);
             var rng = new Rng(1);
@@ -56,7 +56,7 @@ internal static class LmBench
         foreach (int threads in Harness.ThreadList(args))
             foreach (string preset in new[] { "dense", "mixtral" })
             {
-                Workers.Threads = threads;
+                using var limit = Workers.Limit(threads);
                 var config = Presets.Get(preset, 65);
                 var model = new MoeTransformer(config, 1);
                 var optimizer = new AdamW(model.Arena);

@@ -30,7 +30,7 @@ internal static class MmoeBench
 
     public static int Run(string[] args)
     {
-        Workers.Threads = 1;
+        using var limit = Workers.Limit(1);
         int seeds = TabularBench.Arg(args, "--seeds", 60), tuneSeeds = TabularBench.Arg(args, "--tune-seeds", 4);
         int epochs = TabularBench.Arg(args, "--epochs", 6), trainRows = TabularBench.Arg(args, "--train", 100_000);
         string generator = TabularBench.Option(args, "--generator") ?? "smooth";

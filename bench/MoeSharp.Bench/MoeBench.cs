@@ -31,7 +31,7 @@ internal static class MoeBench
 
     private static void Measure(string pass, int t, int d, int h, int e, int k, int threads)
     {
-        Workers.Threads = threads;
+        using var limit = Workers.Limit(threads);
         var arena = new ParameterArena();
         var layer = new MoeLayer(new MoeOptions { Dim = d, Experts = e, TopK = k, ExpertHidden = h, LoadBalanceCoef = 0, ZLossCoef = 0 }, arena, "moe");
         arena.Build(1);

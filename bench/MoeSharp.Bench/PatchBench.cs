@@ -19,7 +19,7 @@ internal static class PatchBench
 {
     public static int Run(string[] args)
     {
-        Workers.Threads = 1;
+        using var limit = Workers.Limit(1);
         int folds = TabularBench.Arg(args, "--folds", 5), epochs = TabularBench.Arg(args, "--epochs", 60);
         string path = Path.Combine(TabularBench.FindShared(), "datasets", "tabular", "digits.csv");
         if (!File.Exists(path))

@@ -34,7 +34,7 @@ internal static class TabularBench
 
     public static int Run(string[] args)
     {
-        Workers.Threads = 1; // tiny matrices: a second thread costs more in hand-off than it saves
+        using var limit = Workers.Limit(1); // tiny matrices: a second thread costs more in hand-off than it saves
         int folds = Arg(args, "--folds", 5);
         ulong seed = (ulong)Arg(args, "--seed", 0);
         var names = Option(args, "--datasets")?.Split(',') ?? Sets.Select(s => s.Name).ToArray();

@@ -21,15 +21,14 @@ internal static class BenchCommand
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "A run folder or a Hugging Face Mixtral folder; without it, a fresh --preset model." };
         var preset = new Option<string>("--preset") { Description = "dense, mixtral, qwen-moe, deepseek or switch.", DefaultValueFactory = _ => "mixtral" };
-        var batch = new Option<int>("--batch") { Description = "Sequences per training step.", DefaultValueFactory = _ => 12 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per training step.", DefaultValueFactory = _ => LmTrainOptions.Default.Batch };
         var steps = new Option<int>("--steps") { Description = "Timed training steps, after two seconds of untimed ones.", DefaultValueFactory = _ => 50 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens to generate, after a 16-token prompt.", DefaultValueFactory = _ => 200 };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => LmTrainOptions.Default.Threads };
         var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads };
         command.SetAction(p =>
         {
-            Workers.Threads = p.GetValue(threads);
-            int b = p.GetValue(batch), n = p.GetValue(steps), generated = p.GetValue(tokens);
+            int t = p.GetValue(threads), b = p.GetValue(batch), n = p.GetValue(steps), generated = p.GetValue(tokens);
             if (b <= 0) throw new ArgumentException($"--batch must be positive, got {b}.");
             if (n <= 0) throw new ArgumentException($"--steps must be positive, got {n}.");
             if (generated <= 0) throw new ArgumentException($"--tokens must be positive, got {generated}.");
@@ -37,13 +36,13 @@ internal static class BenchCommand
             var config = lm.Config;
             Console.WriteLine($"model: {config.Preset}, {config.Layers} layers, d_model {config.DModel}, context {config.Context}, " +
                 (config.Moe is { } moe ? $"{moe.Experts} experts, top-{moe.TopK}" : "dense") +
-                $"; {lm.Arena.Length:N0} parameters, {lm.ActiveParameters:N0} active; {Workers.Threads} threads");
+                $"; {lm.Arena.Length:N0} parameters, {lm.ActiveParameters:N0} active; {t} threads");
 
             var rng = new Rng(1);
             // Enough tokens that the 90 % training split holds a batch of windows several times over.
             var ids = new int[Math.Max(10 * (b + 1) * (config.Context + 1), 4096)];
             for (int i = 0; i < ids.Length; i++) ids[i] = rng.NextInt(config.Vocab);
-            var trainer = new LmTrainer(lm, new TextDataset(ids), new LmTrainOptions { Batch = b, Steps = int.MaxValue, WarmupSteps = 0 });
+            var trainer = new LmTrainer(lm, new TextDataset(ids), new LmTrainOptions { Batch = b, Steps = int.MaxValue, WarmupSteps = 0, Threads = t });
             // Untimed steps for at least two seconds: the JIT recompiles hot methods at full optimisation, with profile data, only after they have run a while.
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < 3 || clock.Elapsed.TotalSeconds < 2; i++) trainer.TrainStep();
@@ -53,15 +52,16 @@ internal static class BenchCommand
             Console.WriteLine($"train:    {b * config.Context / perStep,9:N0} tok/s  ({perStep * 1e3:F1} ms per step of {b} × {config.Context} tokens)");
 
             var prompt = ids[..Math.Min(16, config.Context)];
-            Generator.Greedy(lm, prompt, Math.Min(generated, 64));
+            Generator.Greedy(lm, prompt, Math.Min(generated, 64), t);
             clock.Restart();
-            Generator.Greedy(lm, prompt, generated);
+            Generator.Greedy(lm, prompt, generated, t);
             Console.WriteLine($"generate: {generated / clock.Elapsed.TotalSeconds,9:N0} tok/s  (greedy, batch 1, {generated} tokens after a {prompt.Length}-token prompt)");
 
             const int size = 512;
             var a = new float[size * size];
             var c = new float[size * size];
             rng.FillNormal(a, 0, 1);
+            using var limit = Workers.Limit(t);
             Gemm.Multiply(a, a, c, size, size, size);
             int repeats = 0;
             clock.Restart();

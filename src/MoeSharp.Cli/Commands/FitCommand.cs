@@ -48,7 +48,7 @@ internal static class FitCommand
         };
         command.SetAction(p =>
         {
-            Workers.Threads = p.GetValue(threads);
+            using var limit = Workers.Limit(p.GetValue(threads));
             var file = p.GetValue(csv)!;
             var table = CsvTable.Load(file.FullName);
             string partitionSpec = p.GetValue(partition)!;

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using MoeSharp.Data;
 using MoeSharp.IO;
-using MoeSharp.Kernels;
 using MoeSharp.Models;
 
 namespace MoeSharp.Cli.Commands;
@@ -15,20 +14,19 @@ internal static class GenerateCommand
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the run's character vocabulary)." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 3,14,15." };
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 200 };
-        var temperature = new Option<float>("--temperature") { Description = "0 for greedy.", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => 0 };
-        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 0UL };
+        var temperature = new Option<float>("--temperature") { Description = "0 for greedy.", DefaultValueFactory = _ => SamplingOptions.Default.Temperature };
+        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => SamplingOptions.Default.TopK };
+        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => SamplingOptions.Default.TopP };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => SamplingOptions.Default.Seed };
         var printIds = new Option<bool>("--print-ids") { Description = "Print the generated token ids, comma-separated, instead of text." };
         var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => SamplingOptions.Default.Threads };
         var command = new Command("generate", "Generate text with the KV cache.")
         {
             model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads,
         };
         command.SetAction(p =>
         {
-            Workers.Threads = p.GetValue(threads);
             var dir = p.GetValue(model)!.FullName;
             int max = p.GetValue(maxTokens);
             var folder = new RunFolder(dir);
@@ -45,7 +43,7 @@ internal static class GenerateCommand
                 lm = ModelStore.Open(dir, maxContext: Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1));
             }
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
-            var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed) };
+            var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));
             var generated = new List<int>();

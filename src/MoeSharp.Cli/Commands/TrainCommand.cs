@@ -1,10 +1,6 @@
 using System.CommandLine;
-using System.Diagnostics;
-using System.Text.Json;
 using MoeSharp.Data;
-using MoeSharp.Diagnostics;
 using MoeSharp.IO;
-using MoeSharp.Kernels;
 using MoeSharp.Models;
 using MoeSharp.Routing;
 using MoeSharp.Training;
@@ -25,17 +21,17 @@ internal static class TrainCommand
         var bpeMerges = new Option<FileInfo?>("--bpe-merges") { Description = "With --bpe-vocab: the merges.txt." };
         var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
         var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
-        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 2500 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 12 };
-        var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-3f };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => LmTrainOptions.Default.Steps };
+        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => LmTrainOptions.Default.Batch };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => LmTrainOptions.Default.LearningRate };
+        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => LmTrainOptions.Default.Seed };
+        var threads = new Option<int>("--threads") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => LmTrainOptions.Default.Threads };
         var output = new Option<DirectoryInfo?>("--out") { Description = "Run folder to create (default: runs/<preset>-<time>)." };
         var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, up to --steps." };
-        var evalEvery = new Option<int>("--eval-every") { Description = "Validate every N steps.", DefaultValueFactory = _ => 100 };
-        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => 20 };
-        var logEvery = new Option<int>("--log-every") { Description = "Write metrics and routing every N steps.", DefaultValueFactory = _ => 10 };
-        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end).", DefaultValueFactory = _ => 0 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Validate every N steps.", DefaultValueFactory = _ => LmRunOptions.Default.EvalEvery };
+        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => LmRunOptions.Default.EvalBatches };
+        var logEvery = new Option<int>("--log-every") { Description = "Write metrics and routing every N steps.", DefaultValueFactory = _ => LmRunOptions.Default.LogEvery };
+        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end).", DefaultValueFactory = _ => LmRunOptions.Default.SaveEvery };
         var stopAt = new Option<int?>("--stop-at") { Description = "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues." };
         var command = new Command("train", "Train a language model into a run folder.")
         {
@@ -43,17 +39,12 @@ internal static class TrainCommand
         };
         command.SetAction(p =>
         {
-            Workers.Threads = p.GetValue(threads);
-            var resumeDir = p.GetValue(resume);
-            RunFolder folder;
-            RunConfig run;
-            if (resumeDir is not null)
+            int workers = p.GetValue(threads);
+            LmRun run;
+            if (p.GetValue(resume) is { } resumeDir)
             {
-                folder = new RunFolder(resumeDir.FullName);
-                run = folder.ReadConfig();
-                run = run with { Training = run.Training with { Steps = p.GetValue(steps) } };
-                CheckResumeCompatible(p, run, preset, config, batch);
-                LmData.CheckUnchanged(run.Data);
+                CheckResumeCompatible(p, resumeDir.FullName, preset, config, batch);
+                run = LmRun.Resume(resumeDir.FullName, t => t with { Steps = p.GetValue(steps), Threads = workers });
             }
             else
             {
@@ -66,15 +57,17 @@ internal static class TrainCommand
                 var probe = LmData.Load(source);
                 source = source with { Sha256 = LmData.Hash(source) };
                 var model = ModelFor(p.GetValue(preset)!, p.GetValue(config), probe.Tokenizer.VocabSize);
-                var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), MinLearningRate = p.GetValue(lr) / 10, Seed = p.GetValue(seed) };
+                var training = new LmTrainOptions { Steps = p.GetValue(steps), Batch = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed), Threads = workers };
                 training.Validate();
-                run = new RunConfig { Model = model, Training = training, Alphabet = probe.Tokenizer is CharTokenizer c ? new string(c.Alphabet) : "", Data = source };
-                folder = new RunFolder(p.GetValue(output)?.FullName ?? Path.Combine("runs", $"{model.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"));
-                if (File.Exists(folder.ConfigPath))
-                    throw new IOException($"Run folder '{folder.Path}' already holds a run; use --resume to continue it or choose another --out.");
-                folder.WriteConfig(run);
+                var runConfig = new RunConfig { Model = model, Training = training, Alphabet = probe.Tokenizer is CharTokenizer c ? new string(c.Alphabet) : "", Data = source };
+                run = LmRun.Create(p.GetValue(output)?.FullName ?? Path.Combine("runs", $"{model.Preset}-{DateTime.Now:yyyyMMdd-HHmmss}"), runConfig);
             }
-            return Train(folder, run, resumeDir is not null, p.GetValue(evalEvery), p.GetValue(evalBatches), p.GetValue(logEvery), p.GetValue(saveEvery), p.GetValue(stopAt));
+            var options = new LmRunOptions
+            {
+                EvalEvery = p.GetValue(evalEvery), EvalBatches = p.GetValue(evalBatches), LogEvery = p.GetValue(logEvery),
+                SaveEvery = p.GetValue(saveEvery), StopAt = p.GetValue(stopAt),
+            };
+            return Train(run, options);
         });
         return command;
     }
@@ -97,8 +90,9 @@ internal static class TrainCommand
     }
 
     /// <summary>A resumed run keeps its architecture and batch; asking for another is an error, not a silent override.</summary>
-    private static void CheckResumeCompatible(ParseResult p, RunConfig run, Option<string> preset, Option<FileInfo?> config, Option<int> batch)
+    private static void CheckResumeCompatible(ParseResult p, string folder, Option<string> preset, Option<FileInfo?> config, Option<int> batch)
     {
+        var run = new RunFolder(folder).ReadConfig();
         var requested = p.GetResult(config) is not null && p.GetValue(config) is { } file
             ? ModelFor("", file, run.Model.Vocab)
             : p.GetResult(preset) is { Implicit: false } ? Presets.Get(p.GetValue(preset)!, run.Model.Vocab) : null;
@@ -108,99 +102,53 @@ internal static class TrainCommand
             throw new ArgumentException($"--resume continues with the run's batch of {run.Training.Batch}; --batch {p.GetValue(batch)} would change the data order.");
     }
 
-    private static int Train(RunFolder folder, RunConfig run, bool resuming, int evalEvery, int evalBatches, int logEvery, int saveEvery, int? stopAt)
+    private static int Train(LmRun run, LmRunOptions options)
     {
-        var lmData = LmData.Load(run.Data, run.Alphabet);
-        var model = new MoeTransformer(run.Model, run.Training.Seed);
-        var trainer = new LmTrainer(model, lmData.Dataset, run.Training);
-        if (resuming)
-        {
-            folder.LoadCheckpoint(trainer);
-            folder.TruncateLogs(trainer.Step);
-        }
-        int end = Math.Min(run.Training.Steps, stopAt ?? int.MaxValue);
-        Console.WriteLine($"run {folder.Path}: preset {run.Model.Preset}, {model.Arena.Length:N0} parameters ({model.ActiveParameters:N0} active), vocab {run.Model.Vocab}, threads {Workers.Threads}" +
-            (resuming ? $", resuming at step {trainer.Step}" : ""));
-        var progress = new Progress(trainer, run, end, evalEvery, evalBatches, logEvery, saveEvery, folder);
+        options.Validate();
+        var config = run.Config;
+        int end = Math.Min(config.Training.Steps, options.StopAt ?? int.MaxValue);
+        Console.WriteLine($"run {run.Folder.Path}: preset {config.Model.Preset}, {run.Model.Arena.Length:N0} parameters ({run.Model.ActiveParameters:N0} active), vocab {config.Model.Vocab}, threads {config.Training.Threads}" +
+            (run.Resumed ? $", resuming at step {run.Trainer.Step}" : ""));
+        LmRunResult result;
         if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
         {
-            AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+            result = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("training", maxValue: end);
-                    task.Value = trainer.Step;
-                    progress.Run(line =>
+                    task.Value = run.Trainer.Step;
+                    return run.Train(options, new Lines(options, live: line =>
                     {
                         task.Description = Markup.Escape(line);
-                        task.Value = trainer.Step;
-                    }, evalLine => AnsiConsole.WriteLine(evalLine));
+                        task.Value = run.Trainer.Step;
+                    }, AnsiConsole.WriteLine));
                 });
         }
         else
         {
-            progress.Run(null, Console.WriteLine);
+            result = run.Train(options, new Lines(options, live: null, Console.WriteLine));
         }
-        folder.SaveCheckpoint(trainer);
-        if (lmData.Validation is not null && model.MoeLayers.Count > 0)
-        {
-            var table = DomainRouting.Measure(model, lmData.Tokenizer, lmData.Validation);
-            File.WriteAllText(folder.File("domains.json"), DomainRouting.ToJson(table));
-            foreach (var layer in table) Console.WriteLine($"{layer.Layer}: I(domain; expert) = {layer.MutualInformation:F3} bits");
-        }
-        Console.WriteLine($"saved {folder.Path} at step {trainer.Step}; report {HtmlReport.Write(folder.Path)}");
+        foreach (var layer in result.Domains ?? []) Console.WriteLine($"{layer.Layer}: I(domain; expert) = {layer.MutualInformation:F3} bits");
+        Console.WriteLine($"saved {run.Folder.Path} at step {result.Step}; report {result.ReportPath}");
         return 0;
     }
 
-    /// <summary>The training loop with its logging: metrics, routing statistics, alerts, validation and checkpoints.</summary>
-    private sealed class Progress(LmTrainer trainer, RunConfig run, int end, int evalEvery, int evalBatches, int logEvery, int saveEvery, RunFolder folder)
+    /// <summary>
+    /// Renders each step's report: the live line on a terminal, and printed lines for evaluations, alerts and (without
+    /// a terminal) every fifth log interval. Called synchronously on the training thread.
+    /// </summary>
+    private sealed class Lines(LmRunOptions options, Action<string>? live, Action<string> print) : IProgress<LmStepReport>
     {
-        private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-
-        public void Run(Action<string>? live, Action<string> print)
+        public void Report(LmStepReport r)
         {
-            var clock = Stopwatch.StartNew();
-            int startStep = trainer.Step, tokensPerStep = run.Training.Batch * run.Model.Context;
-            double lossSum = 0;
-            int lossCount = 0;
-            while (trainer.Step < end)
-            {
-                var r = trainer.TrainStep();
-                int step = trainer.Step;
-                lossSum += r.Loss;
-                lossCount++;
-                double tokPerSec = (step - startStep) * (double)tokensPerStep / clock.Elapsed.TotalSeconds;
-                var eta = TimeSpan.FromSeconds((end - step) * tokensPerStep / Math.Max(1, tokPerSec));
-                string load = Sparkline(r.Routing);
-                bool eval = step % Math.Max(1, evalEvery) == 0 || step == end;
-                float? val = eval ? trainer.Evaluate(evalBatches) : null;
-                if (step % Math.Max(1, logEvery) == 0 || eval)
-                {
-                    folder.Append(folder.MetricsPath, JsonSerializer.Serialize(new
-                    {
-                        step, loss = lossSum / lossCount, val_loss = val, lr = r.LearningRate, tokens_per_second = tokPerSec,
-                        elapsed_seconds = clock.Elapsed.TotalSeconds, grad_norm = r.GradNorm, aux = r.AuxTerms,
-                    }));
-                    foreach (var stats in r.Routing)
-                    {
-                        var obj = JsonSerializer.SerializeToNode(stats, Json)!.AsObject();
-                        obj.Insert(0, "step", step);
-                        folder.Append(folder.RoutingPath, obj.ToJsonString());
-                    }
-                    lossSum = 0;
-                    lossCount = 0;
-                }
-                foreach (var alert in r.Alerts)
-                {
-                    folder.Append(folder.AlertsPath, JsonSerializer.Serialize(alert, Json));
-                    print($"alert at step {alert.Step}: {alert.Message}");
-                }
-                string line = $"step {step}/{end} loss {r.Loss:F3} {tokPerSec / 1000:F1}k tok/s eta {eta:mm\\:ss}" + (load.Length > 0 ? $" load {load}" : "");
-                live?.Invoke(line);
-                if (val is not null) print($"step {step}/{end} train {r.Loss:F4} val {val:F4} lr {r.LearningRate:E2} {tokPerSec:F0} tok/s {clock.Elapsed.TotalSeconds:F0}s" + (load.Length > 0 ? $" load {load}" : ""));
-                else if (live is null && step % Math.Max(1, logEvery * 5) == 0) print(line);
-                if (saveEvery > 0 && step % saveEvery == 0) folder.SaveCheckpoint(trainer);
-            }
+            foreach (var alert in r.Alerts) print($"alert at step {alert.Step}: {alert.Message}");
+            string load = Sparkline(r.Routing);
+            string line = $"step {r.Step}/{r.End} loss {r.Loss:F3} {r.TokensPerSecond / 1000:F1}k tok/s eta {r.Remaining:mm\\:ss}" + (load.Length > 0 ? $" load {load}" : "");
+            live?.Invoke(line);
+            if (r.ValLoss is { } val)
+                print($"step {r.Step}/{r.End} train {r.Loss:F4} val {val:F4} lr {r.LearningRate:E2} {r.TokensPerSecond:F0} tok/s {r.Elapsed.TotalSeconds:F0}s" + (load.Length > 0 ? $" load {load}" : ""));
+            else if (live is null && r.Step % (options.LogEvery * 5) == 0) print(line);
         }
 
         /// <summary>The first MoE layer's expert load as block characters, scaled to the busiest expert.</summary>

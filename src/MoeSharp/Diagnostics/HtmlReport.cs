@@ -460,7 +460,9 @@ public static class HtmlReport
         tr.alert-dead .badge { background: #9a6a00; }
         tr.alert-collapse .badge { background: var(--bad); }
         article.layer { margin-top: 18px; padding: 4px 16px 16px; border: 1px solid var(--line); border-radius: 8px; }
-        table.kv th { font-weight: 600; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+        table.kv { width: 100%; table-layout: fixed; }
+        table.kv th { width: 12em; font-weight: 600; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+        table.kv td, .path { overflow-wrap: anywhere; }
         footer { margin-top: 40px; color: var(--dim); font-size: 12px; }
         """;
 }

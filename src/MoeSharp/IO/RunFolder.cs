@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MoeSharp.Data;
@@ -23,20 +24,31 @@ public sealed record RunConfig
 
 /// <summary>
 /// A training run on disk: config.json, model.safetensors (Hugging Face Mixtral names), optimizer.safetensors
-/// (AdamW moments, the step and the batch generator's state), metrics.jsonl, routing.jsonl and alerts.jsonl.
-/// Every file write is atomic (temp file, then rename), so an interrupted save leaves the previous checkpoint whole.
+/// (AdamW moments, the step and the batch generator's state), checkpoint.json, metrics.jsonl, routing.jsonl and
+/// alerts.jsonl.
 /// </summary>
+/// <remarks>
+/// The weights and the optimizer state are one checkpoint: each is first written whole under a <c>.pending</c>
+/// name, then checkpoint.json (the step and both files' SHA-256) is replaced atomically, and only then are the
+/// pending files renamed into place. A crash before checkpoint.json is replaced leaves the previous checkpoint
+/// whole; a crash after it is completed on the next <see cref="LoadCheckpoint"/>, which renames the pending files
+/// whose hashes match. A pair whose hashes do not match checkpoint.json is refused, never silently resumed.
+/// </remarks>
 public sealed class RunFolder
 {
+    public const string CheckpointFile = "checkpoint.json";
+
     public RunFolder(string path) => Path = System.IO.Path.GetFullPath(path);
 
     public string Path { get; }
     public string ConfigPath => File("config.json");
     public string ModelPath => File("model.safetensors");
     public string OptimizerPath => File("optimizer.safetensors");
+    public string CheckpointPath => File(CheckpointFile);
     public string MetricsPath => File("metrics.jsonl");
     public string RoutingPath => File("routing.jsonl");
     public string AlertsPath => File("alerts.jsonl");
+    public string DomainsPath => File("domains.json");
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
@@ -91,28 +103,42 @@ public sealed class RunFolder
         return config;
     }
 
-    /// <summary>Saves weights and optimizer state for <paramref name="trainer"/> at its current step.</summary>
+    /// <summary>Saves weights and optimizer state for <paramref name="trainer"/> at its current step, as one unit.</summary>
     public void SaveCheckpoint(LmTrainer trainer)
     {
         Directory.CreateDirectory(Path);
-        ModelStore.Save(ModelPath, trainer.Model.Arena);
+        int step = trainer.Step;
+        string model = Pending(ModelPath), optimizer = Pending(OptimizerPath);
+        ModelStore.Save(model, trainer.Model.Arena);
+        Failpoint.Hit("checkpoint.model-written", step);
         int n = trainer.Model.Arena.Length;
         var state = trainer.BatchRng.State;
-        SafetensorsWriter.Write(OptimizerPath,
+        SafetensorsWriter.Write(optimizer,
         [
             new SafetensorsWriter.Tensor("exp_avg", [n], trainer.Optimizer.FirstMoment),
             new SafetensorsWriter.Tensor("exp_avg_sq", [n], trainer.Optimizer.SecondMoment),
         ], new Dictionary<string, string>
         {
-            ["step"] = trainer.Step.ToString(CultureInfo.InvariantCulture),
+            ["step"] = step.ToString(CultureInfo.InvariantCulture),
             ["adam_steps"] = trainer.Optimizer.Steps.ToString(CultureInfo.InvariantCulture),
             ["batch_rng"] = string.Join(",", state.Select(w => w.ToString("x16", CultureInfo.InvariantCulture))),
         });
+        Failpoint.Hit("checkpoint.optimizer-written", step);
+        var manifest = new CheckpointManifest(step, Sha256(model), Sha256(optimizer));
+        AtomicWrite(CheckpointPath, JsonSerializer.Serialize(manifest, CheckpointManifest.Json));
+        Failpoint.Hit("checkpoint.committed", step);
+        System.IO.File.Move(model, ModelPath, overwrite: true);
+        Failpoint.Hit("checkpoint.model-renamed", step);
+        System.IO.File.Move(optimizer, OptimizerPath, overwrite: true);
     }
 
-    /// <summary>Restores weights, optimizer moments, the step and the batch generator into <paramref name="trainer"/>.</summary>
+    /// <summary>
+    /// Restores weights, optimizer moments, the step and the batch generator into <paramref name="trainer"/>, after
+    /// <see cref="RecoverCheckpoint"/> has checked that they are one checkpoint.
+    /// </summary>
     public void LoadCheckpoint(LmTrainer trainer)
     {
+        var manifest = RecoverCheckpoint();
         using (var weights = SafetensorsModel.Open(ModelPath)) ModelStore.Load(trainer.Model.Arena, weights);
         using var opt = SafetensorsFile.Open(OptimizerPath);
         int n = trainer.Model.Arena.Length;
@@ -122,10 +148,52 @@ public sealed class RunFolder
         opt.ReadFloat32("exp_avg", trainer.Optimizer.FirstMoment);
         opt.ReadFloat32("exp_avg_sq", trainer.Optimizer.SecondMoment);
         trainer.Step = MetaInt(opt, "step");
+        if (trainer.Step != manifest.Step)
+            throw new InvalidDataException($"{OptimizerPath}: holds step {trainer.Step} but {CheckpointPath} says step {manifest.Step}.");
         trainer.Optimizer.Steps = MetaInt(opt, "adam_steps");
         if (!opt.Metadata.TryGetValue("batch_rng", out var words) || words.Split(',') is not { Length: 4 } parts)
             throw new InvalidDataException($"{OptimizerPath}: metadata 'batch_rng' must hold 4 hexadecimal words.");
         trainer.BatchRng.State = parts.Select(w => ulong.Parse(w, NumberStyles.HexNumber, CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    /// <summary>
+    /// Brings the folder to its last committed checkpoint: completes the renames of a save interrupted after its
+    /// commit, deletes pending files of a save interrupted before it and any leftover temporary file, and checks
+    /// both files against checkpoint.json's SHA-256.
+    /// </summary>
+    /// <exception cref="InvalidDataException">No checkpoint.json, or a file that is not the one it names.</exception>
+    public CheckpointManifest RecoverCheckpoint()
+    {
+        if (!System.IO.File.Exists(CheckpointPath))
+            throw new InvalidDataException($"{CheckpointPath} is missing: the run has no complete checkpoint to resume from.");
+        CheckpointManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize<CheckpointManifest>(System.IO.File.ReadAllText(CheckpointPath), CheckpointManifest.Json);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{CheckpointPath}: {ex.Message}", ex);
+        }
+        if (manifest is not { Step: >= 0, ModelSha256.Length: 64, OptimizerSha256.Length: 64 })
+            throw new InvalidDataException($"{CheckpointPath}: expected a non-negative \"step\" and two 64-digit \"model_sha256\" and \"optimizer_sha256\".");
+        foreach (var (path, sha) in new[] { (ModelPath, manifest.ModelSha256), (OptimizerPath, manifest.OptimizerSha256) })
+        {
+            string pending = Pending(path);
+            if (System.IO.File.Exists(pending))
+            {
+                if (Sha256(pending) == sha) System.IO.File.Move(pending, path, overwrite: true);
+                else System.IO.File.Delete(pending);
+            }
+            if (!System.IO.File.Exists(path))
+                throw new InvalidDataException($"{path} is missing; {CheckpointPath} names it for step {manifest.Step}.");
+            string actual = Sha256(path);
+            if (actual != sha)
+                throw new InvalidDataException($"{path} has SHA-256 {actual[..12]}…, but {CheckpointPath} (step {manifest.Step}) expects {sha[..12]}…: "
+                    + "the weights and the optimizer state are not from the same checkpoint, so --resume would diverge.");
+        }
+        foreach (var temp in Directory.EnumerateFiles(Path, "*.tmp")) System.IO.File.Delete(temp);
+        return manifest;
     }
 
     /// <summary>Drops log lines written after <paramref name="step"/> (from a run interrupted after its last checkpoint).</summary>
@@ -149,17 +217,50 @@ public sealed class RunFolder
         file.Metadata.TryGetValue(key, out var v) && int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) && i >= 0 ? i
             : throw new InvalidDataException($"{file.Path}: metadata '{key}' must be a non-negative integer.");
 
+    private static string Pending(string path) => path + ".pending";
+
+    private static string Sha256(string path)
+    {
+        using var stream = System.IO.File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
+
     internal static void AtomicWrite(string path, string text)
     {
         string temp = $"{path}.{Guid.NewGuid():N}.tmp";
         try
         {
-            System.IO.File.WriteAllText(temp, text);
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            {
+                stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+                stream.Flush(flushToDisk: true);
+            }
             System.IO.File.Move(temp, path, overwrite: true);
         }
         finally
         {
             if (System.IO.File.Exists(temp)) System.IO.File.Delete(temp);
         }
+    }
+}
+
+/// <summary>checkpoint.json: the step of the last complete checkpoint and the SHA-256 of its two files.</summary>
+public sealed record CheckpointManifest(int Step, string ModelSha256, string OptimizerSha256)
+{
+    internal static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+}
+
+/// <summary>
+/// Crash injection for the checkpoint tests: MOE_FAILPOINT=NAME (or NAME@STEP) ends the process abruptly when a save
+/// reaches that point, as a kill or power cut would. Read once; checked only at checkpoint writes.
+/// </summary>
+internal static class Failpoint
+{
+    private static readonly string? s_spec = Environment.GetEnvironmentVariable("MOE_FAILPOINT");
+
+    public static void Hit(string name, int step)
+    {
+        if (s_spec is not null && (s_spec == name || s_spec == $"{name}@{step}"))
+            Environment.FailFast($"MOE_FAILPOINT: stopped at {name}, step {step}.");
     }
 }

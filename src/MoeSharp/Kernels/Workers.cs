@@ -3,11 +3,13 @@ using System.Diagnostics;
 namespace MoeSharp.Kernels;
 
 /// <summary>
-/// The worker-thread setting shared by every kernel, and the pool that runs their parallel loops. Kernels split
-/// work over output tiles or rows, never over a reduction axis, so a run with 1 thread and a run with N threads
+/// The pool that runs the kernels' parallel loops, and the scoped limit on how many threads a loop may use. Kernels
+/// split work over output tiles or rows, never over a reduction axis, so a run with 1 thread and a run with N threads
 /// produce bitwise-identical results.
 /// </summary>
 /// <remarks>
+/// The limit is ambient per logical flow (an <see cref="AsyncLocal{T}"/>), not process-wide, so two callers with
+/// different limits (two trainers, a test next to a command) never change each other's thread count.
 /// A training step issues hundreds of parallel loops of tens of microseconds each, so dispatch latency matters
 /// more than anything: the pool's threads spin briefly after each loop and pick up the next one within about a
 /// microsecond, then sleep on a semaphore when idle. A loop started while another is running (from a work item, or
@@ -15,20 +17,34 @@ namespace MoeSharp.Kernels;
 /// </remarks>
 public static class Workers
 {
-    private static Pool s_pool = new(Environment.ProcessorCount);
+    private static readonly Pool s_pool = new(Environment.ProcessorCount);
+    private static readonly AsyncLocal<int> s_limit = new(); // 0: no limit in this flow
 
-    /// <summary>Number of threads kernels may use, the caller's included; defaults to the number of cores.</summary>
-    public static int Threads
+    /// <summary>Threads a parallel loop started here may use, the caller's included: the innermost <see cref="Limit"/>, else the number of cores.</summary>
+    public static int Threads => s_limit.Value is > 0 and int n ? n : Environment.ProcessorCount;
+
+    /// <summary>
+    /// Caps the threads of the parallel loops started in this flow (this thread and the tasks it starts) until the
+    /// returned scope is disposed; scopes nest and restore the previous limit. A limit above the core count is
+    /// honoured by adding pool threads.
+    /// </summary>
+    public static LimitScope Limit(int threads)
     {
-        get => s_pool.Threads;
-        set
-        {
-            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(Threads));
-            if (value == s_pool.Threads) return;
-            var old = s_pool;
-            s_pool = new Pool(value);
-            old.Stop();
-        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1, nameof(threads));
+        s_pool.EnsureThreads(threads);
+        int previous = s_limit.Value;
+        s_limit.Value = threads;
+        return new LimitScope(previous);
+    }
+
+    /// <summary>Restores the limit that was in force before <see cref="Limit"/>.</summary>
+    public readonly struct LimitScope : IDisposable
+    {
+        private readonly int _previous;
+
+        internal LimitScope(int previous) => _previous = previous;
+
+        public void Dispose() => s_limit.Value = _previous;
     }
 
     /// <summary>
@@ -38,8 +54,9 @@ public static class Workers
     public static void For<TOp>(int count, TOp op) where TOp : struct, IWorkItem
     {
         if (count <= 0) return;
+        int threads = Threads;
         var pool = s_pool;
-        if (pool.Threads == 1 || count == 1 || !pool.TryEnter())
+        if (threads == 1 || count == 1 || !pool.TryEnter())
         {
             // Serial path: one thread, one item, or the pool is busy (nested or concurrent loop).
             for (int i = 0; i < count; i++) op.Invoke(i);
@@ -47,7 +64,7 @@ public static class Workers
         }
         try
         {
-            pool.Run(new Job<TOp>(op, count));
+            pool.Run(new Job<TOp>(op, count, helpers: threads - 1));
         }
         finally
         {
@@ -55,12 +72,15 @@ public static class Workers
         }
     }
 
-    private abstract class JobBase(int count)
+    private abstract class JobBase(int count, int helpers)
     {
-        private int _next, _done;
+        private int _next, _done, _helpers = helpers;
         private Exception? _error;
 
         public bool Finished => Volatile.Read(ref _done) >= count;
+
+        /// <summary>Whether a pool thread may help: the limit counts the caller, so at most threads − 1 join.</summary>
+        public bool TryJoin() => Interlocked.Decrement(ref _helpers) >= 0;
 
         /// <summary>Claims and runs items until none are left.</summary>
         public void Work()
@@ -81,7 +101,7 @@ public static class Workers
         protected abstract void Invoke(int index);
     }
 
-    private sealed class Job<TOp>(TOp op, int count) : JobBase(count) where TOp : struct, IWorkItem
+    private sealed class Job<TOp>(TOp op, int count, int helpers) : JobBase(count, helpers) where TOp : struct, IWorkItem
     {
         protected override void Invoke(int index) => op.Invoke(index);
     }
@@ -96,17 +116,29 @@ public static class Workers
         private JobBase? _job;
         private long _generation;
         private int _sleeping;
-        private volatile bool _stopped;
+        private readonly Lock _growLock = new();
+        private int _threads = 1;
         [ThreadStatic] private static bool t_isWorker;
 
-        public Pool(int threads)
-        {
-            Threads = threads;
-            for (int i = 1; i < threads; i++)
-                new Thread(Loop) { IsBackground = true, Name = $"MoeSharp worker {i}" }.Start();
-        }
+        public Pool(int threads) => EnsureThreads(threads);
 
-        public int Threads { get; }
+        /// <summary>Threads the pool can run a loop on, the caller's included; only grows.</summary>
+        public int Threads => Volatile.Read(ref _threads);
+
+        public void EnsureThreads(int threads)
+        {
+            if (threads <= Threads) return;
+            lock (_growLock)
+            {
+                for (int i = _threads; i < threads; i++)
+                {
+                    long seen = Volatile.Read(ref _generation);
+                    // UnsafeStart: a worker must not capture the starting flow's limit (or anything else ambient).
+                    new Thread(() => Loop(seen)) { IsBackground = true, Name = $"MoeSharp worker {i}" }.UnsafeStart();
+                }
+                Volatile.Write(ref _threads, Math.Max(_threads, threads));
+            }
+        }
 
         public bool TryEnter() => !t_isWorker && _gate.TryEnter();
 
@@ -125,18 +157,10 @@ public static class Workers
             job.ThrowIfFailed();
         }
 
-        public void Stop()
-        {
-            _stopped = true;
-            Interlocked.Increment(ref _generation);
-            _wake.Release(Threads);
-        }
-
-        private void Loop()
+        private void Loop(long seen)
         {
             t_isWorker = true;
-            long seen = 0;
-            while (!_stopped)
+            while (true)
             {
                 long start = Stopwatch.GetTimestamp();
                 while (Volatile.Read(ref _generation) == seen)
@@ -152,8 +176,7 @@ public static class Workers
                     start = Stopwatch.GetTimestamp();
                 }
                 seen = Volatile.Read(ref _generation);
-                if (_stopped) return;
-                Volatile.Read(ref _job)?.Work();
+                if (Volatile.Read(ref _job) is { } job && job.TryJoin()) job.Work();
             }
         }
     }

@@ -3,10 +3,15 @@ using MoeSharp.Tensors;
 
 namespace MoeSharp.Models;
 
-/// <summary>How the next token is picked. Temperature 0 is greedy (ties to the lower id).</summary>
+/// <summary>
+/// How the next token is picked. Temperature 0 is greedy (ties to the lower id). These defaults are
+/// <c>moe generate</c>'s defaults: the CLI reads them from <see cref="Default"/>.
+/// </summary>
 public sealed record SamplingOptions
 {
-    public float Temperature { get; init; } = 1f;
+    public static SamplingOptions Default { get; } = new();
+
+    public float Temperature { get; init; } = 0.8f;
 
     /// <summary>Keep only the k most likely tokens; 0 keeps all.</summary>
     public int TopK { get; init; }
@@ -16,8 +21,12 @@ public sealed record SamplingOptions
 
     public ulong Seed { get; init; }
 
+    /// <summary>Worker threads for the forward passes (scoped, see <see cref="Kernels.Workers.Limit"/>).</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
     public void Validate()
     {
+        if (Threads < 1) throw new ArgumentException($"Threads must be at least 1, got {Threads}.", nameof(Threads));
         if (!(Temperature >= 0) || !float.IsFinite(Temperature)) throw new ArgumentException($"Temperature must be a non-negative number, got {Temperature}.", nameof(Temperature));
         if (TopK < 0) throw new ArgumentException($"top-k must be non-negative, got {TopK}.", nameof(TopK));
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}.", nameof(TopP));
@@ -61,6 +70,8 @@ public static class Generator
         {
             int next;
             int[][] experts;
+            // The limit is scoped to the forward pass, never held across a yield into the caller's code.
+            using (Kernels.Workers.Limit(sampling.Threads))
             using (tape.NoGrad())
             {
                 var output = model.Forward(tape, input, cache);
@@ -85,8 +96,8 @@ public static class Generator
     }
 
     /// <summary>The greedy continuation as token ids.</summary>
-    public static int[] Greedy(MoeTransformer model, int[] prompt, int maxTokens) =>
-        Stream(model, prompt, maxTokens, new SamplingOptions { Temperature = 0 }).Select(t => t.Id).ToArray();
+    public static int[] Greedy(MoeTransformer model, int[] prompt, int maxTokens, int? threads = null) =>
+        Stream(model, prompt, maxTokens, new SamplingOptions { Temperature = 0, Threads = threads ?? Environment.ProcessorCount }).Select(t => t.Id).ToArray();
 
     private static int[] RowExperts(Routing.RouterOutput? r, int row) =>
         r is null ? [] : r.PairExpert[r.TokenOffsets[row]..r.TokenOffsets[row + 1]];

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Text.Json.Serialization;
 using MoeSharp.Autograd;
 using MoeSharp.Data;
+using MoeSharp.Kernels;
 using MoeSharp.Models;
 using MoeSharp.Nn;
 using MoeSharp.Routing;
@@ -8,18 +10,45 @@ using MoeSharp.Tensors;
 
 namespace MoeSharp.Training;
 
-/// <summary>Hyper-parameters of a language-model training run.</summary>
+/// <summary>
+/// Hyper-parameters of a language-model training run. These defaults are <c>moe train</c>'s defaults: the CLI
+/// reads them from <see cref="Default"/>.
+/// </summary>
 public sealed record LmTrainOptions
 {
-    public int Steps { get; init; } = 2000;
+    /// <summary>The defaults, for callers (the CLI's option declarations) that show or compare them.</summary>
+    public static LmTrainOptions Default { get; } = new();
+
+    private readonly float? _minLearningRate;
+
+    /// <summary>Total optimisation steps: the cosine schedule's length.</summary>
+    public int Steps { get; init; } = 2500;
+
+    /// <summary>Sequences per step.</summary>
     public int Batch { get; init; } = 12;
-    public float LearningRate { get; init; } = 1e-3f;
-    public float MinLearningRate { get; init; } = 1e-4f;
+
+    /// <summary>Peak learning rate, reached after <see cref="WarmupSteps"/>.</summary>
+    public float LearningRate { get; init; } = 2e-3f;
+
+    /// <summary>Where the cosine decay ends; a tenth of <see cref="LearningRate"/> unless set.</summary>
+    public float MinLearningRate
+    {
+        get => _minLearningRate ?? LearningRate / 10;
+        init => _minLearningRate = value;
+    }
+
     public int WarmupSteps { get; init; } = 100;
     public float WeightDecay { get; init; } = 0.1f;
     public float Beta2 { get; init; } = 0.99f;
     public float ClipNorm { get; init; } = 1f;
     public ulong Seed { get; init; } = 1337;
+
+    /// <summary>
+    /// Worker threads for this trainer's steps and evaluations (scoped, see <see cref="Workers.Limit"/>). Not a
+    /// hyper-parameter: losses are bitwise the same for any count, so it is not saved in a run's config.
+    /// </summary>
+    [JsonIgnore]
+    public int Threads { get; init; } = Environment.ProcessorCount;
 
     public void Validate()
     {
@@ -33,6 +62,7 @@ public sealed record LmTrainOptions
         Require(MinLearningRate >= 0 && MinLearningRate <= LearningRate, nameof(MinLearningRate), $"must be in [0, LearningRate], got {MinLearningRate}.");
         Require(WarmupSteps >= 0, nameof(WarmupSteps), $"must be non-negative, got {WarmupSteps}.");
         Require(ClipNorm >= 0, nameof(ClipNorm), $"must be non-negative, got {ClipNorm}.");
+        Require(Threads >= 1, nameof(Threads), $"must be at least 1, got {Threads}.");
     }
 }
 
@@ -77,6 +107,7 @@ public sealed class LmTrainer
     /// <summary>Runs one optimisation step.</summary>
     public StepResult TrainStep()
     {
+        using var limit = Workers.Limit(Options.Threads);
         int ctx = Model.Config.Context;
         Data.Sample(BatchRng, validation: false, Options.Batch, ctx, _inputs, _targets);
         var sw = Stopwatch.StartNew();
@@ -120,6 +151,7 @@ public sealed class LmTrainer
     /// <summary>Mean cross-entropy over <paramref name="batches"/> validation batches drawn from <paramref name="seed"/> (the same batches every call).</summary>
     public float Evaluate(int batches, ulong seed = 42)
     {
+        using var limit = Workers.Limit(Options.Threads);
         var rng = new Rng(seed);
         double total = 0;
         for (int i = 0; i < batches; i++)

@@ -30,7 +30,7 @@ public class CliTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
     public void TrainWritesACompleteRunFolder()
     {
         Assert.True(tiny.Train.ExitCode == 0, tiny.Train.Stderr + tiny.Train.Stdout);
-        foreach (var f in new[] { "config.json", "model.safetensors", "optimizer.safetensors", "metrics.jsonl", "routing.jsonl", "domains.json", "report.html" })
+        foreach (var f in new[] { "config.json", "model.safetensors", "optimizer.safetensors", "checkpoint.json", "metrics.jsonl", "routing.jsonl", "alerts.jsonl", "domains.json", "report.html" })
             Assert.True(File.Exists(Path.Combine(tiny.Run, f)), $"{f} missing");
         var metrics = File.ReadAllLines(Path.Combine(tiny.Run, "metrics.jsonl"));
         Assert.Equal(8, metrics.Length);

@@ -1,5 +1,3 @@
-using MoeSharp.Kernels;
-
 namespace MoeSharp.Tests.Cli;
 
 /// <summary>Console output is process-wide, so these tests run alone.</summary>
@@ -19,7 +17,6 @@ public sealed class FitPredictTests : IDisposable
     private static (int Code, string Out, string Error) Moe(params string[] args)
     {
         var (stdout, stderr) = (Console.Out, Console.Error);
-        int threads = Workers.Threads;
         var (o, e) = (new StringWriter(), new StringWriter());
         Console.SetOut(o);
         Console.SetError(e);
@@ -31,7 +28,6 @@ public sealed class FitPredictTests : IDisposable
         {
             Console.SetOut(stdout);
             Console.SetError(stderr);
-            Workers.Threads = threads;
         }
     }
 

@@ -7,13 +7,17 @@ public static class MoeCli
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
-    public static async Task<Result> Run(params string[] args)
+    public static Task<Result> Run(params string[] args) => Run(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs `moe` with extra environment variables (e.g. MOE_FAILPOINT).</summary>
+    public static async Task<Result> Run(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "moe.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(dll);
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["DOTNET_TieredPGO"] = "0";
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         using var p = Process.Start(start)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

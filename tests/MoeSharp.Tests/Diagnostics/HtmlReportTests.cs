@@ -289,4 +289,40 @@ public sealed class HtmlReportTests : IDisposable
         Assert.Equal(Math.Log(3), HtmlReport.MutualInformation([[5, 0, 0], [0, 5, 0], [0, 0, 5]]), 12);
         Assert.Equal(0, HtmlReport.MutualInformation([[0, 0], [0, 0]]));
     }
+
+    /// <summary>
+    /// A run's real config.json (nested objects, a long alphabet) must not widen the page: at a 1400 px window the
+    /// document is no wider than the window. Measured in headless Chromium when it is installed (before the fix:
+    /// 4725 px); the style rules that make the configuration wrap are checked either way.
+    /// </summary>
+    [Fact]
+    public async Task TheConfigurationWrapsAt1400Pixels()
+    {
+        SyntheticRun.Write(_dir, steps: 50);
+        string alphabet = new(Enumerable.Range(33, 90).Select(i => (char)i).Where(c => c is not '<' and not '&' and not '"' and not '\\').ToArray());
+        WriteFile("config.json", $$$"""{"model":{"preset":"mixtral","vocab":90,"d_model":128,"layers":4,"heads":4,"d_ff":512,"context":64,"moe":{"experts":8,"top_k":2,"expert_hidden":256}},"training":{"steps":2500,"batch":12,"learning_rate":0.002},"alphabet":"{{{alphabet}}}{{{alphabet}}}"}""");
+        string html = File.ReadAllText(HtmlReport.Write(_dir));
+        Assert.Matches(@"table\.kv \{[^}]*table-layout: fixed", html);
+        Assert.Matches(@"table\.kv td[^{]*\{[^}]*overflow-wrap: anywhere", html);
+
+        string? chromium = new[] { "chromium", "chromium-browser", "google-chrome" }
+            .SelectMany(name => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, name)))
+            .FirstOrDefault(File.Exists);
+        if (chromium is null) Assert.Skip("headless Chromium not installed; the style rules were checked");
+        string probe = Path.Combine(_dir, "probe.html");
+        File.WriteAllText(probe, html.Replace("</body>",
+            "<script>onload=()=>document.body.setAttribute('data-width',document.documentElement.scrollWidth+'/'+innerWidth)</script></body>"));
+        var start = new System.Diagnostics.ProcessStartInfo(chromium) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", "--virtual-time-budget=2000", "--dump-dom", "file://" + probe })
+            start.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(start)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        string dom = await p.StandardOutput.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await p.WaitForExitAsync(timeout.Token);
+        var m = Regex.Match(dom, "data-width=\"(\\d+)/(\\d+)\"");
+        Assert.True(m.Success, $"no measurement in chromium's output: {await stderr}");
+        int width = int.Parse(m.Groups[1].Value), window = int.Parse(m.Groups[2].Value);
+        Assert.True(width <= window, $"the page is {width} px wide in a {window} px window");
+    }
 }

@@ -68,8 +68,7 @@ public class ExpertFfnTests
     {
         float[][] Run(int threads)
         {
-            int saved = Workers.Threads;
-            Workers.Threads = threads;
+            var limit = Workers.Limit(threads);
             try
             {
                 var (arena, bank) = Bank(ExpertActivation.SwiGlu);
@@ -82,7 +81,7 @@ public class ExpertFfnTests
                 tape.Backward(y, Numerics.Random(T * D, 3));
                 return [y.ToArray(), x.Grad!.ToArray(), w.Grad!.ToArray(), arena.Grads.ToArray()];
             }
-            finally { Workers.Threads = saved; }
+            finally { limit.Dispose(); }
         }
         var one = Run(1);
         var two = Run(2);

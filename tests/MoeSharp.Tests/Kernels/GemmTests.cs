@@ -110,15 +110,8 @@ public class GemmTests
         var b = Numerics.Random(k * n, 5);
         var c1 = new float[m * n];
         var c2 = new float[m * n];
-        int saved = Workers.Threads;
-        try
-        {
-            Workers.Threads = 1;
-            Gemm.Multiply(a, b, c1, m, n, k);
-            Workers.Threads = 2;
-            Gemm.Multiply(a, b, c2, m, n, k);
-        }
-        finally { Workers.Threads = saved; }
+        using (Workers.Limit(1)) Gemm.Multiply(a, b, c1, m, n, k);
+        using (Workers.Limit(2)) Gemm.Multiply(a, b, c2, m, n, k);
         Numerics.BitwiseEqual(c1, c2, "GEMM 1 vs 2 threads");
     }
 }

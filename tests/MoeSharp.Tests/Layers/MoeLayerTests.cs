@@ -93,8 +93,7 @@ public class MoeLayerTests
     {
         float[] Run(int threads)
         {
-            int saved = Workers.Threads;
-            Workers.Threads = threads;
+            var limit = Workers.Limit(threads);
             try
             {
                 var (arena, layer) = Make(Small() with { SharedExperts = 1, SharedGate = true });
@@ -105,7 +104,7 @@ public class MoeLayerTests
                 tape.Backward(tape.Add(tape.WeightedSum(r.Output, Numerics.Random(640, 2)), r.AuxLoss!));
                 return [.. r.Output.ToArray(), .. x.Grad!.ToArray(), .. arena.Grads];
             }
-            finally { Workers.Threads = saved; }
+            finally { limit.Dispose(); }
         }
         Numerics.BitwiseEqual(Run(1), Run(2), "layer 1 vs 2 threads");
     }

@@ -1,6 +1,5 @@
 using MoeSharp.Autograd;
 using MoeSharp.Data;
-using MoeSharp.Kernels;
 using MoeSharp.Models;
 using MoeSharp.Nn;
 using MoeSharp.Training;
@@ -11,16 +10,10 @@ public class DeterminismTests
 {
     private static float[] TenLosses(int threads, ulong seed)
     {
-        int saved = Workers.Threads;
-        Workers.Threads = threads;
-        try
-        {
-            var tokens = Enumerable.Range(0, 3000).Select(i => (i * 7 + i / 13) % 29).ToArray();
-            var model = new MoeTransformer(new ModelConfig { Vocab = 29, DModel = 32, Layers = 2, Heads = 4, DFF = 64, Context = 16 }, seed);
-            var trainer = new LmTrainer(model, new TextDataset(tokens), new LmTrainOptions { Steps = 10, Batch = 4, WarmupSteps = 2, Seed = seed });
-            return Enumerable.Range(0, 10).Select(_ => trainer.TrainStep().Loss).ToArray();
-        }
-        finally { Workers.Threads = saved; }
+        var tokens = Enumerable.Range(0, 3000).Select(i => (i * 7 + i / 13) % 29).ToArray();
+        var model = new MoeTransformer(new ModelConfig { Vocab = 29, DModel = 32, Layers = 2, Heads = 4, DFF = 64, Context = 16 }, seed);
+        var trainer = new LmTrainer(model, new TextDataset(tokens), new LmTrainOptions { Steps = 10, Batch = 4, WarmupSteps = 2, Seed = seed, Threads = threads });
+        return Enumerable.Range(0, 10).Select(_ => trainer.TrainStep().Loss).ToArray();
     }
 
     [Fact]
