@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Diagnostics;
 using MoeSharp.Kernels;
 using MoeSharp.Models;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MoeSharp.Classic.Data;
 using MoeSharp.Data;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;

@@ -1,5 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Experts;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Data;
 using MoeSharp.Experts;
 using MoeSharp.Kernels;
@@ -68,8 +73,8 @@ internal static class TabularBench
                     var sw = Stopwatch.StartNew();
                     var output = c.FitPredict(test);
                     double score = test.IsClassification
-                        ? Diagnostics.MixtureReport.Evaluate(test, output, Enumerable.Range(0, test.Rows).ToArray(), 1)
-                        : Diagnostics.MixtureReport.RSquared(test.Targets, output);
+                        ? MixtureReport.Evaluate(test, output, Enumerable.Range(0, test.Rows).ToArray(), 1)
+                        : MixtureReport.RSquared(test.Targets, output);
                     if (!results.TryGetValue((c.Name, set.Name), out var list)) results[(c.Name, set.Name)] = list = [];
                     list.Add(score);
                     if (!order.Contains(c.Name)) order.Add(c.Name);

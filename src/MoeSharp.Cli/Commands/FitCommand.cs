@@ -1,5 +1,11 @@
 using System.CommandLine;
 using System.Diagnostics;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Experts;
+using MoeSharp.Classic.IO;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Data;
 using MoeSharp.Diagnostics;
 using MoeSharp.Experts;

@@ -1,5 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.IO;
+using MoeSharp.Classic.Models;
 using MoeSharp.Data;
 using MoeSharp.Diagnostics;
 using MoeSharp.IO;

@@ -1,3 +1,4 @@
+using MoeSharp.Classic.Data;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Tests.Cli;
