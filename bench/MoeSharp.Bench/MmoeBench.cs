@@ -3,11 +3,8 @@ using System.Globalization;
 using MoeSharp.Classic.Diagnostics;
 using MoeSharp.Classic.Models;
 using MoeSharp.Classic.Training;
-using MoeSharp.Diagnostics;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Bench;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using MoeSharp.Classic.Data;
-using MoeSharp.Data;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;
 using MoeSharp.Models;

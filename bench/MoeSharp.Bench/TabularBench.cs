@@ -5,12 +5,8 @@ using MoeSharp.Classic.Diagnostics;
 using MoeSharp.Classic.Experts;
 using MoeSharp.Classic.Models;
 using MoeSharp.Classic.Training;
-using MoeSharp.Data;
-using MoeSharp.Experts;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Bench;
 

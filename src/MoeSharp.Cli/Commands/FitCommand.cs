@@ -6,13 +6,7 @@ using MoeSharp.Classic.Experts;
 using MoeSharp.Classic.IO;
 using MoeSharp.Classic.Models;
 using MoeSharp.Classic.Training;
-using MoeSharp.Data;
-using MoeSharp.Diagnostics;
-using MoeSharp.Experts;
-using MoeSharp.IO;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
-using MoeSharp.Training;
 
 namespace MoeSharp.Cli.Commands;
 

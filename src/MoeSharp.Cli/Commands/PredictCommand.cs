@@ -4,10 +4,6 @@ using MoeSharp.Classic.Data;
 using MoeSharp.Classic.Diagnostics;
 using MoeSharp.Classic.IO;
 using MoeSharp.Classic.Models;
-using MoeSharp.Data;
-using MoeSharp.Diagnostics;
-using MoeSharp.IO;
-using MoeSharp.Models;
 
 namespace MoeSharp.Cli.Commands;
 
