@@ -134,6 +134,30 @@ public static class Folds
         return folds.Select(f => f.Order().ToArray()).ToArray();
     }
 
+    /// <summary>
+    /// The test rows of one train/test split, ascending: a share <paramref name="fraction"/> (0 to 0.5) of the rows,
+    /// drawn at random. With <paramref name="labels"/> the split is stratified: each class gives round(fraction·count)
+    /// of its rows, but always leaves at least one for training, so the training rows still hold every class.
+    /// </summary>
+    public static int[] Holdout(int rows, double fraction, ulong seed, int[]? labels = null)
+    {
+        if (!(fraction >= 0 && fraction <= 0.5)) throw new ArgumentOutOfRangeException(nameof(fraction), $"a test fraction must be in [0, 0.5], got {fraction}.");
+        if (labels is not null && labels.Length != rows) throw new ArgumentException($"{labels.Length} labels for {rows} rows.", nameof(labels));
+        var rng = new Rng(seed);
+        var test = new List<int>();
+        var groups = labels is null
+            ? [Enumerable.Range(0, rows).ToArray()]
+            : Enumerable.Range(0, rows).GroupBy(r => labels[r]).OrderBy(g => g.Key).Select(g => g.ToArray()).ToArray();
+        foreach (var group in groups)
+        {
+            rng.Shuffle(group.AsSpan());
+            int take = (int)Math.Round(fraction * group.Length, MidpointRounding.AwayFromZero);
+            if (labels is not null) take = Math.Min(take, group.Length - 1);
+            test.AddRange(group.AsSpan(0, take));
+        }
+        return test.Order().ToArray();
+    }
+
     /// <summary>The rows not in <paramref name="test"/>, ascending.</summary>
     public static int[] Complement(int rows, int[] test)
     {

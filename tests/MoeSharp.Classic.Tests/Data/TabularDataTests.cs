@@ -99,4 +99,31 @@ public class TabularDataTests
         Assert.All(folds, f => Assert.Equal(6, f.Count(r => labels[r] == 1)));
         Assert.Equal(80, Folds.Complement(100, folds[0]).Length);
     }
+
+    [Fact]
+    public void AStratifiedHoldoutIsDisjointAndKeepsClassShares()
+    {
+        // 30 % of class 1, and a class with a single row that must stay in training.
+        var labels = Enumerable.Range(0, 101).Select(r => r == 100 ? 2 : r < 30 ? 1 : 0).ToArray();
+        var test = Folds.Holdout(101, 0.2, seed: 1, labels);
+        var train = Folds.Complement(101, test);
+        Assert.Empty(test.Intersect(train));
+        Assert.Equal(Enumerable.Range(0, 101), test.Concat(train).Order());
+        Assert.Equal(6, test.Count(r => labels[r] == 1));
+        Assert.Equal(14, test.Count(r => labels[r] == 0));
+        Assert.Contains(100, train);
+        Assert.Equal(test, Folds.Holdout(101, 0.2, seed: 1, labels));
+        Assert.NotEqual(test, Folds.Holdout(101, 0.2, seed: 2, labels));
+    }
+
+    [Fact]
+    public void AnUnstratifiedHoldoutTakesTheRoundedShare()
+    {
+        var test = Folds.Holdout(101, 0.2, seed: 1);
+        Assert.Equal(20, test.Length);
+        Assert.Equal(test.Length, test.Distinct().Count());
+        Assert.All(test, r => Assert.InRange(r, 0, 100));
+        Assert.Empty(Folds.Holdout(101, 0, seed: 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Folds.Holdout(10, 0.6, seed: 1));
+    }
 }
