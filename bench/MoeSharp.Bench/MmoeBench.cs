@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
-using MoeSharp.Diagnostics;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Bench;
 

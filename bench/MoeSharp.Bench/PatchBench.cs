@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using MoeSharp.Data;
+using MoeSharp.Classic.Data;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;
 using MoeSharp.Models;

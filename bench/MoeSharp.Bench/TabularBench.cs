@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
-using MoeSharp.Data;
-using MoeSharp.Experts;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Experts;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
 using MoeSharp.Tensors;
-using MoeSharp.Training;
 
 namespace MoeSharp.Bench;
 
@@ -68,8 +69,8 @@ internal static class TabularBench
                     var sw = Stopwatch.StartNew();
                     var output = c.FitPredict(test);
                     double score = test.IsClassification
-                        ? Diagnostics.MixtureReport.Evaluate(test, output, Enumerable.Range(0, test.Rows).ToArray(), 1)
-                        : Diagnostics.MixtureReport.RSquared(test.Targets, output);
+                        ? MixtureReport.Evaluate(test, output, Enumerable.Range(0, test.Rows).ToArray(), 1)
+                        : MixtureReport.RSquared(test.Targets, output);
                     if (!results.TryGetValue((c.Name, set.Name), out var list)) results[(c.Name, set.Name)] = list = [];
                     list.Add(score);
                     if (!order.Contains(c.Name)) order.Add(c.Name);

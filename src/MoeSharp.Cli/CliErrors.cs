@@ -36,5 +36,5 @@ internal static class CliErrors
 
     private static bool IsUserError(Exception ex) => ex is ArgumentException or IOException or InvalidDataException
         or FormatException or SafetensorsFormatException or NonFiniteException or System.Text.Json.JsonException
-        or UnauthorizedAccessException or KeyNotFoundException or Models.ExpertFailureException;
+        or UnauthorizedAccessException or KeyNotFoundException or Classic.Models.ExpertFailureException;
 }

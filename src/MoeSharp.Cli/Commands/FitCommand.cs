@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Diagnostics;
-using MoeSharp.Data;
-using MoeSharp.Diagnostics;
-using MoeSharp.Experts;
-using MoeSharp.IO;
+using System.Globalization;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.Experts;
+using MoeSharp.Classic.IO;
+using MoeSharp.Classic.Models;
+using MoeSharp.Classic.Training;
 using MoeSharp.Kernels;
-using MoeSharp.Models;
-using MoeSharp.Training;
 
 namespace MoeSharp.Cli.Commands;
 
@@ -40,11 +41,13 @@ internal static class FitCommand
         var balance = new Option<float>("--balance") { Description = "Load-balancing (importance CV²) coefficient.", DefaultValueFactory = _ => 0f };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1UL };
         var threads = new Option<int>("--threads") { Description = "Worker threads (default: 1; tabular models are small).", DefaultValueFactory = _ => 1 };
+        var testFraction = new Option<float>("--test-fraction") { Description = "Share of rows (0 to 0.5) held out to score the model: stratified by class for classification, random for regression. The saved model is the one trained on the other rows. 0: train and score on every row.", DefaultValueFactory = _ => 0.2f };
+        var cv = new Option<int>("--cv") { Description = "Score by K-fold cross-validation instead (stratified for classification), then save a model refit on every row.", DefaultValueFactory = _ => 0 };
         var output = new Option<DirectoryInfo>("--out") { Description = "Output folder for the model and the report.", DefaultValueFactory = _ => new DirectoryInfo("runs/moe-fit") };
         var command = new Command("fit", "Fit a classic mixture of experts to a CSV table.")
         {
             csv, target, task, experts, phases, partition, holdout, groups, exclude, topK, gateHidden, hidden, expertEpochs, treeDepth, ridge,
-            epochs, emIterations, lr, entropy, balance, seed, threads, output,
+            epochs, emIterations, lr, entropy, balance, testFraction, cv, seed, threads, output,
         };
         command.SetAction(p =>
         {
@@ -52,57 +55,130 @@ internal static class FitCommand
             var file = p.GetValue(csv)!;
             var table = CsvTable.Load(file.FullName);
             string partitionSpec = p.GetValue(partition)!;
+            string targetName = p.GetValue(target)!;
             var excluded = (p.GetValue(exclude) ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-            var schema = TabularSchema.Fit(table, p.GetValue(target)!, ParseTask(p.GetValue(task)), excluded);
-            var data = schema.Encode(table);
+            // A schema over every row settles the task and the classes, and names bad input, before any split.
+            var whole = TabularSchema.Fit(table, targetName, ParseTask(p.GetValue(task)), excluded);
+            var data = whole.Encode(table);
             var kinds = ExpertFactory.ParseKinds(p.GetValue(experts)!);
             int groupCount = p.GetValue(groups);
             if (groupCount < 0) throw new ArgumentException($"--groups must be 0 (a flat mixture) or positive, got {groupCount}.");
             int total = kinds.Count * Math.Max(1, groupCount);
             if (data.Rows < total)
                 throw new ArgumentException($"{file.FullName}: {data.Rows} rows are fewer than the {total} experts; use fewer experts.");
+            float fraction = p.GetValue(testFraction);
+            int folds = p.GetValue(cv);
+            if (!(fraction >= 0 && fraction <= 0.5f)) throw new ArgumentException($"--test-fraction must be between 0 and 0.5, got {fraction}.");
+            if (folds != 0 && (folds < 2 || folds > data.Rows)) throw new ArgumentException($"--cv must be 0 (off) or between 2 and the {data.Rows} rows, got {folds}.");
+            if (folds != 0 && p.GetResult(testFraction) is { Implicit: false })
+                throw new ArgumentException("--cv and --test-fraction are two ways to score the model; give one of them.");
+            ulong seedValue = p.GetValue(seed);
             var factory = new ExpertFactory
             {
-                Mlp = new MlpExpertOptions { Hidden = p.GetValue(hidden), Epochs = p.GetValue(expertEpochs), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed) },
+                Mlp = new MlpExpertOptions { Hidden = p.GetValue(hidden), Epochs = p.GetValue(expertEpochs), LearningRate = p.GetValue(lr), Seed = seedValue },
                 Linear = new LinearExpertOptions { Ridge = p.GetValue(ridge) },
                 Tree = new TreeExpertOptions { MaxDepth = p.GetValue(treeDepth) },
             };
-            var gate = new GateOptions { Hidden = p.GetValue(gateHidden), TopK = p.GetValue(topK), Seed = p.GetValue(seed) };
+            var gate = new GateOptions { Hidden = p.GetValue(gateHidden), TopK = p.GetValue(topK), Seed = seedValue };
             var trainOptions = new MixtureTrainOptions
             {
                 Phases = ParsePhases(p.GetValue(phases)!),
                 GateEpochs = p.GetValue(epochs), JointEpochs = p.GetValue(epochs), EmIterations = p.GetValue(emIterations),
-                LearningRate = p.GetValue(lr), EntropyCoef = p.GetValue(entropy), BalanceCoef = p.GetValue(balance), Seed = p.GetValue(seed),
+                LearningRate = p.GetValue(lr), EntropyCoef = p.GetValue(entropy), BalanceCoef = p.GetValue(balance), Seed = seedValue,
                 GateHoldout = p.GetValue(holdout), ExpertStart = partitionSpec == "all" ? ExpertStart.AllRows : ExpertStart.KMeans,
             };
+            var partitionColumn = groupCount > 0 || partitionSpec is "kmeans" or "all" ? null : Partition.FromColumn(table.Column(partitionSpec), kinds.Count, partitionSpec);
             string taskText = data.IsClassification ? $"classification, {data.Classes} classes" : "regression";
-            Console.WriteLine($"data: {file.Name}, {data.Rows} rows, {data.Features} features, target '{schema.Target}' ({taskText})");
-            var clock = Stopwatch.StartNew();
-            SavedMixture saved;
+            Console.WriteLine($"data: {file.Name}, {data.Rows} rows, {data.Features} features, target '{whole.Target}' ({taskText})");
             if (groupCount == 0)
-            {
-                var model = new MixtureOfExperts(MixtureOptions.For(data, gate), kinds.Select((k, i) => factory.Create(k, data.Features, data.Outputs, data.Task, i)));
-                var parts = partitionSpec is "kmeans" or "all" ? null : Partition.FromColumn(table.Column(partitionSpec), model.Count, partitionSpec);
                 Console.WriteLine($"mixture: {string.Join(", ", kinds)}; gate {(gate.Hidden > 0 ? $"MLP ({gate.Hidden} hidden)" : "linear")}, {(gate.TopK > 0 ? $"top-{gate.TopK}" : "dense")}; phases {string.Join(" → ", trainOptions.Phases).ToLowerInvariant()}");
-                foreach (var r in new MixtureTrainer(model, trainOptions).Fit(data, parts)) Print(r);
-                MixtureFile.Save(p.GetValue(output)!.FullName, model, schema);
-                saved = new SavedMixture(model, null, schema);
+            else
+                Console.WriteLine($"hierarchical mixture: {groupCount} groups of {string.Join(", ", kinds)}; k-means start, then EM");
+            var clock = Stopwatch.StartNew();
+
+            // Trains on these rows alone: the standardisation too is fitted on them, so no test row leaks into training.
+            (SavedMixture Model, TabularData Encoded) Train(int[] rows, bool verbose)
+            {
+                var schema = TabularSchema.Fit(table, targetName, whole.Task, excluded, rows);
+                var encoded = schema.Encode(table);
+                var train = encoded.Subset(rows);
+                if (groupCount == 0)
+                {
+                    var model = new MixtureOfExperts(MixtureOptions.For(train, gate), kinds.Select((k, i) => factory.Create(k, train.Features, train.Outputs, train.Task, i)));
+                    var parts = partitionColumn is null ? null : rows.Select(r => partitionColumn[r]).ToArray();
+                    foreach (var r in new MixtureTrainer(model, trainOptions).Fit(train, parts))
+                        if (verbose) Print(r);
+                    return (new SavedMixture(model, null, schema), encoded);
+                }
+                var hme = new HierarchicalMixture(Enumerable.Range(0, groupCount).Select(g => new MixtureOfExperts(MixtureOptions.For(train, gate),
+                    kinds.Select((k, i) => factory.Create(k, train.Features, train.Outputs, train.Task, g * kinds.Count + i)))).ToArray(), gate with { TopK = 0 });
+                var trainer = new HierarchicalTrainer(hme, trainOptions);
+                var start = trainer.Initialize(train);
+                var em = trainer.RunEm(train);
+                if (verbose)
+                {
+                    Print(start);
+                    Print(em);
+                }
+                return (new SavedMixture(null, hme, schema), encoded);
+            }
+
+            int[] everyRow = Enumerable.Range(0, data.Rows).ToArray();
+            int[]? labels = data.IsClassification ? data.Labels : null;
+            string how = data.IsClassification ? "stratified" : "random";
+            string metric = data.IsClassification ? "accuracy" : "RMSE";
+            SavedMixture saved;
+            TabularData reportRows;
+            string reportWhat, savedWhat;
+            if (folds > 0)
+            {
+                var split = Folds.Split(data.Rows, folds, seedValue, labels);
+                var scores = new List<Score>();
+                for (int f = 0; f < folds; f++)
+                {
+                    var (model, encoded) = Train(Folds.Complement(data.Rows, split[f]), verbose: false);
+                    scores.Add(Evaluate(model, encoded.Subset(split[f])));
+                    Console.WriteLine($"  fold {f + 1}/{folds}: {scores[^1].Format(metric)} on {split[f].Length} rows");
+                }
+                Console.WriteLine($"{folds}-fold cross-validation, {how}: {metric} {MeanSd(scores.Select(s => s.Value), data.IsClassification ? "F4" : "G4")}"
+                    + (data.IsClassification ? "" : $", R² {MeanSd(scores.Select(s => s.R2), "F4")}") + " (mean ± standard deviation over the folds)");
+                Console.WriteLine($"refitting on all {data.Rows} rows for the saved model");
+                (saved, reportRows) = Train(everyRow, verbose: true);
+                reportWhat = $"all {data.Rows} rows, which the saved model trained on";
+                savedWhat = $"the model refit on all {data.Rows} rows (the score above is the cross-validated estimate for it)";
+            }
+            else if (fraction > 0)
+            {
+                var testRows = Folds.Holdout(data.Rows, fraction, seedValue, labels);
+                var trainRows = Folds.Complement(data.Rows, testRows);
+                if (testRows.Length == 0)
+                    throw new ArgumentException($"--test-fraction {fraction} of {data.Rows} rows holds out no row; raise it, or give --test-fraction 0 to score on the training rows.");
+                if (trainRows.Length < total)
+                    throw new ArgumentException($"{file.FullName}: {trainRows.Length} training rows, after holding out {testRows.Length}, are fewer than the {total} experts; use fewer experts or a smaller --test-fraction.");
+                string share = $"{fraction:P0}".Replace(" ", "", StringComparison.Ordinal);
+                Console.WriteLine($"holding out {share} of the rows ({testRows.Length}, {how}, seed {seedValue}) to score the model; training on the other {trainRows.Length}");
+                var (model, encoded) = Train(trainRows, verbose: true);
+                var test = encoded.Subset(testRows);
+                Console.WriteLine($"held-out {share}, {how}: {Evaluate(model, test).Format(metric)} ({testRows.Length} rows the model never saw)");
+                saved = model;
+                reportRows = test;
+                reportWhat = $"the {testRows.Length} held-out rows";
+                savedWhat = $"the model trained on the other {trainRows.Length} rows, the one scored above (not refit on all rows; give --test-fraction 0 for that)";
             }
             else
             {
-                var hme = new HierarchicalMixture(Enumerable.Range(0, groupCount).Select(g => new MixtureOfExperts(MixtureOptions.For(data, gate),
-                    kinds.Select((k, i) => factory.Create(k, data.Features, data.Outputs, data.Task, g * kinds.Count + i)))).ToArray(), gate with { TopK = 0 });
-                Console.WriteLine($"hierarchical mixture: {groupCount} groups of {string.Join(", ", kinds)}; k-means start, then EM");
-                var trainer = new HierarchicalTrainer(hme, trainOptions);
-                Print(trainer.Initialize(data));
-                Print(trainer.RunEm(data));
-                MixtureFile.Save(p.GetValue(output)!.FullName, hme, schema);
-                saved = new SavedMixture(null, hme, schema);
+                (saved, reportRows) = Train(everyRow, verbose: true);
+                Console.WriteLine($"no rows held out (--test-fraction 0): {Evaluate(saved, reportRows).Format(metric)} on the training rows, which says little about new rows");
+                reportWhat = $"all {data.Rows} rows, which the model trained on";
+                savedWhat = $"the model trained on all {data.Rows} rows";
             }
             var folder = p.GetValue(output)!.FullName;
-            var report = MixtureReport.Build(saved, data, schema);
-            report.Write(folder, $"moe fit: {file.Name} → {schema.Target}");
-            Console.WriteLine($"trained in {clock.Elapsed.TotalSeconds:F1} s; saved the model, report.txt and report.html to {folder}");
+            if (saved.Mixture is { } flat) MixtureFile.Save(folder, flat, saved.Schema);
+            else MixtureFile.Save(folder, saved.Hierarchy!, saved.Schema);
+            var report = MixtureReport.Build(saved, reportRows, saved.Schema);
+            report.Write(folder, $"moe fit: {file.Name} → {whole.Target} (scored on {reportWhat})");
+            Console.WriteLine($"trained in {clock.Elapsed.TotalSeconds:F1} s; saved {savedWhat}, with report.txt and report.html, to {folder}");
+            Console.WriteLine($"report on {reportWhat}:");
             Console.Write(report.ToText());
             return 0;
         });
@@ -126,6 +202,29 @@ internal static class FitCommand
             "em" => MixturePhase.Em,
             _ => throw new ArgumentException($"--phases: unknown phase '{s}'; the phases are experts, gate, joint, em."),
         }).ToArray();
+
+    /// <summary>A score on rows the model did not train on: accuracy, or RMSE in the target's units with R².</summary>
+    private readonly record struct Score(double Value, double R2)
+    {
+        public string Format(string metric) => double.IsNaN(R2) ? $"{metric} {Value:F4}" : $"{metric} {Value:G4}, R² {R2:F4}";
+    }
+
+    private static Score Evaluate(SavedMixture model, TabularData rows)
+    {
+        var output = model.Predict(rows.X.Span).Output;
+        double scale = rows.IsClassification ? 1 : model.Schema!.TargetStd;
+        return new Score(MixtureReport.Evaluate(rows, output, Enumerable.Range(0, rows.Rows).ToArray(), scale),
+            rows.IsClassification ? double.NaN : MixtureReport.RSquared(rows.Targets, output));
+    }
+
+    /// <summary>Mean ± sample standard deviation (n − 1).</summary>
+    private static string MeanSd(IEnumerable<double> values, string format)
+    {
+        var v = values.ToArray();
+        double mean = v.Average();
+        double sd = Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, v.Length - 1));
+        return $"{mean.ToString(format, CultureInfo.InvariantCulture)} ± {sd.ToString(format, CultureInfo.InvariantCulture)}";
+    }
 
     private static void Print(PhaseReport r)
     {

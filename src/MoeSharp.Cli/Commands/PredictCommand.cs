@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using MoeSharp.Data;
-using MoeSharp.Diagnostics;
-using MoeSharp.IO;
-using MoeSharp.Models;
+using MoeSharp.Classic.Data;
+using MoeSharp.Classic.Diagnostics;
+using MoeSharp.Classic.IO;
+using MoeSharp.Classic.Models;
 
 namespace MoeSharp.Cli.Commands;
 

@@ -1,3 +1,8 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using MoeSharp.Classic.Data;
+using MoeSharp.Tensors;
+
 namespace MoeSharp.Tests.Cli;
 
 /// <summary>Console output is process-wide, so these tests run alone.</summary>
@@ -108,5 +113,71 @@ public sealed class FitPredictTests : IDisposable
         Assert.Contains("unknown kind 'forest'", Moe("fit", "--csv", Good(), "--target", "label", "--experts", "mlp,forest").Error);
         Assert.Contains("unknown phase 'warmup'", Moe("fit", "--csv", Good(), "--target", "label", "--phases", "experts,warmup").Error);
         Assert.Contains("Partition column 'b' has 5 distinct values", Moe("fit", "--csv", Good(), "--target", "label", "--experts", "2*linear", "--partition", "b").Error);
+    }
+
+    /// <summary>200 rows of two random features and a label that is a coin flip: nothing to learn, much to memorise.</summary>
+    private (string Path, string[] Lines) Noise()
+    {
+        var rng = new Rng(5);
+        var lines = new List<string> { "a,b,label" };
+        for (int i = 0; i < 200; i++) lines.Add(FormattableString.Invariant($"{rng.NextFloat()},{rng.NextFloat()},{(rng.NextFloat() < 0.5f ? 0 : 1)}"));
+        return (Csv("noise.csv", string.Join('\n', lines)), lines.ToArray());
+    }
+
+    private static double Number(string text, string pattern)
+    {
+        var m = Regex.Match(text, pattern);
+        Assert.True(m.Success, $"no match for '{pattern}' in:\n{text}");
+        return double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public void FitScoresTheRowsItHeldOutNotTheOnesItMemorised()
+    {
+        var (csv, lines) = Noise();
+        string model = Path.Combine(_dir, "noise"), memorised = Path.Combine(_dir, "memorised");
+        string[] tree = ["--target", "label", "--experts", "tree", "--tree-depth", "30", "--phases", "experts"];
+        // On its own training rows a deep tree is perfect: that is the score fit used to print.
+        var all = Moe(["fit", "--csv", csv, .. tree, "--test-fraction", "0", "--out", memorised]);
+        Assert.True(all.Code == 0, all.Error);
+        Assert.Equal(1.0, Number(all.Out, @"no rows held out \(--test-fraction 0\): accuracy ([0-9.]+) on the training rows"));
+
+        var fit = Moe(["fit", "--csv", csv, .. tree, "--out", model]);
+        Assert.True(fit.Code == 0, fit.Error);
+        double heldOut = Number(fit.Out, @"held-out 20%, stratified: accuracy ([0-9.]+) \(40 rows the model never saw\)");
+        // Coin-flip labels: chance is 0.5, with a standard deviation of 0.08 over 40 rows; 0.8 is almost 4 of them.
+        Assert.InRange(heldOut, 0.2, 0.8);
+
+        // The same rows, found independently from the split's public definition, scored by `predict`.
+        var labels = lines.Skip(1).Select(l => l[^1] - '0').ToArray();
+        var test = Folds.Holdout(200, 0.2, seed: 1, labels);
+        Assert.Equal(40, test.Length);
+        string heldOutCsv = Csv("held-out.csv", string.Join('\n', test.Select(r => lines[r + 1]).Prepend(lines[0])));
+        var predict = Moe("predict", "--model", model, "--csv", heldOutCsv, "--out", Path.Combine(_dir, "p.csv"));
+        Assert.True(predict.Code == 0, predict.Error);
+        Assert.Equal(heldOut, Number(predict.Out, @"accuracy ([0-9.]+)"));
+        Assert.Contains("saved the model trained on the other 160 rows", fit.Out);
+    }
+
+    [Fact]
+    public void CrossValidationScoresEachFoldAndRefitsOnEveryRow()
+    {
+        var fit = Moe("fit", "--csv", Good(), "--target", "label", "--experts", "2*linear", "--epochs", "5", "--cv", "3", "--out", Path.Combine(_dir, "cv"));
+        Assert.True(fit.Code == 0, fit.Error);
+        Assert.Contains("fold 3/3: accuracy", fit.Out);
+        Assert.Matches(@"3-fold cross-validation, stratified: accuracy [0-9.]+ ± [0-9.]+", fit.Out);
+        Assert.Contains("saved the model refit on all 60 rows", fit.Out);
+    }
+
+    [Theory]
+    [InlineData("--test-fraction", "0.7", "--test-fraction must be between 0 and 0.5, got 0.7")]
+    [InlineData("--cv", "1", "--cv must be 0 (off) or between 2 and the 60 rows, got 1")]
+    public void BadScoringOptionsNameTheOption(string option, string value, string message)
+    {
+        var (code, _, error) = Moe("fit", "--csv", Good(), "--target", "label", option, value, "--out", Path.Combine(_dir, "m"));
+        Assert.Equal(2, code);
+        Assert.Contains(message, error);
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.Contains("give one of them", Moe("fit", "--csv", Good(), "--target", "label", "--cv", "3", "--test-fraction", "0.3").Error);
     }
 }
