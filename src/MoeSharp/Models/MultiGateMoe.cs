@@ -38,7 +38,7 @@ public sealed record MultiTaskOptions
     }
 }
 
-/// <summary>A model with one scalar regression output per task, trained by <see cref="Training.MultiTaskTrainer"/>.</summary>
+/// <summary>A model with one scalar regression output per task, trained by <c>MultiTaskTrainer</c> (Training).</summary>
 public interface IMultiTaskModel
 {
     ParameterArena Arena { get; }
