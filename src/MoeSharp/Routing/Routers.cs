@@ -270,13 +270,13 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, Router
             foreach (int t in picks) chosen[t * e + j] = true;
         }
         var offsets = new int[tokens + 1];
-        var experts = new List<int>();
+        var pairs = new int[c * e]; // [P] every expert takes exactly C tokens
+        int n = 0;
         for (int t = 0; t < tokens; t++)
         {
-            for (int j = 0; j < e; j++) if (chosen[t * e + j]) experts.Add(j);
-            offsets[t + 1] = experts.Count;
+            for (int j = 0; j < e; j++) if (chosen[t * e + j]) pairs[n++] = j;
+            offsets[t + 1] = n;
         }
-        var pairs = experts.ToArray();
         return new RouterOutput(logits, p, offsets, pairs, tape.GatherPairs(p, offsets, pairs)) { TokenChoice = false };
     }
 }
@@ -325,7 +325,9 @@ public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOpti
                 for (int j = 0; j < experts; j++) m[t * experts + j] /= row;
             }
         }
-        return m.Select(v => (float)v).ToArray();
+        var plan = new float[m.Length]; // [T,E]
+        for (int i = 0; i < m.Length; i++) plan[i] = (float)m[i];
+        return plan;
     }
 }
 
