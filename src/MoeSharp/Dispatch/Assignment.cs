@@ -74,13 +74,9 @@ public sealed class Assignment
         PairRow = new int[Pairs];
         Array.Fill(PairRow, -1);
         RowToken = new int[Placed];
-        var pairToken = new int[Pairs];
+        for (int r = 0; r < Placed; r++) PairRow[RowPair[r]] = r;
         for (int t = 0; t < Tokens; t++)
-            for (int p = TokenOffsets[t]; p < TokenOffsets[t + 1]; p++) pairToken[p] = t;
-        for (int r = 0; r < Placed; r++)
-        {
-            PairRow[RowPair[r]] = r;
-            RowToken[r] = pairToken[RowPair[r]];
-        }
+            for (int p = TokenOffsets[t]; p < TokenOffsets[t + 1]; p++)
+                if (PairRow[p] >= 0) RowToken[PairRow[p]] = t;
     }
 }

@@ -62,11 +62,14 @@ public static unsafe class ExpertFfnOp
     /// <summary>(expert, first row, row count) work items covering every placed row.</summary>
     private static (int Expert, int Row, int Count)[] Items(Assignment a, int block)
     {
-        var items = new List<(int, int, int)>();
+        int count = 0;
+        for (int e = 0; e < a.Experts; e++) count += (a.Load(e) + block - 1) / block;
+        var items = new (int, int, int)[count];
+        int i = 0;
         for (int e = 0; e < a.Experts; e++)
             for (int r = a.ExpertOffsets[e]; r < a.ExpertOffsets[e + 1]; r += block)
-                items.Add((e, r, Math.Min(block, a.ExpertOffsets[e + 1] - r)));
-        return items.ToArray();
+                items[i++] = (e, r, Math.Min(block, a.ExpertOffsets[e + 1] - r));
+        return items;
     }
 
     private sealed class Saved
@@ -160,11 +163,14 @@ public static unsafe class ExpertFfnOp
         /// <summary>(expert, first H column, column count) items for experts that received rows.</summary>
         private static (int Expert, int Column, int Count)[] ColumnItems(Assignment a, int width, int block)
         {
-            var items = new List<(int, int, int)>();
+            int used = 0;
+            for (int e = 0; e < a.Experts; e++) if (a.Load(e) > 0) used++;
+            var items = new (int, int, int)[used * ((width + block - 1) / block)];
+            int i = 0;
             for (int e = 0; e < a.Experts; e++)
                 if (a.Load(e) > 0)
-                    for (int c = 0; c < width; c += block) items.Add((e, c, Math.Min(block, width - c)));
-            return items.ToArray();
+                    for (int c = 0; c < width; c += block) items[i++] = (e, c, Math.Min(block, width - c));
+            return items;
         }
     }
 

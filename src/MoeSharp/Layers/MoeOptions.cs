@@ -3,29 +3,12 @@ using MoeSharp.Routing;
 
 namespace MoeSharp.Layers;
 
-/// <summary>How a capacity-limited layer chooses which pairs to drop when an expert is full.</summary>
-public enum DropPolicy
-{
-    /// <summary>Earlier tokens win (Switch, GShard).</summary>
-    Position,
-
-    /// <summary>Pairs with the higher gate weight win (Batch Prioritized Routing).</summary>
-    Probability,
-}
-
-/// <summary>How the Switch/GShard load-balancing loss normalises the token fraction f.</summary>
-public enum LoadBalanceNormalization
-{
-    /// <summary>f_e = count_e / (T·K): the loss is 1 at perfect balance for any K (Switch for K = 1).</summary>
-    PerAssignment,
-
-    /// <summary>f_e = count_e / T: the loss is K at perfect balance (Hugging Face Mixtral's load_balancing_loss_func).</summary>
-    PerToken,
-}
-
 /// <summary>
 /// Every setting of a <see cref="MoeLayer"/>, validated once by <see cref="Validate"/>, which names the bad field.
-/// Dimensions: D model width, E experts, K experts per token, H expert width.
+/// One flat record for users and for config.json; the router's share maps to <see cref="RouterOptions"/>
+/// (<see cref="ToRouterOptions"/>) and the balancing weights to <see cref="BalanceOptions"/>
+/// (<see cref="ToBalanceOptions"/>), under the same field names. Dimensions: D model width, E experts, K experts
+/// per token, H expert width.
 /// </summary>
 public sealed record MoeOptions
 {
@@ -107,6 +90,22 @@ public sealed record MoeOptions
     /// <summary>Seeds the layer's own randomness (jitter, router noise).</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>The router's settings, field for field (<see cref="Router"/> is <see cref="RouterOptions.Kind"/>).</summary>
+    public RouterOptions ToRouterOptions() => new()
+    {
+        Dim = Dim, Experts = Experts, TopK = TopK, Kind = Router, NormalizeTopK = NormalizeTopK, JitterEps = JitterEps,
+        Groups = Groups, TopGroups = TopGroups, RoutedScaling = RoutedScaling, BiasUpdateRate = BiasUpdateRate,
+        SinkhornIterations = SinkhornIterations, SlotsPerExpert = SlotsPerExpert, CapacityFactor = CapacityFactor,
+        MinCapacity = MinCapacity, DropPolicy = DropPolicy, InitStd = InitStd, Seed = Seed,
+    };
+
+    /// <summary>The weights of the balancing terms, field for field.</summary>
+    public BalanceOptions ToBalanceOptions() => new()
+    {
+        LoadBalanceCoef = LoadBalanceCoef, LoadBalanceNormalization = LoadBalanceNormalization, ZLossCoef = ZLossCoef,
+        ImportanceCoef = ImportanceCoef, LoadCoef = LoadCoef, SequenceBalanceCoef = SequenceBalanceCoef,
+    };
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public void Validate()
     {
@@ -117,30 +116,13 @@ public sealed record MoeOptions
         Require(Dim > 0, nameof(Dim), $"must be positive, got {Dim}.");
         Require(Experts > 0, nameof(Experts), $"must be positive, got {Experts}.");
         Require(ExpertHidden > 0, nameof(ExpertHidden), $"must be positive, got {ExpertHidden}.");
-        Require(Enum.IsDefined(Router), nameof(Router), $"unknown router kind {(int)Router}.");
         Require(Enum.IsDefined(Activation), nameof(Activation), $"unknown activation {(int)Activation}.");
-        Require(TopK > 0 && TopK <= Experts, nameof(TopK), $"must be in [1, Experts = {Experts}], got {TopK}.");
-        Require(Router is not (RouterKind.Switch or RouterKind.Hash) || TopK == 1, nameof(TopK), $"the {Router} router sends each token to one expert; TopK must be 1, got {TopK}.");
-        Require(Router != RouterKind.Dense || TopK == Experts, nameof(TopK), $"the Dense router uses every expert; TopK must equal Experts ({Experts}), got {TopK}.");
-        Require(JitterEps is >= 0 and < 1, nameof(JitterEps), $"must be in [0, 1), got {JitterEps}.");
-        Require(Groups > 0 && Experts % Groups == 0, nameof(Groups), $"must divide Experts ({Experts}), got {Groups}.");
-        Require(TopGroups > 0 && TopGroups <= Groups, nameof(TopGroups), $"must be in [1, Groups = {Groups}], got {TopGroups}.");
-        Require(TopK <= TopGroups * (Experts / Groups), nameof(TopK), $"{TopK} experts cannot be picked from {TopGroups} groups of {Experts / Groups}.");
-        Require(RoutedScaling > 0, nameof(RoutedScaling), $"must be positive, got {RoutedScaling}.");
-        Require(BiasUpdateRate >= 0, nameof(BiasUpdateRate), $"must be non-negative, got {BiasUpdateRate}.");
-        Require(BiasUpdateRate == 0 || Router == RouterKind.SigmoidBias, nameof(BiasUpdateRate), $"bias balancing needs the SigmoidBias router, not {Router}.");
-        Require(SinkhornIterations > 0, nameof(SinkhornIterations), $"must be positive, got {SinkhornIterations}.");
-        Require(SlotsPerExpert > 0, nameof(SlotsPerExpert), $"must be positive, got {SlotsPerExpert}.");
-        foreach (var (value, field) in new[] { (LoadBalanceCoef, nameof(LoadBalanceCoef)), (ZLossCoef, nameof(ZLossCoef)),
-                     (ImportanceCoef, nameof(ImportanceCoef)), (LoadCoef, nameof(LoadCoef)), (SequenceBalanceCoef, nameof(SequenceBalanceCoef)) })
-            Require(value >= 0 && float.IsFinite(value), field, $"must be a non-negative number, got {value}.");
-        Require(CapacityFactor >= 0 && float.IsFinite(CapacityFactor), nameof(CapacityFactor), $"must be 0 (dropless) or positive, got {CapacityFactor}.");
-        Require(MinCapacity >= 0, nameof(MinCapacity), $"must be non-negative, got {MinCapacity}.");
+        ToRouterOptions().Validate(nameof(MoeOptions), nameof(Router));
+        ToBalanceOptions().Validate(nameof(MoeOptions));
         Require(SharedExperts >= 0, nameof(SharedExperts), $"must be non-negative, got {SharedExperts}.");
         Require(SharedHidden >= 0, nameof(SharedHidden), $"must be non-negative, got {SharedHidden}.");
         Require(!SharedGate || SharedExperts > 0, nameof(SharedGate), "needs at least one shared expert.");
         Require(DeadExpertSteps > 0, nameof(DeadExpertSteps), $"must be positive, got {DeadExpertSteps}.");
         Require(CollapseThreshold is > 0 and <= 1, nameof(CollapseThreshold), $"must be in (0, 1], got {CollapseThreshold}.");
-        Require(InitStd > 0, nameof(InitStd), $"must be positive, got {InitStd}.");
     }
 }

@@ -1,12 +1,11 @@
 using MoeSharp.Autograd;
-using MoeSharp.Dispatch;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Routing;
 
 /// <summary>
 /// Differentiable ops between per-token scores [T,E] and per-pair gate values [P] (pairs in token-major order,
-/// token t owning pairs [offsets[t], offsets[t+1])), plus the router z-loss and the CV² used by balancing.
+/// token t owning pairs [offsets[t], offsets[t+1])). The balancing terms are in <see cref="Balance"/>.
 /// </summary>
 public static class PairOps
 {
@@ -57,81 +56,6 @@ public static class PairOps
         return y;
     }
 
-    /// <summary>
-    /// ST-MoE router z-loss: mean over unmasked tokens of (logsumexp of the token's logits)². Rows with
-    /// mask[t] = false are ignored; a null mask counts every row.
-    /// </summary>
-    public static Tensor ZLoss(this Tape tape, Tensor logits, bool[]? mask = null)
-    {
-        int e = logits.Dim(-1), rows = logits.RowCount;
-        var y = tape.Output(tape.Tracks(logits), 1);
-        var lse = tape.Allocate(rows); // [T]
-        double total = 0;
-        int counted = 0;
-        for (int t = 0; t < rows; t++)
-        {
-            lse[t] = Kernels.Softmax.LogSumExp(logits.Span.Slice(t * e, e));
-            if (mask is not null && !mask[t]) continue;
-            total += (double)lse[t] * lse[t];
-            counted++;
-        }
-        y[0] = counted == 0 ? 0 : (float)(total / counted);
-        if (y.RequiresGrad) tape.Record(new ZLossNode(y, logits, lse, mask, counted));
-        return y;
-    }
-
-    /// <summary>Coefficient of variation squared, Var(v)/Mean(v)² (population variance), of a vector v [E].</summary>
-    public static Tensor CvSquared(this Tape tape, Tensor v)
-    {
-        var y = tape.Output(tape.Tracks(v), 1);
-        var (mean, var) = Moments(v.Span);
-        y[0] = mean == 0 ? 0 : (float)(var / (mean * mean));
-        if (y.RequiresGrad) tape.Record(new CvSquaredNode(y, v));
-        return y;
-    }
-
-    /// <summary>s[e] = Σ over pairs routed to e (dropped pairs and masked tokens excluded) of w[p].</summary>
-    public static Tensor ExpertSums(this Tape tape, Tensor w, Assignment a, bool[]? mask = null)
-    {
-        var y = tape.Output(tape.Tracks(w), a.Experts);
-        y.Span.Clear();
-        var counted = Counted(a, mask);
-        for (int p = 0; p < a.Pairs; p++)
-            if (counted[p]) y[a.PairExpert[p]] += w[p];
-        if (y.RequiresGrad) tape.Record(new ExpertSumsNode(y, w, a, counted));
-        return y;
-    }
-
-    private static bool[] Counted(Assignment a, bool[]? mask)
-    {
-        var counted = new bool[a.Pairs];
-        for (int t = 0; t < a.Tokens; t++)
-            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
-                counted[p] = a.PairExpert[p] >= 0 && (mask is null || mask[t]);
-        return counted;
-    }
-
-    /// <summary>s[e] = Σ_t x[t,e] over unmasked rows of x [T,E].</summary>
-    public static Tensor ColumnSums(this Tape tape, Tensor x, bool[]? mask = null)
-    {
-        int e = x.Dim(-1);
-        var y = tape.Output(tape.Tracks(x), e);
-        y.Span.Clear();
-        for (int t = 0; t < x.RowCount; t++)
-            if (mask is null || mask[t]) TensorPrimitives.Add(y.Span, x.Span.Slice(t * e, e), y.Span);
-        if (y.RequiresGrad) tape.Record(new ColumnSumsNode(y, x, mask));
-        return y;
-    }
-
-    private static (double Mean, double Var) Moments(ReadOnlySpan<float> v)
-    {
-        double mean = 0, var = 0;
-        foreach (float x in v) mean += x;
-        mean /= Math.Max(1, v.Length);
-        foreach (float x in v) var += (x - mean) * (x - mean);
-        return (mean, var / Math.Max(1, v.Length));
-    }
-
     private sealed class GatherPairsNode(Tensor y, Tensor scores, int[] offsets, int[] experts) : Node(y)
     {
         public override string Op => "GatherPairs";
@@ -180,68 +104,6 @@ public static class PairOps
                 for (int p = offsets[t]; p < offsets[t + 1]; p++) dot += dy[p] * ys[p];
                 for (int p = offsets[t]; p < offsets[t + 1]; p++) dl[p] += ys[p] * (dy[p] - dot);
             }
-        }
-    }
-
-    private sealed class ZLossNode(Tensor y, Tensor logits, Tensor lse, bool[]? mask, int counted) : Node(y)
-    {
-        public override string Op => "ZLoss";
-
-        internal override void Backward(Tape tape)
-        {
-            // d/dl (lse²) = 2·lse·softmax(l)
-            int e = logits.Dim(-1);
-            var dl = tape.GradOf(logits);
-            float g = Output.Grad!.Span[0] / Math.Max(1, counted);
-            for (int t = 0; t < logits.RowCount; t++)
-            {
-                if (mask is not null && !mask[t]) continue;
-                float c = 2 * g * lse[t];
-                for (int j = 0; j < e; j++) dl[t * e + j] += c * MathF.Exp(logits[t * e + j] - lse[t]);
-            }
-        }
-    }
-
-    private sealed class CvSquaredNode(Tensor y, Tensor v) : Node(y)
-    {
-        public override string Op => "CvSquared";
-
-        internal override void Backward(Tape tape)
-        {
-            // c = Var/μ² with Var = (1/n)Σ(v−μ)²: dc/dv_i = 2(v_i − μ)/(nμ²) − 2·Var/(nμ³)
-            var (mean, var) = Moments(v.Span);
-            if (mean == 0) return;
-            int n = v.Length;
-            float g = Output.Grad!.Span[0];
-            var dv = tape.GradOf(v);
-            for (int i = 0; i < n; i++)
-                dv[i] += g * (float)(2 * (v[i] - mean) / (n * mean * mean) - 2 * var / (n * mean * mean * mean));
-        }
-    }
-
-    private sealed class ExpertSumsNode(Tensor y, Tensor w, Assignment a, bool[] counted) : Node(y)
-    {
-        public override string Op => "ExpertSums";
-
-        internal override void Backward(Tape tape)
-        {
-            var dw = tape.GradOf(w);
-            var dy = Output.Grad!.Span;
-            for (int p = 0; p < a.Pairs; p++)
-                if (counted[p]) dw[p] += dy[a.PairExpert[p]];
-        }
-    }
-
-    private sealed class ColumnSumsNode(Tensor y, Tensor x, bool[]? mask) : Node(y)
-    {
-        public override string Op => "ColumnSums";
-
-        internal override void Backward(Tape tape)
-        {
-            int e = x.Dim(-1);
-            var dx = tape.GradOf(x);
-            for (int t = 0; t < x.RowCount; t++)
-                if (mask is null || mask[t]) TensorPrimitives.Add(dx.Slice(t * e, e), Output.Grad!.Span, dx.Slice(t * e, e));
         }
     }
 }

@@ -1,6 +1,5 @@
 using MoeSharp.Autograd;
 using MoeSharp.Kernels;
-using MoeSharp.Layers;
 using MoeSharp.Nn;
 using MoeSharp.Tensors;
 
@@ -45,13 +44,13 @@ public interface IRouter
 /// <summary>The routers that score with a linear gate W [E,D] (Mixtral's block_sparse_moe.gate.weight).</summary>
 public abstract class LinearRouter : Module, IRouter
 {
-    protected LinearRouter(ParameterArena arena, string name, MoeOptions options) : base(arena, name)
+    protected LinearRouter(ParameterArena arena, string name, RouterOptions options) : base(arena, name)
     {
         Options = options;
         Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
     }
 
-    public MoeOptions Options { get; }
+    public RouterOptions Options { get; }
     public Parameter Weight { get; }
 
     /// <summary>The generator for this call's noise, a function of the layer's seed and the step only.</summary>
@@ -78,7 +77,7 @@ public abstract class LinearRouter : Module, IRouter
     }
 
     /// <summary>Creates the router an options object names.</summary>
-    public static IRouter Create(ParameterArena arena, string name, MoeOptions o) => o.Router switch
+    public static IRouter Create(ParameterArena arena, string name, RouterOptions o) => o.Kind switch
     {
         RouterKind.SoftmaxTopK or RouterKind.Dense => new SoftmaxTopKRouter(arena, name, o),
         RouterKind.TopKSoftmax => new TopKSoftmaxRouter(arena, name, o),
@@ -88,12 +87,12 @@ public abstract class LinearRouter : Module, IRouter
         RouterKind.ExpertChoice => new ExpertChoiceRouter(arena, name, o),
         RouterKind.Sinkhorn => new SinkhornRouter(arena, name, o),
         RouterKind.Hash => new HashRouter(o),
-        _ => throw new ArgumentException($"MoeOptions.Router: {o.Router} has no token router (Soft MoE mixes slots inside the layer).", nameof(o)),
+        _ => throw new ArgumentException($"RouterOptions.Kind: {o.Kind} has no token router (Soft MoE mixes slots, see SoftMoe).", nameof(o)),
     };
 }
 
 /// <summary>p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK. With K = E: the dense mixture.</summary>
-public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -109,7 +108,7 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, MoeOpti
 }
 
 /// <summary>Top-k of the logits, then softmax over those k logits (GPT-OSS).</summary>
-public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -123,18 +122,33 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, MoeOpti
 
 /// <summary>
 /// DeepSeek-V3: s = σ(x·Wᵀ). Selection uses s + b, where the bias b is trained only by
-/// <see cref="MoeLayer.UpdateBias"/>, and is limited to the best TopGroups groups (a group scores the sum of its
+/// <see cref="UpdateBias"/>, and is limited to the best TopGroups groups (a group scores the sum of its
 /// two best biased scores). Weights come from s alone, renormalised and scaled by RoutedScaling.
 /// </summary>
 public sealed class SigmoidBiasRouter : LinearRouter
 {
-    public SigmoidBiasRouter(ParameterArena arena, string name, MoeOptions o) : base(arena, name, o)
+    public SigmoidBiasRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         Bias = Param("e_score_correction_bias", [o.Experts], Init.Zeros, trainable: false);
     }
 
     /// <summary>[E] selection-only bias; not trainable by gradient.</summary>
     public Parameter Bias { get; }
+
+    /// <summary>
+    /// Auxiliary-loss-free balancing, called after the optimizer step with that step's statistics:
+    /// b_e ← b_e + γ·sign(mean(load) − load_e), γ = <see cref="RouterOptions.BiasUpdateRate"/>.
+    /// </summary>
+    public void UpdateBias(RoutingStats stats)
+    {
+        if (Options.BiasUpdateRate == 0) return;
+        var load = stats.TokensPerExpert;
+        double mean = 0;
+        foreach (int c in load) mean += c;
+        mean /= load.Length;
+        var b = Bias.Value.Span;
+        for (int e = 0; e < b.Length; e++) b[e] += Options.BiasUpdateRate * Math.Sign(mean - load[e]);
+    }
 
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -179,7 +193,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
 }
 
 /// <summary>Switch Transformer: top-1 of softmax, weight = that probability; the router sees x·U(1−ε, 1+ε) in training.</summary>
-public sealed class SwitchRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+public sealed class SwitchRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -206,7 +220,7 @@ public sealed class SwitchRouter(ParameterArena arena, string name, MoeOptions o
 /// </summary>
 public sealed class NoisyTopKRouter : LinearRouter
 {
-    public NoisyTopKRouter(ParameterArena arena, string name, MoeOptions o) : base(arena, name, o)
+    public NoisyTopKRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         NoiseWeight = Param("noise_weight", [o.Experts, o.Dim], Init.Zeros);
     }
@@ -236,7 +250,7 @@ public sealed class NoisyTopKRouter : LinearRouter
 /// Expert choice: p = softmax(x·Wᵀ) per token; each expert takes the C tokens with the highest p[:,e]
 /// (C = ⌈CapacityFactor·T·K/E⌉, factor 1 when unset; ties to the lower token). A token may get 0..E experts.
 /// </summary>
-public sealed class ExpertChoiceRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+public sealed class ExpertChoiceRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -256,13 +270,13 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, MoeOpt
             foreach (int t in picks) chosen[t * e + j] = true;
         }
         var offsets = new int[tokens + 1];
-        var experts = new List<int>();
+        var pairs = new int[c * e]; // [P] every expert takes exactly C tokens
+        int n = 0;
         for (int t = 0; t < tokens; t++)
         {
-            for (int j = 0; j < e; j++) if (chosen[t * e + j]) experts.Add(j);
-            offsets[t + 1] = experts.Count;
+            for (int j = 0; j < e; j++) if (chosen[t * e + j]) pairs[n++] = j;
+            offsets[t + 1] = n;
         }
-        var pairs = experts.ToArray();
         return new RouterOutput(logits, p, offsets, pairs, tape.GatherPairs(p, offsets, pairs)) { TokenChoice = false };
     }
 }
@@ -272,7 +286,7 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, MoeOpt
 /// T/E; each token takes its top-k experts under the plan. Weights are softmax(logits) at those experts, so the
 /// router still learns (S-BASE style). The plan itself carries no gradient.
 /// </summary>
-public sealed class SinkhornRouter(ParameterArena arena, string name, MoeOptions o) : LinearRouter(arena, name, o)
+public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
@@ -311,12 +325,14 @@ public sealed class SinkhornRouter(ParameterArena arena, string name, MoeOptions
                 for (int j = 0; j < experts; j++) m[t * experts + j] /= row;
             }
         }
-        return m.Select(v => (float)v).ToArray();
+        var plan = new float[m.Length]; // [T,E]
+        for (int i = 0; i < m.Length; i++) plan[i] = (float)m[i];
+        return plan;
     }
 }
 
 /// <summary>Hash layers: expert = mix(token id) mod E, weight 1; no parameters, no gradient.</summary>
-public sealed class HashRouter(MoeOptions options) : IRouter
+public sealed class HashRouter(RouterOptions options) : IRouter
 {
     public RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {

@@ -40,12 +40,16 @@ public sealed record RoutingStats
     internal static readonly JsonSerializerOptions JsonOptions = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>Coefficient of variation (population) of a load vector.</summary>
-    public static float Cv(IReadOnlyList<int> load)
+    public static float Cv(ReadOnlySpan<int> load)
     {
-        if (load.Count == 0) return 0;
-        double mean = load.Average();
+        if (load.Length == 0) return 0;
+        long sum = 0;
+        foreach (int c in load) sum += c;
+        double mean = (double)sum / load.Length;
         if (mean == 0) return 0;
-        double var = load.Sum(c => (c - mean) * (c - mean)) / load.Count;
+        double var = 0;
+        foreach (int c in load) var += (c - mean) * (c - mean);
+        var /= load.Length;
         return (float)(Math.Sqrt(var) / mean);
     }
 }
