@@ -21,10 +21,10 @@ internal static class BenchCommand
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "A run folder or a Hugging Face Mixtral folder; without it, a fresh --preset model." };
         var preset = new Option<string>("--preset") { Description = "dense, mixtral, qwen-moe, deepseek or switch.", DefaultValueFactory = _ => "mixtral" };
-        var batch = new Option<int>("--batch") { Description = "Sequences per training step.", DefaultValueFactory = _ => 12 };
-        var steps = new Option<int>("--steps") { Description = "Timed training steps, after two seconds of untimed ones.", DefaultValueFactory = _ => 50 };
-        var tokens = new Option<int>("--tokens") { Description = "Tokens to generate, after a 16-token prompt.", DefaultValueFactory = _ => 200 };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
+        var batch = CliOptions.Int("--batch", 12, 1, "Sequences per training step.");
+        var steps = CliOptions.Int("--steps", 50, 1, "Timed training steps, after two seconds of untimed ones.");
+        var tokens = CliOptions.Int("--tokens", 200, 1, "Tokens to generate, after a 16-token prompt.");
+        var threads = CliOptions.Threads(Environment.ProcessorCount);
         var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads };
         command.SetAction(p =>
         {

@@ -18,8 +18,8 @@ internal static class EvalCommand
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "A run folder.", Required = true };
         var data = new Option<FileInfo?>("--data") { Description = "Evaluate on the last 10% of this text file instead of the run's own validation split." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Evaluate at most this many tokens.", DefaultValueFactory = _ => 50_000 };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount };
+        var maxTokens = CliOptions.Int("--max-tokens", 50_000, 1, "Evaluate at most this many tokens.");
+        var threads = CliOptions.Threads(Environment.ProcessorCount);
         var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads };
         command.SetAction(p =>
         {

@@ -25,18 +25,18 @@ internal static class TrainCommand
         var bpeMerges = new Option<FileInfo?>("--bpe-merges") { Description = "With --bpe-vocab: the merges.txt." };
         var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
         var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
-        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => 2500 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => 12 };
-        var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 2e-3f };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1337UL };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var steps = CliOptions.Int("--steps", 2500, 1, "Total optimisation steps (the schedule's length).");
+        var batch = CliOptions.Int("--batch", 12, 1, "Sequences per step.");
+        var lr = CliOptions.Positive("--lr", 2e-3f, "Peak learning rate.");
+        var seed = CliOptions.Seed(1337UL);
+        var threads = CliOptions.Threads(Environment.ProcessorCount, "Worker threads (default: all cores).");
         var output = new Option<DirectoryInfo?>("--out") { Description = "Run folder to create (default: runs/<preset>-<time>)." };
         var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, up to --steps." };
-        var evalEvery = new Option<int>("--eval-every") { Description = "Validate every N steps.", DefaultValueFactory = _ => 100 };
-        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => 20 };
-        var logEvery = new Option<int>("--log-every") { Description = "Write metrics and routing every N steps.", DefaultValueFactory = _ => 10 };
-        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end).", DefaultValueFactory = _ => 0 };
-        var stopAt = new Option<int?>("--stop-at") { Description = "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues." };
+        var evalEvery = CliOptions.Int("--eval-every", 100, 1, "Validate every N steps.");
+        var evalBatches = CliOptions.Int("--eval-batches", 20, 1);
+        var logEvery = CliOptions.Int("--log-every", 10, 1, "Write metrics and routing every N steps.");
+        var saveEvery = CliOptions.Int("--save-every", 0, 0, "Checkpoint every N steps (0: only at the end).");
+        var stopAt = CliOptions.Optional("--stop-at", 1, int.MaxValue, description: "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues.");
         var command = new Command("train", "Train a language model into a run folder.")
         {
             data, bpeVocab, bpeMerges, preset, config, steps, batch, lr, seed, threads, output, resume, evalEvery, evalBatches, logEvery, saveEvery, stopAt,
