@@ -92,11 +92,11 @@ public static partial class ModelStore
         }
     }
 
-    /// <summary>"; the config has 2 layers, the checkpoint 3" when the two disagree, else "".</summary>
+    /// <summary>"; the config has 1 layer, the checkpoint 2" when the two disagree, else "".</summary>
     private static string LayerCounts(ParameterArena arena, SafetensorsModel source)
     {
         int model = Layers(arena.Parameters.Select(p => p.Name)), stored = Layers(source.Names);
-        return model == stored ? "" : $"; the config has {model} layers, the checkpoint {stored}";
+        return model == stored ? "" : $"; the config has {model} layer{(model == 1 ? "" : "s")}, the checkpoint {stored}";
     }
 
     /// <summary>One more than the highest i in names of the form "…layers.i.…" (HF and reference layouts alike).</summary>
