@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using MoeSharp.Autograd;
 using MoeSharp.IO;
 using MoeSharp.Training;
@@ -24,6 +26,44 @@ internal static class CliErrors
             return UsageError;
         }
     }
+
+    /// <summary>
+    /// A command line that did not parse (an unknown command or option, a value that is not a number or out of range,
+    /// a missing required option): the first problem on one line, prefixed by the command it belongs to.
+    /// </summary>
+    public static int Usage(ParseResult parse)
+    {
+        string path = CommandPath(parse.CommandResult);
+        string problem;
+        if (parse.UnmatchedTokens.Count > 0)
+        {
+            string token = parse.UnmatchedTokens[0];
+            problem = token.StartsWith('-') ? $"unknown option '{token}'"
+                : parse.CommandResult.Parent is null ? $"unknown command '{token}'; expected one of {Subcommands(parse.CommandResult.Command)}"
+                : $"unexpected argument '{token}'";
+        }
+        else if (parse.CommandResult.Parent is null && parse.Errors.All(e => e.SymbolResult == parse.CommandResult))
+        {
+            problem = $"no command given; expected one of {Subcommands(parse.CommandResult.Command)}";
+        }
+        else
+        {
+            problem = parse.Errors[0].Message.TrimEnd('.');
+        }
+        Console.Error.WriteLine($"error: {path}: {problem.ReplaceLineEndings(" ")} (see '{path} --help')");
+        return UsageError;
+    }
+
+    /// <summary>"moe train", whatever name the process was started under.</summary>
+    private static string CommandPath(CommandResult command)
+    {
+        var names = new List<string>();
+        for (SymbolResult? r = command; r is CommandResult c; r = c.Parent)
+            names.Insert(0, c.Parent is null ? "moe" : c.Command.Name);
+        return string.Join(' ', names);
+    }
+
+    private static string Subcommands(Command command) => string.Join(", ", command.Subcommands.Select(c => c.Name));
 
     /// <summary>The message without .NET's "(Parameter 'x')" suffixes, on one line.</summary>
     private static string OneLine(Exception ex)

@@ -18,7 +18,10 @@ internal static class MoeCommand
             BenchCommand.Create(),
             PredictCommand.Create(),
         };
-        // Our own handler turns user errors into one line and exit code 2; System.CommandLine's would print a stack trace.
-        return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        // System.CommandLine's own reports would print the help page after a parse error and a stack trace after an
+        // exception; ours are one line and exit code 2.
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0) return CliErrors.Usage(parse);
+        return CliErrors.Run(() => parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
     }
 }

@@ -21,17 +21,14 @@ internal static class BenchCommand
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "A run folder or a Hugging Face Mixtral folder; without it, a fresh --preset model." };
         var preset = new Option<string>("--preset") { Description = "dense, mixtral, qwen-moe, deepseek or switch.", DefaultValueFactory = _ => "mixtral" };
-        var batch = new Option<int>("--batch") { Description = "Sequences per training step.", DefaultValueFactory = _ => LmTrainOptions.Default.Batch };
-        var steps = new Option<int>("--steps") { Description = "Timed training steps, after two seconds of untimed ones.", DefaultValueFactory = _ => 50 };
-        var tokens = new Option<int>("--tokens") { Description = "Tokens to generate, after a 16-token prompt.", DefaultValueFactory = _ => 200 };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => LmTrainOptions.Default.Threads };
+        var batch = CliOptions.Int("--batch", LmTrainOptions.Default.Batch, 1, "Sequences per training step.");
+        var steps = CliOptions.Int("--steps", 50, 1, "Timed training steps, after two seconds of untimed ones.");
+        var tokens = CliOptions.Int("--tokens", 200, 1, "Tokens to generate, after a 16-token prompt.");
+        var threads = CliOptions.Threads(LmTrainOptions.Default.Threads);
         var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads };
         command.SetAction(p =>
         {
             int t = p.GetValue(threads), b = p.GetValue(batch), n = p.GetValue(steps), generated = p.GetValue(tokens);
-            if (b <= 0) throw new ArgumentException($"--batch must be positive, got {b}.");
-            if (n <= 0) throw new ArgumentException($"--steps must be positive, got {n}.");
-            if (generated <= 0) throw new ArgumentException($"--tokens must be positive, got {generated}.");
             var lm = p.GetValue(model) is { } dir ? ModelStore.Open(dir.FullName) : new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length));
             var config = lm.Config;
             Console.WriteLine($"model: {config.Preset}, {config.Layers} layers, d_model {config.DModel}, context {config.Context}, " +

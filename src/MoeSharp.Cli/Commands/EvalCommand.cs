@@ -15,8 +15,8 @@ internal static class EvalCommand
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "A run folder.", Required = true };
         var data = new Option<FileInfo?>("--data") { Description = "Evaluate on the last 10% of this text file instead of the run's own validation split." };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Evaluate at most this many tokens.", DefaultValueFactory = _ => LmEvalOptions.Default.MaxTokens };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => LmEvalOptions.Default.Threads };
+        var maxTokens = CliOptions.Int("--max-tokens", LmEvalOptions.Default.MaxTokens, 1, "Evaluate at most this many tokens.");
+        var threads = CliOptions.Threads(LmEvalOptions.Default.Threads);
         var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads };
         command.SetAction(p =>
         {

@@ -25,24 +25,24 @@ internal static class FitCommand
         var experts = new Option<string>("--experts") { Description = "Expert kinds, e.g. 'mlp,linear,tree' or '4*mlp'.", DefaultValueFactory = _ => "4*mlp" };
         var phases = new Option<string>("--phases") { Description = "Training phases in order, from experts, gate, joint, em.", DefaultValueFactory = _ => "experts,gate,joint" };
         var partition = new Option<string>("--partition") { Description = "Rows of each expert in the experts phase: 'kmeans', 'all' (every row), or a column with one value per expert.", DefaultValueFactory = _ => "kmeans" };
-        var holdout = new Option<float>("--gate-holdout") { Description = "Share of rows (0 to 0.5) the experts never fit, kept for the gate.", DefaultValueFactory = _ => 0f };
-        var groups = new Option<int>("--groups") { Description = "Two-level HME with this many groups, each holding the --experts list (trained by k-means start + EM).", DefaultValueFactory = _ => 0 };
+        var holdout = CliOptions.Number("--gate-holdout", 0f, 0f, 0.5f, description: "Share of rows (0 to 0.5) the experts never fit, kept for the gate.");
+        var groups = CliOptions.Int("--groups", 0, 0, "Two-level HME with this many groups, each holding the --experts list (trained by k-means start + EM).");
         var exclude = new Option<string?>("--exclude") { Description = "Comma-separated columns that are not features (ids, …)." };
-        var topK = new Option<int>("--top-k") { Description = "Experts per row (0: all).", DefaultValueFactory = _ => 0 };
-        var gateHidden = new Option<int>("--gate-hidden") { Description = "Hidden width of an MLP gate (0: linear gate).", DefaultValueFactory = _ => 0 };
-        var hidden = new Option<int>("--hidden") { Description = "Hidden width of each MLP expert.", DefaultValueFactory = _ => 16 };
-        var expertEpochs = new Option<int>("--expert-epochs") { Description = "Epochs of each MLP expert fit (experts phase, EM M-steps, refits).", DefaultValueFactory = _ => 100 };
-        var treeDepth = new Option<int>("--tree-depth") { DefaultValueFactory = _ => 6 };
-        var ridge = new Option<float?>("--ridge") { Description = "L2 penalty of linear experts (default: 1 for classification, 1e-6 for regression)." };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs of the gate and joint phases.", DefaultValueFactory = _ => 50 };
-        var emIterations = new Option<int>("--em-iterations") { DefaultValueFactory = _ => 20 };
-        var lr = new Option<float>("--lr") { DefaultValueFactory = _ => 1e-2f };
-        var entropy = new Option<float>("--entropy") { Description = "Gate entropy coefficient (positive sharpens, negative softens).", DefaultValueFactory = _ => 0f };
-        var balance = new Option<float>("--balance") { Description = "Load-balancing (importance CV²) coefficient.", DefaultValueFactory = _ => 0f };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 1UL };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (default: 1; tabular models are small).", DefaultValueFactory = _ => 1 };
-        var testFraction = new Option<float>("--test-fraction") { Description = "Share of rows (0 to 0.5) held out to score the model: stratified by class for classification, random for regression. The saved model is the one trained on the other rows. 0: train and score on every row.", DefaultValueFactory = _ => 0.2f };
-        var cv = new Option<int>("--cv") { Description = "Score by K-fold cross-validation instead (stratified for classification), then save a model refit on every row.", DefaultValueFactory = _ => 0 };
+        var topK = CliOptions.Int("--top-k", 0, 0, "Experts per row (0: all).");
+        var gateHidden = CliOptions.Int("--gate-hidden", 0, 0, "Hidden width of an MLP gate (0: linear gate).");
+        var hidden = CliOptions.Int("--hidden", 16, 1, "Hidden width of each MLP expert.");
+        var expertEpochs = CliOptions.Int("--expert-epochs", 100, 1, "Epochs of each MLP expert fit (experts phase, EM M-steps, refits).");
+        var treeDepth = CliOptions.Int("--tree-depth", 6, 1, "Maximum depth of a tree expert.");
+        var ridge = CliOptions.Optional("--ridge", 0f, float.MaxValue, description: "L2 penalty of linear experts (default: 1 for classification, 1e-6 for regression).");
+        var epochs = CliOptions.Int("--epochs", 50, 1, "Epochs of the gate and joint phases.");
+        var emIterations = CliOptions.Int("--em-iterations", 20, 1, "Iterations of the em phase.");
+        var lr = CliOptions.Positive("--lr", 1e-2f, "Learning rate.");
+        var entropy = CliOptions.Number("--entropy", 0f, float.MinValue, float.MaxValue, description: "Gate entropy coefficient (positive sharpens, negative softens).");
+        var balance = CliOptions.Number("--balance", 0f, 0f, float.MaxValue, description: "Load-balancing (importance CV²) coefficient.");
+        var seed = CliOptions.Seed(1UL);
+        var threads = CliOptions.Threads(1, "Worker threads (default: 1; tabular models are small).");
+        var testFraction = CliOptions.Number("--test-fraction", 0.2f, 0f, 0.5f, description: "Share of rows (0 to 0.5) held out to score the model: stratified by class for classification, random for regression. The saved model is the one trained on the other rows. 0: train and score on every row.");
+        var cv = CliOptions.Int("--cv", 0, 0, "Score by K-fold cross-validation instead (stratified for classification), then save a model refit on every row.");
         var output = new Option<DirectoryInfo>("--out") { Description = "Output folder for the model and the report.", DefaultValueFactory = _ => new DirectoryInfo("runs/moe-fit") };
         var command = new Command("fit", "Fit a classic mixture of experts to a CSV table.")
         {
@@ -62,13 +62,11 @@ internal static class FitCommand
             var data = whole.Encode(table);
             var kinds = ExpertFactory.ParseKinds(p.GetValue(experts)!);
             int groupCount = p.GetValue(groups);
-            if (groupCount < 0) throw new ArgumentException($"--groups must be 0 (a flat mixture) or positive, got {groupCount}.");
             int total = kinds.Count * Math.Max(1, groupCount);
             if (data.Rows < total)
                 throw new ArgumentException($"{file.FullName}: {data.Rows} rows are fewer than the {total} experts; use fewer experts.");
             float fraction = p.GetValue(testFraction);
             int folds = p.GetValue(cv);
-            if (!(fraction >= 0 && fraction <= 0.5f)) throw new ArgumentException($"--test-fraction must be between 0 and 0.5, got {fraction}.");
             if (folds != 0 && (folds < 2 || folds > data.Rows)) throw new ArgumentException($"--cv must be 0 (off) or between 2 and the {data.Rows} rows, got {folds}.");
             if (folds != 0 && p.GetResult(testFraction) is { Implicit: false })
                 throw new ArgumentException("--cv and --test-fraction are two ways to score the model; give one of them.");

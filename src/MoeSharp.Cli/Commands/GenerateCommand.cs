@@ -13,14 +13,14 @@ internal static class GenerateCommand
         var model = new Option<DirectoryInfo>("--model") { Description = "A run folder, or a Hugging Face Mixtral folder (config.json + safetensors).", Required = true };
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the run's character vocabulary)." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 3,14,15." };
-        var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 200 };
-        var temperature = new Option<float>("--temperature") { Description = "0 for greedy.", DefaultValueFactory = _ => SamplingOptions.Default.Temperature };
-        var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => SamplingOptions.Default.TopK };
-        var topP = new Option<float>("--top-p") { DefaultValueFactory = _ => SamplingOptions.Default.TopP };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => SamplingOptions.Default.Seed };
+        var maxTokens = CliOptions.Int("--max-tokens", 200, 1, "Tokens to generate.");
+        var temperature = CliOptions.Number("--temperature", SamplingOptions.Default.Temperature, 0f, float.MaxValue, description: "0 for greedy.");
+        var topK = CliOptions.Int("--top-k", SamplingOptions.Default.TopK, 0, "Sample from the k most likely tokens (0: all).");
+        var topP = CliOptions.Number("--top-p", SamplingOptions.Default.TopP, 0f, 1f, minExcluded: true, "Sample from the smallest set of tokens whose probability reaches p (1: all).");
+        var seed = CliOptions.Seed(SamplingOptions.Default.Seed);
         var printIds = new Option<bool>("--print-ids") { Description = "Print the generated token ids, comma-separated, instead of text." };
         var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
-        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => SamplingOptions.Default.Threads };
+        var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
         var command = new Command("generate", "Generate text with the KV cache.")
         {
             model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads,

@@ -18,8 +18,8 @@ internal static class PredictCommand
         var model = new Option<DirectoryInfo>("--model") { Description = "Model folder written by 'moe fit'.", Required = true };
         var csv = new Option<FileInfo>("--csv") { Description = "CSV with the model's feature columns (the target column is optional).", Required = true };
         var output = new Option<FileInfo>("--out") { Description = "Where to write the predictions.", DefaultValueFactory = _ => new FileInfo("predictions.csv") };
-        var topK = new Option<int?>("--top-k") { Description = "Experts per row at inference (0: all; default: as saved)." };
-        var timeout = new Option<double?>("--timeout-ms") { Description = "Time budget of one call to one expert; an expert over it is left out." };
+        var topK = CliOptions.Optional("--top-k", 0, int.MaxValue, description: "Experts per row at inference (0: all; default: as saved).");
+        var timeout = CliOptions.Optional("--timeout-ms", 0d, double.MaxValue, minExcluded: true, "Time budget of one call to one expert; an expert over it is left out.");
         var command = new Command("predict", "Predict with a saved classic mixture.") { model, csv, output, topK, timeout };
         command.SetAction(p =>
         {

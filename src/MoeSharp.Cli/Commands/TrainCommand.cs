@@ -21,18 +21,18 @@ internal static class TrainCommand
         var bpeMerges = new Option<FileInfo?>("--bpe-merges") { Description = "With --bpe-vocab: the merges.txt." };
         var preset = new Option<string>("--preset") { Description = $"Model recipe: {string.Join(", ", Presets.Names)}.", DefaultValueFactory = _ => "mixtral" };
         var config = new Option<FileInfo?>("--config") { Description = "Model config JSON (snake_case ModelConfig); replaces the preset. vocab is taken from the data." };
-        var steps = new Option<int>("--steps") { Description = "Total optimisation steps (the schedule's length).", DefaultValueFactory = _ => LmTrainOptions.Default.Steps };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step.", DefaultValueFactory = _ => LmTrainOptions.Default.Batch };
-        var lr = new Option<float>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => LmTrainOptions.Default.LearningRate };
-        var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => LmTrainOptions.Default.Seed };
-        var threads = new Option<int>("--threads") { Description = "Worker threads (default: all cores).", DefaultValueFactory = _ => LmTrainOptions.Default.Threads };
+        var steps = CliOptions.Int("--steps", LmTrainOptions.Default.Steps, 1, "Total optimisation steps (the schedule's length).");
+        var batch = CliOptions.Int("--batch", LmTrainOptions.Default.Batch, 1, "Sequences per step.");
+        var lr = CliOptions.Positive("--lr", LmTrainOptions.Default.LearningRate, "Peak learning rate.");
+        var seed = CliOptions.Seed(LmTrainOptions.Default.Seed);
+        var threads = CliOptions.Threads(LmTrainOptions.Default.Threads, "Worker threads (default: all cores).");
         var output = new Option<DirectoryInfo?>("--out") { Description = "Run folder to create (default: runs/<preset>-<time>)." };
         var resume = new Option<DirectoryInfo?>("--resume") { Description = "Continue the run in this folder from its last checkpoint, up to --steps." };
-        var evalEvery = new Option<int>("--eval-every") { Description = "Validate every N steps.", DefaultValueFactory = _ => LmRunOptions.Default.EvalEvery };
-        var evalBatches = new Option<int>("--eval-batches") { DefaultValueFactory = _ => LmRunOptions.Default.EvalBatches };
-        var logEvery = new Option<int>("--log-every") { Description = "Write metrics and routing every N steps.", DefaultValueFactory = _ => LmRunOptions.Default.LogEvery };
-        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: only at the end).", DefaultValueFactory = _ => LmRunOptions.Default.SaveEvery };
-        var stopAt = new Option<int?>("--stop-at") { Description = "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues." };
+        var evalEvery = CliOptions.Int("--eval-every", LmRunOptions.Default.EvalEvery, 1, "Validate every N steps.");
+        var evalBatches = CliOptions.Int("--eval-batches", LmRunOptions.Default.EvalBatches, 1);
+        var logEvery = CliOptions.Int("--log-every", LmRunOptions.Default.LogEvery, 1, "Write metrics and routing every N steps.");
+        var saveEvery = CliOptions.Int("--save-every", LmRunOptions.Default.SaveEvery, 0, "Checkpoint every N steps (0: only at the end).");
+        var stopAt = CliOptions.Optional("--stop-at", 1, int.MaxValue, description: "Stop (and checkpoint) at this step, keeping the schedule of --steps; --resume continues.");
         var command = new Command("train", "Train a language model into a run folder.")
         {
             data, bpeVocab, bpeMerges, preset, config, steps, batch, lr, seed, threads, output, resume, evalEvery, evalBatches, logEvery, saveEvery, stopAt,

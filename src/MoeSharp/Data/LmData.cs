@@ -1,3 +1,7 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Unicode;
+
 namespace MoeSharp.Data;
 
 /// <summary>Where a run's text came from, so evaluation and resume rebuild exactly the same data.</summary>
@@ -41,9 +45,7 @@ public sealed record LmData(ITextTokenizer Tokenizer, TextDataset Dataset, Multi
         }
         if (source.Kind != "file") throw new InvalidDataException($"Unknown data source kind '{source.Kind}'; expected 'builtin' or 'file'.");
         string path = source.Path ?? throw new InvalidDataException("A file data source needs a path.");
-        if (!File.Exists(path)) throw new FileNotFoundException($"Data file '{path}' does not exist.");
-        string text = File.ReadAllText(path);
-        if (text.Length == 0) throw new InvalidDataException($"Data file '{path}' is empty.");
+        string text = ReadText(path);
         ITextTokenizer tokenizer = TokenizerFor(source, alphabet) ?? CharTokenizer.FromText(text);
         int[] ids;
         try
@@ -57,6 +59,43 @@ public sealed record LmData(ITextTokenizer Tokenizer, TextDataset Dataset, Multi
         if (ids.Length < 100) throw new InvalidDataException($"Data file '{path}' has only {ids.Length} tokens; at least 100 are needed for a train/validation split.");
         return new LmData(tokenizer, new TextDataset(ids), null);
     }
+
+    /// <summary>
+    /// The file's text. A language model learns whatever bytes it is given, so a binary file (an executable, a
+    /// checkpoint) or text in another encoding would train without complaint on garbage; both are refused. A few
+    /// invalid sequences (a stray byte in scraped text) are tolerated and read as U+FFFD.
+    /// </summary>
+    public static string ReadText(string path)
+    {
+        if (Directory.Exists(path)) throw new InvalidDataException($"Data file '{path}' is a directory; expected a UTF-8 text file.");
+        if (!File.Exists(path)) throw new FileNotFoundException($"Data file '{path}' does not exist.");
+        byte[] bytes = File.ReadAllBytes(path);
+        if (bytes.Length == 0) throw new InvalidDataException($"Data file '{path}' is empty.");
+        int nul = Array.IndexOf(bytes, (byte)0);
+        if (nul >= 0) throw new InvalidDataException($"Data file '{path}' is not text: it holds a NUL byte at offset {nul}; expected a UTF-8 text file.");
+        var utf8 = bytes.AsSpan(bytes.AsSpan().StartsWith(Bom) ? Bom.Length : 0);
+        if (!Utf8.IsValid(utf8))
+        {
+            int invalid = 0, first = -1, characters = 0;
+            for (int i = 0; i < utf8.Length; characters++)
+            {
+                if (Rune.DecodeFromUtf8(utf8[i..], out _, out int used) != OperationStatus.Done)
+                {
+                    invalid++;
+                    if (first < 0) first = i;
+                }
+                i += used;
+            }
+            if (invalid > characters / MaxInvalidShare)
+                throw new InvalidDataException($"Data file '{path}' is not UTF-8 text: {invalid} of its {characters} characters are invalid UTF-8 (the first at byte offset {first + bytes.Length - utf8.Length}); convert it to UTF-8.");
+        }
+        return Encoding.UTF8.GetString(utf8);
+    }
+
+    private static ReadOnlySpan<byte> Bom => [0xEF, 0xBB, 0xBF];
+
+    /// <summary>Up to one character in this many may be an invalid UTF-8 sequence before a file counts as not text.</summary>
+    private const int MaxInvalidShare = 100;
 
     /// <summary>
     /// The lower-case hex SHA-256 of a file source's bytes: the data file, then the BPE vocab and merges files when

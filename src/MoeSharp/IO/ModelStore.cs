@@ -41,36 +41,90 @@ public static partial class ModelStore
 
     /// <summary>
     /// Fills every parameter from <paramref name="source"/>, where the tensor for HF name n is stored under
-    /// <paramref name="rename"/>(n). Every tensor is checked (present, right shape) before any is read, and errors
-    /// name the file's tensor and the parameter.
+    /// <paramref name="rename"/>(n). Every tensor is checked (present, right shape) before any is read, and every
+    /// value after, so that a checkpoint for another architecture or with a NaN or infinity in it fails here,
+    /// naming the file's tensor, rather than as garbage or a NaN loss later. The source may hold other tensors too
+    /// (gradients beside weights, the parts of a mixture); <see cref="Open"/> refuses those for a whole model.
     /// </summary>
     public static void Load(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null)
     {
-        var plan = new List<(string Name, Parameter Target, int Offset, int[] Shape)>();
+        var plan = Plan(arena, rename);
+        foreach (var (stored, target, _, shape) in plan)
+        {
+            if (!source.Contains(stored))
+                throw new InvalidDataException($"{source.Location}: the checkpoint has no tensor '{stored}' (for parameter '{target.Name}', shape {Shapes.Format(shape)}){LayerCounts(arena, source)}.");
+            var entry = source.Entry(stored);
+            if (!entry.Shape.AsSpan().SequenceEqual(shape))
+                throw new InvalidDataException($"{source.PathOf(stored)}: checkpoint tensor '{stored}' has shape {Shapes.Format(entry.Shape)}; parameter '{target.Name}' needs {Shapes.Format(shape)}.");
+        }
+        foreach (var (stored, target, offset, shape) in plan)
+        {
+            var values = target.Value.Span.Slice(offset, Shapes.Count(shape));
+            source.ReadFloat32(stored, values);
+            if (!TensorPrimitives.IsFiniteAll(values))
+            {
+                int at = 0;
+                while (float.IsFinite(values[at])) at++;
+                throw new InvalidDataException($"{source.PathOf(stored)}: checkpoint tensor '{stored}' holds {values[at]} at flat index {at} of shape {Shapes.Format(shape)}; weights must be finite.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Load"/> for a whole model: a tensor that no parameter takes means the config describes another
+    /// model than the weights (fewer layers or experts, say), which would otherwise load silently.
+    /// </summary>
+    private static void LoadModel(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null)
+    {
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in Plan(arena, rename)) wanted.Add(entry.Stored);
+        var unused = source.Names.Where(n => !wanted.Contains(n)).ToArray();
+        if (unused.Length > 0)
+            throw new InvalidDataException($"{source.Location}: the model has no parameter for checkpoint tensor '{unused[0]}'" +
+                (unused.Length > 1 ? $" (nor for {unused.Length - 1} more)" : "") + $"{LayerCounts(arena, source)}.");
+        Load(arena, source, rename);
+    }
+
+    /// <summary>Where each parameter's values are stored: the tensor name, the parameter, the offset into it, the tensor's shape.</summary>
+    private static List<(string Stored, Parameter Target, int Offset, int[] Shape)> Plan(ParameterArena arena, Func<string, string>? rename)
+    {
+        var plan = new List<(string Stored, Parameter Target, int Offset, int[] Shape)>();
         foreach (var p in arena.Parameters)
         {
             var m = StackedExperts().Match(p.Name);
             if (!m.Success)
             {
-                plan.Add((p.Name, p, 0, p.Shape));
+                plan.Add((rename?.Invoke(p.Name) ?? p.Name, p, 0, p.Shape));
                 continue;
             }
             int per = p.Length / p.Shape[0];
             for (int j = 0; j < p.Shape[0]; j++)
-                plan.Add(($"{m.Groups["prefix"].Value}.{j}.{m.Groups["w"].Value}.weight", p, j * per, p.Shape[1..]));
+            {
+                string name = $"{m.Groups["prefix"].Value}.{j}.{m.Groups["w"].Value}.weight";
+                plan.Add((rename?.Invoke(name) ?? name, p, j * per, p.Shape[1..]));
+            }
         }
-        foreach (var (name, target, _, shape) in plan)
-        {
-            string stored = rename?.Invoke(name) ?? name;
-            if (!source.Contains(stored))
-                throw new InvalidDataException($"The checkpoint has no tensor '{stored}' (for parameter '{target.Name}', shape {Shapes.Format(shape)}).");
-            var entry = source.Entry(stored);
-            if (!entry.Shape.AsSpan().SequenceEqual(shape))
-                throw new InvalidDataException($"Checkpoint tensor '{stored}' has shape {Shapes.Format(entry.Shape)}; parameter '{target.Name}' needs {Shapes.Format(shape)}.");
-        }
-        foreach (var (name, target, offset, shape) in plan)
-            source.ReadFloat32(rename?.Invoke(name) ?? name, target.Value.Span.Slice(offset, Shapes.Count(shape)));
+        return plan;
     }
+
+    /// <summary>"; the config has 1 layer, the checkpoint 2" when the two disagree, else "".</summary>
+    private static string LayerCounts(ParameterArena arena, SafetensorsModel source)
+    {
+        int model = Layers(arena.Parameters.Select(p => p.Name)), stored = Layers(source.Names);
+        return model == stored ? "" : $"; the config has {model} layer{(model == 1 ? "" : "s")}, the checkpoint {stored}";
+    }
+
+    /// <summary>One more than the highest i in names of the form "…layers.i.…" (HF and reference layouts alike).</summary>
+    private static int Layers(IEnumerable<string> names)
+    {
+        int layers = 0;
+        foreach (string name in names)
+            if (LayerIndex().Match(name) is { Success: true } m) layers = Math.Max(layers, int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1);
+        return layers;
+    }
+
+    [GeneratedRegex(@"(?:^|\.)layers\.(\d{1,9})\.")]
+    private static partial Regex LayerIndex();
 
     /// <summary>Mistral's reference names for the HF name <paramref name="hf"/> (tok_embeddings, layers.i.attention.wq, feed_forward…).</summary>
     public static string ReferenceName(string hf)
@@ -102,7 +156,7 @@ public static partial class ModelStore
             var config = ModelConfig.FromJson(run.GetRawText(), configPath + " (model)");
             var model = new MoeTransformer(config);
             using var weights = SafetensorsModel.Open(Path.Combine(folder, "model.safetensors"));
-            Load(model.Arena, weights);
+            LoadModel(model.Arena, weights);
             return model;
         }
         if (root.TryGetProperty("model_type", out var type))
@@ -111,7 +165,7 @@ public static partial class ModelStore
                 throw new InvalidDataException($"{configPath}: model_type '{type.GetString()}' is not supported; expected 'mixtral'.");
             var model = new MoeTransformer(FromHuggingFace(root, configPath, maxContext));
             using var weights = SafetensorsModel.Open(folder);
-            Load(model.Arena, weights);
+            LoadModel(model.Arena, weights);
             return model;
         }
         throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
@@ -123,7 +177,7 @@ public static partial class ModelStore
         using var doc = ParseJson(configPath);
         var model = new MoeTransformer(FromHuggingFace(doc.RootElement, configPath, maxContext));
         using var source = SafetensorsModel.Open(weights);
-        Load(model.Arena, source);
+        LoadModel(model.Arena, source);
         return model;
     }
 
@@ -133,7 +187,7 @@ public static partial class ModelStore
         using var doc = ParseJson(configPath);
         var model = new MoeTransformer(FromReference(doc.RootElement, configPath, maxContext));
         using var weights = SafetensorsModel.Open(weightsPath);
-        Load(model.Arena, weights, ReferenceName);
+        LoadModel(model.Arena, weights, ReferenceName);
         return model;
     }
 

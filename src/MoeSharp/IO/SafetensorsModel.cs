@@ -44,6 +44,12 @@ public sealed class SafetensorsModel : IDisposable
 
     public bool Contains(string name) => _fileByName.ContainsKey(name);
 
+    /// <summary>The file or index this model was opened from, for messages.</summary>
+    public string Location => _path;
+
+    /// <summary>The safetensors file that holds tensor <paramref name="name"/>, for messages.</summary>
+    public string PathOf(string name) => FileOf(name).Path;
+
     /// <exception cref="KeyNotFoundException">No tensor of that name; the message names the model and tensor.</exception>
     public SafetensorsEntry Entry(string name) => FileOf(name)[name];
 

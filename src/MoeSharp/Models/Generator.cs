@@ -48,7 +48,7 @@ public static class Generator
     {
         sampling.Validate();
         if (prompt.Length == 0) throw new ArgumentException("The prompt is empty; generation needs at least one token.", nameof(prompt));
-        ArgumentOutOfRangeException.ThrowIfNegative(maxTokens);
+        if (maxTokens < 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), $"The number of tokens to generate must be non-negative, got {maxTokens}.");
         foreach (int id in prompt)
             if ((uint)id >= (uint)model.Config.Vocab)
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary [0, {model.Config.Vocab}).", nameof(prompt));

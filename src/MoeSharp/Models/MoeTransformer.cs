@@ -88,14 +88,17 @@ public sealed class MoeTransformer
         if (seq > Config.Context) throw new ArgumentException($"Sequence length {seq} exceeds the model's context {Config.Context}.");
         var context = new RoutingContext { TokenIds = ids, Sequences = batch, Training = training, Step = step };
         var x = Embed.Forward(tape, ids);
+        CheckFinite(tape, x, "model.embed_tokens");
         var results = new List<MoeResult>();
         Tensor? aux = null;
         foreach (var b in _blocks)
         {
             using (tape.Named(b.Name + ".self_attn"))
                 x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), batch, seq));
-            using (tape.Named(b.Name + (b.Moe is null ? ".mlp" : ".block_sparse_moe")))
+            CheckFinite(tape, x, b.Name + ".self_attn");
+            using (tape.Named(b.FfnName))
                 x = tape.Add(x, Ffn(tape, b, b.FfnNorm.Forward(tape, x), context, results, ref aux));
+            CheckFinite(tape, x, b.FfnName);
         }
         return new LmOutput(Logits(tape, x), aux, results);
     }
@@ -114,13 +117,16 @@ public sealed class MoeTransformer
     {
         var context = new RoutingContext { TokenIds = ids };
         var x = Embed.Forward(tape, ids);
+        CheckFinite(tape, x, "model.embed_tokens");
         var results = new List<MoeResult>();
         Tensor? aux = null;
         for (int i = 0; i < _blocks.Length; i++)
         {
             var b = _blocks[i];
             x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), cache.Layers[i]));
+            CheckFinite(tape, x, b.Name + ".self_attn");
             x = tape.Add(x, Ffn(tape, b, b.FfnNorm.Forward(tape, x), context, results, ref aux));
+            CheckFinite(tape, x, b.FfnName);
         }
         return new LmOutput(Logits(tape, x), aux, results);
     }
@@ -146,8 +152,29 @@ public sealed class MoeTransformer
     {
         using var _ = tape.Named("lm_head");
         var h = FinalNorm.Forward(tape, x);
-        return Head is null ? tape.Linear(h, Embed.Weight.Value) : Head.Forward(tape, h);
+        var logits = Head is null ? tape.Linear(h, Embed.Weight.Value) : Head.Forward(tape, h);
+        CheckFinite(tape, logits, "lm_head");
+        return logits;
     }
 
-    private sealed record Block(string Name, RmsNorm AttnNorm, CausalSelfAttention Attn, RmsNorm FfnNorm, Mlp? Mlp, MoeLayer? Moe);
+    /// <summary>
+    /// Inference (nothing recorded) cannot trace a NaN back through the tape afterwards the way training does
+    /// (<see cref="Tape.FirstNonFinite"/>), so each sublayer's output [n, D] is checked as it is made; the check is
+    /// O(n·D) against the sublayer's O(n·D²). The first layer to fail is the one at fault.
+    /// </summary>
+    private static void CheckFinite(Tape tape, Tensor x, string layer)
+    {
+        if (tape.IsRecording) return;
+        var values = x.Span;
+        if (TensorPrimitives.IsFiniteAll(values)) return;
+        int at = 0;
+        while (float.IsFinite(values[at])) at++;
+        int width = x.Shape[^1];
+        throw new NonFiniteException($"Inference produced {values[at]} in the output of '{layer}' (token {at / width} of {values.Length / width}) from a finite input: the layer's weights or activations are beyond float32's range.");
+    }
+
+    private sealed record Block(string Name, RmsNorm AttnNorm, CausalSelfAttention Attn, RmsNorm FfnNorm, Mlp? Mlp, MoeLayer? Moe)
+    {
+        public string FfnName { get; } = Name + (Mlp is null ? ".block_sparse_moe" : ".mlp");
+    }
 }

@@ -170,7 +170,7 @@ public sealed class FitPredictTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--test-fraction", "0.7", "--test-fraction must be between 0 and 0.5, got 0.7")]
+    [InlineData("--test-fraction", "0.7", "--test-fraction: expected a number from 0 to 0.5, got '0.7'")]
     [InlineData("--cv", "1", "--cv must be 0 (off) or between 2 and the 60 rows, got 1")]
     public void BadScoringOptionsNameTheOption(string option, string value, string message)
     {

@@ -37,4 +37,16 @@ public class LmDataTests : TempFolderTest
         var error = Assert.Throws<FileNotFoundException>(() => LmData.CheckUnchanged(source));
         Assert.Contains("vocab.json", error.Message);
     }
+
+    [Fact]
+    public void AStrayInvalidByteInLongTextIsReadAsAReplacementCharacter()
+    {
+        // One invalid byte among 1,000 characters: under the 1 % that makes a file "not text".
+        byte[] text = [0xEF, 0xBB, 0xBF, .. System.Text.Encoding.UTF8.GetBytes(new string('a', 500)), 0xFF, .. System.Text.Encoding.UTF8.GetBytes(new string('b', 499))];
+        string path = Write("scraped.txt", text);
+        string read = LmData.ReadText(path);
+        Assert.Equal(1000, read.Length);
+        Assert.Equal('\uFFFD', read[500]);
+        Assert.Equal('a', read[0]);
+    }
 }

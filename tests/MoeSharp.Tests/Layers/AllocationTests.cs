@@ -27,17 +27,12 @@ public class AllocationTests
 {
     private static long StepBytes(Action step)
     {
-        int saved = Workers.Threads;
-        Workers.Threads = 1;
-        try
-        {
-            step();
-            step();
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int s = 3; s <= 10; s++) step();
-            return (GC.GetAllocatedBytesForCurrentThread() - before) / 8;
-        }
-        finally { Workers.Threads = saved; }
+        using var serial = Workers.Limit(1);
+        step();
+        step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int s = 3; s <= 10; s++) step();
+        return (GC.GetAllocatedBytesForCurrentThread() - before) / 8;
     }
 
     [Fact]
