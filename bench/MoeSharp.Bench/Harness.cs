@@ -19,6 +19,7 @@ internal static class Harness
         ["tabular"] = TabularBench.Run,
         ["mmoe"] = MmoeBench.Run,
         ["patch"] = PatchBench.Run,
+        ["quant"] = QuantBench.Run,
     };
 
     public static int Usage()

@@ -1,0 +1,89 @@
+using System.Runtime.Intrinsics;
+using MoeSharp.Formats;
+using MoeSharp.Kernels;
+
+namespace MoeSharp.Bench;
+
+/// <summary>
+/// Decode's figure of merit: matrix-vector GB/s of each weight format against a plain Vector512 read of the same
+/// bytes in the same run, on 1 and N threads. Weights are sized well past the caches, so both are memory reads.
+/// Usage: quant [--mb 256] [--cols 4096] [--threads 1,2]
+/// </summary>
+internal static unsafe class QuantBench
+{
+    public static int Run(string[] args)
+    {
+        int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096);
+        foreach (int threads in Harness.ThreadList(args))
+        {
+            Workers.Threads = threads;
+            foreach (var format in WeightFormats.All)
+            {
+                long rowBytes = format.RowBytes(cols);
+                int rows = (int)((long)mb * (1 << 20) / rowBytes);
+                var data = GC.AllocateUninitializedArray<byte>((int)(rows * rowBytes), pinned: true);
+                // 64 quantized rows tiled over the matrix: real scales (no denormals, no NaN) without quantizing it all.
+                const int Distinct = 64;
+                var values = new float[cols];
+                var rng = new Random(1);
+                for (int r = 0; r < Distinct; r++)
+                {
+                    for (int i = 0; i < cols; i++) values[i] = (float)(rng.NextDouble() * 2 - 1);
+                    Quantizer.QuantizeRow(format, values, data.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                }
+                for (int r = Distinct; r < rows; r++)
+                    data.AsSpan((int)(r % Distinct * rowBytes), (int)rowBytes).CopyTo(data.AsSpan((int)(r * rowBytes)));
+                var matrix = new QuantizedMatrix(data, format, rows, cols);
+                var x = new float[cols];
+                for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+                var y = new float[rows];
+
+                double matvec = Harness.Median(() => matrix.MatVec(x, y), 5);
+                double read = Harness.Median(() => Read(data), 5);
+                double gb = data.Length / 1e9;
+                Console.WriteLine($"quant-matvec format={format} threads={threads} rows={rows} cols={cols} mb={data.Length >> 20} " +
+                    $"matvec_gbs={gb / matvec:F1} read_gbs={gb / read:F1} share={read / matvec:P0}");
+            }
+        }
+        return 0;
+    }
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback;
+    }
+
+    /// <summary>The bandwidth peer: XOR-fold every 64-byte line, split over the workers like the matvec's rows.</summary>
+    private static void Read(byte[] data)
+    {
+        fixed (byte* p = data)
+        {
+            var job = new ReadJob { Data = p, Length = data.Length, Chunk = 1 << 20 };
+            Workers.For((data.Length + job.Chunk - 1) / job.Chunk, job);
+        }
+    }
+
+    private struct ReadJob : IWorkItem
+    {
+        public byte* Data;
+        public long Length;
+        public int Chunk;
+        public static int Sink;
+
+        public readonly void Invoke(int index)
+        {
+            long start = (long)index * Chunk, end = Math.Min(Length, start + Chunk);
+            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            long i = start;
+            for (; i + 256 <= end; i += 256)
+            {
+                a0 ^= Vector512.Load((int*)(Data + i));
+                a1 ^= Vector512.Load((int*)(Data + i + 64));
+                a2 ^= Vector512.Load((int*)(Data + i + 128));
+                a3 ^= Vector512.Load((int*)(Data + i + 192));
+            }
+            Sink ^= Vector512.Sum((a0 ^ a1) ^ (a2 ^ a3));
+        }
+    }
+}
