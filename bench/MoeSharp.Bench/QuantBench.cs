@@ -16,7 +16,7 @@ internal static unsafe class QuantBench
         int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096);
         foreach (int threads in Harness.ThreadList(args))
         {
-            Workers.Threads = threads;
+            using var limit = Workers.Limit(threads);
             foreach (var format in WeightFormats.All)
             {
                 long rowBytes = format.RowBytes(cols);

@@ -88,15 +88,10 @@ public class RowKernelTests
             var results = new List<float[]>();
             foreach (int threads in new[] { 1, 2 })
             {
-                int saved = Workers.Threads;
-                try
-                {
-                    Workers.Threads = threads;
-                    var y = new float[301];
-                    matrix.MatVec(x, y);
-                    results.Add(y);
-                }
-                finally { Workers.Threads = saved; }
+                using var limit = Workers.Limit(threads);
+                var y = new float[301];
+                matrix.MatVec(x, y);
+                results.Add(y);
             }
             Numerics.BitwiseEqual(results[0], results[1], $"{format}");
         }
