@@ -23,6 +23,7 @@ public sealed class HfTokenizer
     private readonly AddedToken[] _rawAdded;                          // matched in the raw text
     private readonly AddedToken[] _normalizedAdded;                   // matched after normalization
     private readonly int[] _byteIds = new int[256];                   // <0xXX> ids for byte fallback, -1 if absent
+    private ChatTemplate? _template;
 
     private HfTokenizer(TokenizerJson spec, string? folder)
     {
@@ -156,6 +157,23 @@ public sealed class HfTokenizer
         var tokens = new List<string>(kept.Count);
         foreach (int id in kept) tokens.Add(_idToToken[id]);
         return RunDecoders(tokens, _spec.Decoders);
+    }
+
+    /// <summary>
+    /// Renders <paramref name="messages"/> with this model's <see cref="ChatTemplate"/> (bos/eos tokens passed in),
+    /// or, for a harmony vocabulary without a template (GPT-OSS), with <see cref="HarmonyFormat"/>.
+    /// </summary>
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? extra = null,
+        HarmonyOptions? harmony = null)
+    {
+        if (ChatTemplate is not null)
+        {
+            _template ??= Text.ChatTemplate.Parse(ChatTemplate);
+            return _template.Render(messages, addGenerationPrompt, BosToken, EosToken, extra: extra);
+        }
+        if (TokenToId("<|start|>") is not null && TokenToId("<|channel|>") is not null && TokenToId("<|message|>") is not null)
+            return HarmonyFormat.Render(messages, addGenerationPrompt, harmony);
+        throw new InvalidOperationException($"{_spec.Path}: the tokenizer has no chat_template in tokenizer_config.json and is not a harmony vocabulary.");
     }
 
     private string Normalize(string text)
