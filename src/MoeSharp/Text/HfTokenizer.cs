@@ -182,7 +182,8 @@ public sealed class HfTokenizer
         {
             text = step switch
             {
-                // Under InvariantGlobalization .NET leaves non-ASCII text as it is; see the note in the README.
+                // Under InvariantGlobalization (this repository's setting) .NET returns the text unchanged, so only
+                // text already in NFC (all the shared cases) encodes as Hugging Face does.
                 NormalizerStep.Nfc => text.Normalize(NormalizationForm.FormC),
                 NormalizerStep.Prepend p => text.Length == 0 ? text : p.Text + text,
                 NormalizerStep.Replace r => text.Replace(r.Pattern, r.Content, StringComparison.Ordinal),

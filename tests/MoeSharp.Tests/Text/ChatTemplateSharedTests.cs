@@ -32,4 +32,16 @@ public sealed class ChatTemplateSharedTests
         }
         Assert.Equal(expectedCases, cases);
     }
+
+    [Fact]
+    public void ChatMessagesThroughTheTokenizerRenderAsTheExpectedJson()
+    {
+        string folder = HfTokenizerSharedTests.Folder("qwen3");
+        HfTokenizer tok = HfTokenizerSharedTests.Load("qwen3");
+        JsonElement c = HfTokenizerSharedTests.Expected(folder).GetProperty("chat")[1];
+        var messages = new List<ChatMessage>();
+        foreach (JsonElement m in c.GetProperty("messages").EnumerateArray())
+            messages.Add(new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()));
+        Assert.Equal(c.GetProperty("rendered").GetString(), tok.ApplyChatTemplate(messages, addGenerationPrompt: true));
+    }
 }

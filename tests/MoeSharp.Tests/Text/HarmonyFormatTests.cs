@@ -51,7 +51,7 @@ public sealed class HarmonyFormatTests
     [Fact]
     public void GptOssTokenizerUsesHarmonyAndEncodesItsMarkersAsSingleTokens()
     {
-        HfTokenizer tok = HfTokenizer.Load(HfTokenizerSharedTests.Folder("gptoss"));
+        HfTokenizer tok = HfTokenizerSharedTests.Load("gptoss");
         string prompt = tok.ApplyChatTemplate([new ChatMessage("user", "Hi")], addGenerationPrompt: true, harmony: Options);
         Assert.EndsWith("<|start|>user<|message|>Hi<|end|><|start|>assistant", prompt);
         int[] ids = tok.Encode(prompt, addSpecialTokens: false);

@@ -18,6 +18,19 @@ public sealed class HfTokenizerSharedTests
         return Path.GetDirectoryName(path)!;
     }
 
+    private static readonly Dictionary<string, HfTokenizer> Loaded = [];
+
+    /// <summary>Each real tokenizer loaded once for the whole run: a load reads 8-28 MB of JSON.</summary>
+    internal static HfTokenizer Load(string model)
+    {
+        string folder = Folder(model);
+        lock (Loaded)
+        {
+            if (!Loaded.TryGetValue(model, out HfTokenizer? tok)) Loaded[model] = tok = HfTokenizer.Load(folder);
+            return tok;
+        }
+    }
+
     internal static JsonElement Expected(string folder)
     {
         using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(folder, "expected.json")));
@@ -37,7 +50,7 @@ public sealed class HfTokenizerSharedTests
     public void EveryTextEncodesAndDecodesExactly(string model)
     {
         string folder = Folder(model);
-        HfTokenizer tok = HfTokenizer.Load(folder);
+        HfTokenizer tok = Load(model);
         int cases = 0;
         foreach (JsonElement c in Expected(folder).GetProperty("encode").EnumerateArray())
         {
@@ -57,7 +70,7 @@ public sealed class HfTokenizerSharedTests
     public void RenderedChatsEncodeExactly(string model)
     {
         string folder = Folder(model);
-        HfTokenizer tok = HfTokenizer.Load(folder);
+        HfTokenizer tok = Load(model);
         foreach (JsonElement c in Expected(folder).GetProperty("chat").EnumerateArray())
         {
             string rendered = c.GetProperty("rendered").GetString()!;
@@ -68,7 +81,7 @@ public sealed class HfTokenizerSharedTests
     [Fact]
     public void ConfigGivesSpecialTokensAndSkippingDropsThem()
     {
-        HfTokenizer qwen = HfTokenizer.Load(Folder("qwen3"));
+        HfTokenizer qwen = Load("qwen3");
         Assert.Null(qwen.BosToken);
         Assert.Equal("<|im_end|>", qwen.EosToken);
         Assert.Equal([151645], qwen.StopTokenIds);
@@ -84,7 +97,7 @@ public sealed class HfTokenizerSharedTests
         Assert.Equal("<｜begin▁of▁sentence｜>", deepseek.BosToken);
         Assert.Equal(0, deepseek.TokenToId(deepseek.BosToken!));
 
-        HfTokenizer gptoss = HfTokenizer.Load(Folder("gptoss"));
+        HfTokenizer gptoss = Load("gptoss");
         Assert.Equal("<|return|>", gptoss.EosToken);
         Assert.Null(gptoss.ChatTemplate);
     }
