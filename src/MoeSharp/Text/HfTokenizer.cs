@@ -20,8 +20,8 @@ public sealed class HfTokenizer
     private readonly Dictionary<string, int> _vocab;                 // model vocabulary and added tokens
     private readonly Dictionary<int, string> _idToToken;
     private readonly Dictionary<int, AddedToken> _addedById;
-    private readonly AddedToken[] _rawAdded;                          // matched in the raw text
-    private readonly AddedToken[] _normalizedAdded;                   // matched after normalization
+    private readonly Dictionary<char, AddedToken[]> _rawAdded;        // by first character, longest first; matched in the raw text
+    private readonly Dictionary<char, AddedToken[]> _normalizedAdded; // the same, matched after normalization
     private readonly int[] _byteIds = new int[256];                   // <0xXX> ids for byte fallback, -1 if absent
     private ChatTemplate? _template;
 
@@ -288,14 +288,14 @@ public sealed class HfTokenizer
     }
 
     /// <summary>Added tokens first, leftmost then longest, as Hugging Face's added vocabulary matches them.</summary>
-    private static List<(int Start, int Length, AddedToken? Added)> SplitAdded(string text, int offset, int length, AddedToken[] added)
+    private static List<(int Start, int Length, AddedToken? Added)> SplitAdded(string text, int offset, int length, Dictionary<char, AddedToken[]> added)
     {
         var parts = new List<(int, int, AddedToken?)>();
         int pos = offset, end = offset + length, plain = offset;
-        while (pos < end && added.Length > 0)
+        while (pos < end && added.Count > 0)
         {
             AddedToken? hit = null;
-            foreach (AddedToken a in added)
+            foreach (AddedToken a in added.TryGetValue(text[pos], out AddedToken[]? candidates) ? candidates : [])
             {
                 if (string.CompareOrdinal(text, pos, a.Content, 0, a.Content.Length) == 0 && pos + a.Content.Length <= end
                     && (!a.SingleWord || IsWordBoundary(text, pos, pos + a.Content.Length)))
@@ -323,10 +323,20 @@ public sealed class HfTokenizer
     private static bool IsWordBoundary(string text, int start, int end) =>
         (start == 0 || !char.IsLetterOrDigit(text[start - 1])) && (end == text.Length || !char.IsLetterOrDigit(text[end]));
 
-    private static AddedToken[] SortedForMatching(List<AddedToken> tokens)
+    private static Dictionary<char, AddedToken[]> SortedForMatching(List<AddedToken> tokens)
     {
-        var sorted = tokens.ToArray();
-        Array.Sort(sorted, (a, b) => b.Content.Length.CompareTo(a.Content.Length));
+        var byFirst = new Dictionary<char, List<AddedToken>>();
+        foreach (AddedToken a in tokens)
+        {
+            if (!byFirst.TryGetValue(a.Content[0], out List<AddedToken>? list)) byFirst[a.Content[0]] = list = [];
+            list.Add(a);
+        }
+        var sorted = new Dictionary<char, AddedToken[]>(byFirst.Count);
+        foreach (var (first, list) in byFirst)
+        {
+            // stable, so equal lengths keep file order
+            sorted[first] = [.. list.OrderByDescending(a => a.Content.Length)];
+        }
         return sorted;
     }
 
