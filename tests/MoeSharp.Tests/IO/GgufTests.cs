@@ -167,15 +167,7 @@ public sealed class GgufTests : TempFolderTest
         byte[] special = [0, 1, 2, 3, 4, 9, 12, 13, 39, 40, 0x7F, 0x80, 0xFF];
         var value = Gen.Frequency((3, Gen.Byte), (1, Gen.Int[0, special.Length - 1].Select(i => special[i])));
         var length = Gen.Frequency((6, Gen.Const(valid.Length)), (1, Gen.Int[0, valid.Length]));
-        var mutant = Gen.Select(Gen.Select(position, value).Array[1, 3], length, (edits, keep) =>
-        {
-            byte[] bytes = valid[..keep];
-            foreach (var (at, to) in edits)
-            {
-                if (at < bytes.Length) bytes[at] = to;
-            }
-            return bytes;
-        });
+        var mutant = FileMutants.Of(valid, position, value, length);
         await Task.Run(() => mutant.Sample(ReadEverything, iter: 600), TestContext.Current.CancellationToken);
     }
 

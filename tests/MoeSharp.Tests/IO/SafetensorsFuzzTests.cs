@@ -39,15 +39,7 @@ public sealed class SafetensorsFuzzTests : TempFolderTest
             (1, Gen.Int[0, valid.Length - 1]));
         var value = Gen.Frequency((1, Gen.Byte), (3, Gen.Int[0, Structural.Length - 1].Select(i => Structural[i])));
         var length = Gen.Frequency((5, Gen.Const(valid.Length)), (1, Gen.Int[0, valid.Length]));
-        var mutant = Gen.Select(Gen.Select(position, value).Array[1, 3], length, (edits, keep) =>
-        {
-            byte[] bytes = valid[..keep];
-            foreach (var (at, to) in edits)
-            {
-                if (at < bytes.Length) bytes[at] = to;
-            }
-            return bytes;
-        });
+        var mutant = FileMutants.Of(valid, position, value, length);
 
         await Task.Run(() => mutant.Sample(ReadEverything, iter: 600), TestContext.Current.CancellationToken);
     }
