@@ -5,6 +5,7 @@ public sealed class CharTokenizer : ITextTokenizer
 {
     private readonly Dictionary<char, int> _ids;
 
+    /// <summary>A tokenizer over the distinct characters of <paramref name="alphabet"/>; id i is the i-th in ordinal order.</summary>
     public CharTokenizer(IEnumerable<char> alphabet)
     {
         Alphabet = alphabet.Distinct().Order().ToArray();
@@ -15,9 +16,12 @@ public sealed class CharTokenizer : ITextTokenizer
     /// <summary>The vocabulary of every character that occurs in <paramref name="text"/>.</summary>
     public static CharTokenizer FromText(string text) => new(text);
 
+    /// <summary>The characters, sorted by ordinal; a character's index is its token id.</summary>
     public char[] Alphabet { get; }
+    /// <inheritdoc/>
     public int VocabSize => Alphabet.Length;
 
+    /// <inheritdoc/>
     public int[] Encode(string text)
     {
         var ids = new int[text.Length];
@@ -27,6 +31,7 @@ public sealed class CharTokenizer : ITextTokenizer
         return ids;
     }
 
+    /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids)
     {
         var chars = new char[ids.Length];

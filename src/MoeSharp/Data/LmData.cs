@@ -10,11 +10,13 @@ public sealed record DataSource
     /// <summary>"builtin" (the generated multi-domain corpus) or "file".</summary>
     public string Kind { get; init; } = "builtin";
 
+    /// <summary>The text file, when <see cref="Kind"/> is "file".</summary>
     public string? Path { get; init; }
 
     /// <summary>With <see cref="BpeMerges"/>: tokenize a file with this BPE vocab.json instead of per character.</summary>
     public string? BpeVocab { get; init; }
 
+    /// <summary>With <see cref="BpeVocab"/>: the BPE merges.txt.</summary>
     public string? BpeMerges { get; init; }
 
     /// <summary>
@@ -23,7 +25,9 @@ public sealed record DataSource
     /// </summary>
     public string? Sha256 { get; init; }
 
+    /// <summary>Seed of the built-in corpus generator; the same seed gives the same text.</summary>
     public ulong CorpusSeed { get; init; } = 1;
+    /// <summary>Number of one-line samples the built-in corpus generates, spread evenly over the domains.</summary>
     public int CorpusSamples { get; init; } = 20000;
 }
 

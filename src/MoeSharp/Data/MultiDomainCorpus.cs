@@ -4,7 +4,23 @@ using MoeSharp.Tensors;
 namespace MoeSharp.Data;
 
 /// <summary>The kinds of text in <see cref="MultiDomainCorpus"/>; each has its own generator and structure.</summary>
-public enum Domain { Arithmetic, Records, English, Code, Dna }
+public enum Domain
+{
+    /// <summary>Lines of integer equations such as <c>12+30=42</c>.</summary>
+    Arithmetic,
+
+    /// <summary>key=value records (name, age, city, job) separated by semicolons.</summary>
+    Records,
+
+    /// <summary>Sentences from a small English-like grammar with nested noun phrases.</summary>
+    English,
+
+    /// <summary>Bracketed code-like statements with identifiers and nesting.</summary>
+    Code,
+
+    /// <summary>ACGT sequences with recurring motifs (TATA, GATC, ...).</summary>
+    Dna,
+}
 
 /// <summary>
 /// A built-in training corpus of five clearly different kinds of one-line samples, generated from a seed, so that

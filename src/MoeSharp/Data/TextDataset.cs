@@ -8,6 +8,7 @@ namespace MoeSharp.Data;
 /// </summary>
 public sealed class TextDataset
 {
+    /// <summary>Splits <paramref name="tokens"/> by position: the first <paramref name="trainFraction"/> (in (0, 1)) for training, the rest for validation.</summary>
     public TextDataset(int[] tokens, double trainFraction = 0.9)
     {
         if (trainFraction is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(trainFraction), $"The training fraction must be in (0,1), got {trainFraction}.");
@@ -23,7 +24,9 @@ public sealed class TextDataset
         Validation = validation;
     }
 
+    /// <summary>Token ids of the training split.</summary>
     public int[] Train { get; }
+    /// <summary>Token ids of the validation split.</summary>
     public int[] Validation { get; }
 
     /// <summary>Fills inputs and targets [batch·context] with random windows of the chosen split.</summary>

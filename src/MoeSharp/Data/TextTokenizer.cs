@@ -5,8 +5,11 @@ namespace MoeSharp.Data;
 /// <summary>Text to token ids and back: per character, or byte-pair encoding through Microsoft.ML.Tokenizers.</summary>
 public interface ITextTokenizer
 {
+    /// <summary>Number of token ids: every id is in [0, VocabSize).</summary>
     int VocabSize { get; }
+    /// <summary>Token ids of <paramref name="text"/>; a character the vocabulary cannot represent throws, naming its position.</summary>
     int[] Encode(string text);
+    /// <summary>The text of <paramref name="ids"/>, the inverse of <see cref="Encode"/>.</summary>
     string Decode(ReadOnlySpan<int> ids);
 }
 
@@ -22,6 +25,7 @@ public sealed partial class BpeTextTokenizer : ITextTokenizer
 
     private readonly BpeTokenizer _bpe;
 
+    /// <summary>Loads a Hugging Face style <paramref name="vocabPath"/> (vocab.json) and <paramref name="mergesPath"/> (merges.txt).</summary>
     public BpeTextTokenizer(string vocabPath, string mergesPath)
     {
         foreach (var path in new[] { vocabPath, mergesPath })
@@ -37,9 +41,12 @@ public sealed partial class BpeTextTokenizer : ITextTokenizer
         VocabSize = _bpe.Vocabulary.Values.Max() + 1;
     }
 
+    /// <inheritdoc/>
     public int VocabSize { get; }
 
+    /// <inheritdoc/>
     public int[] Encode(string text) => _bpe.EncodeToIds(text).ToArray();
 
+    /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids) => _bpe.Decode(ids.ToArray()) ?? "";
 }

@@ -16,6 +16,7 @@ public sealed record DomainRoutingLayer(string Layer, int[][] Counts, double Mut
 /// </summary>
 public static class DomainRouting
 {
+    /// <summary>Routes up to <paramref name="maxTokens"/> tokens of <paramref name="corpus"/> through <paramref name="model"/> and returns, per MoE layer, the [domains, experts] counts and their mutual information.</summary>
     public static IReadOnlyList<DomainRoutingLayer> Measure(MoeTransformer model, ITextTokenizer tokenizer, MultiDomainCorpus corpus, int maxTokens = 20000)
     {
         var layers = model.MoeLayers;

@@ -12,6 +12,7 @@ namespace MoeSharp.Diagnostics;
 /// </summary>
 public static class HtmlReport
 {
+    /// <summary>Name of the report inside a run folder.</summary>
     public const string FileName = "report.html";
 
     /// <summary>

@@ -8,14 +8,16 @@ namespace MoeSharp.Diagnostics;
 /// <summary>What <see cref="LmEvaluator.Evaluate"/> measures. These defaults are <c>moe eval</c>'s defaults.</summary>
 public sealed record LmEvalOptions
 {
+    /// <summary>The defaults, shared; records are immutable, so derive others with <c>with</c>.</summary>
     public static LmEvalOptions Default { get; } = new();
 
     /// <summary>Evaluate at most this many tokens (whole context windows).</summary>
     public int MaxTokens { get; init; } = 50_000;
 
-    /// <summary>Worker threads for the evaluation (scoped, see <see cref="Workers.Limit"/>).</summary>
+    /// <summary>Worker threads for this evaluation only (scoped to the call; results are bitwise the same for any count).</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>Throws, naming the field and value, unless every option is in range.</summary>
     public void Validate()
     {
         if (MaxTokens <= 0) throw new ArgumentException($"Evaluation options: MaxTokens must be positive, got {MaxTokens}.", nameof(MaxTokens));
@@ -26,6 +28,7 @@ public sealed record LmEvalOptions
 /// <summary>Validation loss over <see cref="Tokens"/> tokens, and on the built-in corpus the domain × expert table of every MoE layer.</summary>
 public sealed record LmEvaluation(double Loss, long Tokens, IReadOnlyList<DomainRoutingLayer>? Domains)
 {
+    /// <summary>exp(<see cref="Loss"/>), with the loss in nats per token.</summary>
     public double Perplexity => Math.Exp(Loss);
 }
 
@@ -35,6 +38,7 @@ public sealed record LmEvaluation(double Loss, long Tokens, IReadOnlyList<Domain
 /// </summary>
 public static class LmEvaluator
 {
+    /// <summary>Mean validation cross-entropy of <paramref name="model"/> over at most <see cref="LmEvalOptions.MaxTokens"/> tokens of <paramref name="data"/>, with the domain routing tables on the built-in corpus.</summary>
     public static LmEvaluation Evaluate(MoeTransformer model, LmData data, LmEvalOptions? options = null)
     {
         options ??= LmEvalOptions.Default;

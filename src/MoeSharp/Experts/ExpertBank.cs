@@ -18,6 +18,7 @@ public enum ExpertActivation
 /// </summary>
 public sealed class ExpertBank : Module
 {
+    /// <summary>Registers W1, W3 (SwiGLU only) and W2 for <paramref name="experts"/> experts of width <paramref name="dim"/> → <paramref name="hidden"/> → <paramref name="dim"/> in <paramref name="arena"/>; W2 draws from N(0, <paramref name="outStd"/>²) when given (residual scaling), else like the others.</summary>
     public ExpertBank(ParameterArena arena, string name, int experts, int dim, int hidden, ExpertActivation activation,
         float initStd = 0.02f, float? outStd = null) : base(arena, name)
     {
@@ -30,9 +31,13 @@ public sealed class ExpertBank : Module
         W2 = Param("w2", [experts, dim, hidden], Init.Normal(outStd ?? initStd));
     }
 
+    /// <summary>Number of experts E.</summary>
     public int Experts { get; }
+    /// <summary>Model width D: each expert's input and output size.</summary>
     public int Dim { get; }
+    /// <summary>Hidden width H of each expert's FFN.</summary>
     public int Hidden { get; }
+    /// <summary>The activation inside every expert.</summary>
     public ExpertActivation Activation { get; }
 
     /// <summary>[E,H,D] gate (SwiGLU) or up (GELU) projection.</summary>

@@ -27,12 +27,16 @@ public sealed unsafe class QuantizedMatrix
         Cols = cols;
     }
 
+    /// <summary>The stored rows back to back, <see cref="Rows"/> × <see cref="RowBytes"/> bytes, as GGUF lays them out.</summary>
     public ReadOnlyMemory<byte> Data { get; }
 
+    /// <summary>Storage format of every row.</summary>
     public WeightFormat Format { get; }
 
+    /// <summary>Output features: rows of W and length of y in <see cref="MatVec"/>.</summary>
     public int Rows { get; }
 
+    /// <summary>Input features: elements per row (a whole number of the format's blocks) and length of x.</summary>
     public int Cols { get; }
 
     /// <summary>Bytes per stored row.</summary>
@@ -49,7 +53,7 @@ public sealed unsafe class QuantizedMatrix
     public void DequantizeRow(int row, Span<float> y) => RowKernels.DequantizeRow(Format, Row(row), y);
 
     /// <summary>
-    /// y = W·x, with x [cols] and y [rows]. Rows are split over <see cref="Workers"/>; each row's dot product is
+    /// y = W·x, with x [cols] and y [rows]. Rows are split over the worker threads; each row's dot product is
     /// the same computation whatever the thread count, so results are bitwise identical for 1 and N threads.
     /// </summary>
     public void MatVec(ReadOnlySpan<float> x, Span<float> y)

@@ -18,7 +18,7 @@ namespace MoeSharp.Formats;
 /// The vector dequantization rounds exactly as the twin (a product, then a difference; no fused multiply-add), so
 /// the two agree bitwise.
 /// </remarks>
-public static unsafe class RowKernels
+internal static unsafe class RowKernels
 {
     /// <summary>Whether the AVX-512 paths run; otherwise the scalar twins do.</summary>
     public static bool Vectorized => Avx512F.IsSupported;

@@ -6,15 +6,24 @@ namespace MoeSharp.Formats;
 /// </summary>
 public enum WeightFormat
 {
+    /// <summary>IEEE float32, 4 bytes per element, no blocks.</summary>
     F32 = 0,
+
+    /// <summary>IEEE float16, 2 bytes per element, no blocks.</summary>
     F16 = 1,
+
     /// <summary>Blocks of 32: an f16 scale d, then 32 int8 q; x = d·q (34 bytes).</summary>
     Q8_0 = 8,
+
     /// <summary>Super-blocks of 256: f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles (144 bytes).</summary>
     Q4_K = 12,
+
     /// <summary>Super-blocks of 256: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, f16 d (210 bytes).</summary>
     Q6_K = 14,
+
+    /// <summary>bfloat16 (the top 16 bits of a float32), 2 bytes per element, no blocks.</summary>
     BF16 = 30,
+
     /// <summary>Blocks of 32: an E8M0 exponent byte, then 16 bytes of E2M1 nibbles (17 bytes), GPT-OSS's expert format.</summary>
     MXFP4 = 39,
 }

@@ -5,7 +5,7 @@ namespace MoeSharp.Kernels;
 /// SiLU, GELU (tanh approximation, as GPT-2 and nanoGPT's "gelu_new"), and SwiGLU = silu(a)·b, with backwards that
 /// add into their gradients.
 /// </summary>
-public static class Activations
+internal static class Activations
 {
     private const float GeluC = 0.7978845608028654f; // sqrt(2/π)
     private const float GeluA = 0.044715f;

@@ -7,7 +7,7 @@ namespace MoeSharp.Kernels;
 /// and sees keys 0..QueryOffset + t. Training has QueryOffset = 0 and KeyLength = QueryLength; a KV-cache decode
 /// step has QueryOffset = cached length. Heads share key/value heads in groups of Heads / KvHeads (GQA).
 /// </summary>
-public readonly record struct AttentionShape(int Batch, int QueryLength, int KeyLength, int Heads, int KvHeads, int HeadDim, int QueryOffset = 0)
+internal readonly record struct AttentionShape(int Batch, int QueryLength, int KeyLength, int Heads, int KvHeads, int HeadDim, int QueryOffset = 0)
 {
     internal void Validate()
     {
@@ -25,7 +25,7 @@ public readonly record struct AttentionShape(int Batch, int QueryLength, int Key
 /// sequences. The forward keeps each row's logsumexp; the backward recomputes the probabilities from it
 /// (FlashAttention's trick). Heads are read and written in place through leading dimensions, with no copies.
 /// </summary>
-public static unsafe class Attention
+internal static unsafe class Attention
 {
     /// <summary>Query rows per block.</summary>
     public const int QueryBlock = 64;

@@ -4,7 +4,7 @@ namespace MoeSharp.Kernels;
 /// Stable counting sort of items by a small integer key: a histogram, an exclusive prefix sum, then a scatter in
 /// item order. This is how (token, slot) pairs are grouped by expert; negative keys (dropped pairs) are left out.
 /// </summary>
-public static class CountingSort
+internal static class CountingSort
 {
     /// <summary>
     /// offsets [buckets+1]: bucket b owns order[offsets[b] .. offsets[b+1]); order [≥ placed]: item indices.

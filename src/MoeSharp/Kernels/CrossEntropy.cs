@@ -5,7 +5,7 @@ namespace MoeSharp.Kernels;
 /// Mean cross-entropy of logits [N,V] against integer targets [N], fused with the softmax. Rows whose target equals
 /// the ignore index count neither in the sum nor in the mean.
 /// </summary>
-public static class CrossEntropy
+internal static class CrossEntropy
 {
     /// <summary>Returns the mean loss; fills <paramref name="lse"/> [N] with each row's logsumexp for the backward.</summary>
     public static float Forward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, int vocab, Span<float> lse, int ignoreIndex = -100)

@@ -1,7 +1,7 @@
 namespace MoeSharp.Kernels;
 
 /// <summary>Row gather from a table [V,D] and its adjoint, the scatter-add of row gradients back into the table.</summary>
-public static class Embedding
+internal static class Embedding
 {
     /// <summary>output[r,:] = table[ids[r],:].</summary>
     public static void Gather(ReadOnlySpan<float> table, ReadOnlySpan<int> ids, Span<float> output, int d)

@@ -14,7 +14,7 @@ namespace MoeSharp.Kernels;
 /// k-blocks in the same order, so the result does not depend on the thread count.
 /// Paths: Vector512 (8×32 tile), Vector256 (6×16), Vector128 (6×8), and the scalar <see cref="MultiplyReference"/>.
 /// </remarks>
-public static unsafe class Gemm
+internal static unsafe class Gemm
 {
     /// <summary>Depth of one packed block: a 256-deep B panel (32 KiB at NR=32) plus an A micro-panel fit in L1.</summary>
     private const int KC = 256;

@@ -5,7 +5,7 @@ namespace MoeSharp.Kernels;
 /// RMSNorm and LayerNorm over the last dimension D of x [N,D]. Forwards save the per-row statistics the backwards
 /// need ([N] each); backwards add into dx, dweight and dbias.
 /// </summary>
-public static class Norms
+internal static class Norms
 {
     /// <summary>y = x · rstd · w, rstd = 1/sqrt(mean(x²) + eps).</summary>
     public static void RmsForward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, Span<float> rstd, int d, float eps)

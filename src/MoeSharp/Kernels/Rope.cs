@@ -16,6 +16,7 @@ public enum RopeStyle
 /// </summary>
 public sealed class RopeTable
 {
+    /// <summary>Builds the table for heads of <paramref name="headDim"/> (even) elements over positions [0, <paramref name="maxPositions"/>), with base <paramref name="theta"/> (10000 in Llama, 1e6 in Mixtral).</summary>
     public RopeTable(int headDim, int maxPositions, float theta, RopeStyle style)
     {
         if (headDim <= 0 || headDim % 2 != 0) throw new ArgumentException($"RoPE head dimension must be even and positive, got {headDim}.", nameof(headDim));
@@ -36,14 +37,20 @@ public sealed class RopeTable
             }
     }
 
+    /// <summary>Elements per attention head the table rotates (hd).</summary>
     public int HeadDim { get; }
+
+    /// <summary>Positions the table covers; a sequence plus its cache offset must fit inside.</summary>
     public int MaxPositions { get; }
+
+    /// <summary>Which element pairs are rotated together.</summary>
     public RopeStyle Style { get; }
+
     internal float[] Cos { get; }
     internal float[] Sin { get; }
 }
 
-public static class Rope
+internal static class Rope
 {
     /// <summary>
     /// Rotates x [rows, heads·hd] in place. Row r sits at position <paramref name="positionOffset"/> + r mod

@@ -2,7 +2,7 @@
 namespace MoeSharp.Kernels;
 
 /// <summary>Row-wise softmax and log-softmax over [rows, cols], shifted by the row maximum so large inputs stay finite.</summary>
-public static class Softmax
+internal static class Softmax
 {
     /// <summary>y[r,:] = exp(x[r,:] - max) / Σ exp(x[r,:] - max). In place when x and y are the same span.</summary>
     public static void Rows(ReadOnlySpan<float> x, Span<float> y, int cols)

@@ -4,7 +4,7 @@ namespace MoeSharp.Kernels;
 /// Row-wise top-k: the k largest values of each row and their column indices, largest first. Equal values keep
 /// the lower index first, so routing ties break deterministically by expert index.
 /// </summary>
-public static class TopK
+internal static class TopK
 {
     /// <summary>x [rows, cols] → values [rows, k], indices [rows, k].</summary>
     public static void Rows(ReadOnlySpan<float> x, int cols, int k, Span<float> values, Span<int> indices)

@@ -15,7 +15,7 @@ namespace MoeSharp.Kernels;
 /// microsecond, then sleep on a semaphore when idle. A loop started while another is running (from a work item, or
 /// from a second caller thread) runs serially on its own thread instead of waiting.
 /// </remarks>
-public static class Workers
+internal static class Workers
 {
     private static readonly Pool s_pool = new(Environment.ProcessorCount);
     private static readonly AsyncLocal<int> s_limit = new(); // 0: no limit in this flow
@@ -183,7 +183,7 @@ public static class Workers
 }
 
 /// <summary>One unit of parallel work; implemented by small structs so hot loops stay free of closures.</summary>
-public interface IWorkItem
+internal interface IWorkItem
 {
     void Invoke(int index);
 }

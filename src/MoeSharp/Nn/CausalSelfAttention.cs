@@ -11,6 +11,7 @@ namespace MoeSharp.Nn;
 /// </summary>
 public sealed class CausalSelfAttention : Module
 {
+    /// <summary>Registers <c>{name}.q_proj</c>, k_proj, v_proj (from <paramref name="dim"/> to heads × <paramref name="headDim"/>) and o_proj (back to dim); o_proj draws from N(0, <paramref name="outStd"/>²), the others from N(0, <paramref name="initStd"/>²).</summary>
     public CausalSelfAttention(ParameterArena arena, string name, int dim, int heads, int kvHeads, int headDim, RopeTable rope,
         float initStd, float outStd) : base(arena, name)
     {
@@ -24,13 +25,21 @@ public sealed class CausalSelfAttention : Module
         O = new Linear(arena, name + ".o_proj", heads * headDim, dim, initStd: outStd);
     }
 
+    /// <summary>Query heads H.</summary>
     public int Heads { get; }
+    /// <summary>Key/value heads; each serves H / KvHeads query heads (grouped-query attention).</summary>
     public int KvHeads { get; }
+    /// <summary>Elements per head (hd).</summary>
     public int HeadDim { get; }
+    /// <summary>The rotary table applied to queries and keys, shared by every layer of a model.</summary>
     public RopeTable Rope { get; }
+    /// <summary>Query projection [H·hd, D].</summary>
     public Linear Q { get; }
+    /// <summary>Key projection [KVH·hd, D].</summary>
     public Linear K { get; }
+    /// <summary>Value projection [KVH·hd, D].</summary>
     public Linear V { get; }
+    /// <summary>Output projection [D, H·hd].</summary>
     public Linear O { get; }
 
     /// <summary>x [B·T, D] → [B·T, D], positions 0..T−1 in each sequence.</summary>
@@ -69,12 +78,14 @@ public sealed class CausalSelfAttention : Module
 /// <summary>Keys and values [capacity, KVH·hd] per layer for one sequence being generated.</summary>
 public sealed class KvCache
 {
+    /// <summary>An empty cache of <paramref name="layers"/> layers, each holding <paramref name="capacity"/> positions of <paramref name="kvWidth"/> (KVH·hd) keys and as many values.</summary>
     public KvCache(int layers, int capacity, int kvWidth)
     {
         Layers = new Layer[layers];
         for (int i = 0; i < layers; i++) Layers[i] = new Layer(capacity, kvWidth);
     }
 
+    /// <summary>One cache per attention layer, in model order.</summary>
     public Layer[] Layers { get; }
 
     /// <summary>Positions cached so far (the same in every layer).</summary>
@@ -83,16 +94,22 @@ public sealed class KvCache
     /// <summary>Positions the cache can hold.</summary>
     public int Capacity => Layers.Length == 0 ? 0 : Layers[0].Capacity;
 
+    /// <summary>Forgets every position (keeps the buffers) so the cache can serve a new sequence.</summary>
     public void Clear()
     {
         foreach (var l in Layers) l.Length = 0;
     }
 
+    /// <summary>One layer's keys and values: <paramref name="capacity"/> positions of <paramref name="width"/> (KVH·hd) floats each.</summary>
     public sealed class Layer(int capacity, int width)
     {
+        /// <summary>Positions this layer can hold.</summary>
         public int Capacity { get; } = capacity;
+        /// <summary>Keys after RoPE, [capacity, KVH·hd]; rows [0, <see cref="Length"/>) are valid.</summary>
         public float[] Keys { get; } = new float[capacity * width]; // [capacity, KVH·hd]
+        /// <summary>Values, [capacity, KVH·hd]; rows [0, <see cref="Length"/>) are valid.</summary>
         public float[] Values { get; } = new float[capacity * width]; // [capacity, KVH·hd]
+        /// <summary>Positions written so far.</summary>
         public int Length { get; set; }
     }
 }

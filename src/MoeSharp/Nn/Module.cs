@@ -6,9 +6,12 @@ namespace MoeSharp.Nn;
 /// </summary>
 public abstract class Module(ParameterArena arena, string name)
 {
+    /// <summary>The arena this module's parameters live in.</summary>
     public ParameterArena Arena { get; } = arena;
+    /// <summary>Dotted prefix of this module's parameter names; empty at the root.</summary>
     public string Name { get; } = name;
 
+    /// <summary>Registers parameter <c>{Name}.{local}</c> of <paramref name="shape"/> in <see cref="Arena"/>.</summary>
     protected Parameter Param(string local, int[] shape, Init init, bool trainable = true) =>
         Arena.Add(Name.Length == 0 ? local : $"{Name}.{local}", shape, init, trainable);
 }

@@ -40,11 +40,17 @@ public sealed class AdamW : IOptimizer
         _decay = arena.Parameters.Select(p => decayAll || p.Shape.Length >= 2).ToArray();
     }
 
+    /// <summary>First-moment decay β₁.</summary>
     public float Beta1 { get; }
+    /// <summary>Second-moment decay β₂.</summary>
     public float Beta2 { get; }
+    /// <summary>ε added to √v̂ in the denominator.</summary>
     public float Eps { get; }
+    /// <summary>Decoupled weight decay λ, applied as p·(1 − lr·λ) to matrices (or to every parameter with decayAll).</summary>
     public float WeightDecay { get; }
+    /// <inheritdoc/>
     public long Steps { get; set; }
+    /// <inheritdoc/>
     public IReadOnlyList<float[]> State => [_m, _v];
 
     /// <summary>[total] first moments, aligned with the arena (for checkpoints).</summary>
@@ -53,6 +59,7 @@ public sealed class AdamW : IOptimizer
     /// <summary>[total] second moments, aligned with the arena (for checkpoints).</summary>
     public float[] SecondMoment => _v;
 
+    /// <inheritdoc/>
     public void Step(float lr)
     {
         Steps++;
@@ -102,6 +109,7 @@ public sealed class Sgd : IOptimizer
     private readonly ParameterArena _arena;
     private readonly float[] _buffer; // [total] momentum
 
+    /// <summary>Plain SGD over the trainable parameters of a built <paramref name="arena"/>; <paramref name="momentum"/> in [0, 1).</summary>
     public Sgd(ParameterArena arena, float momentum = 0.9f, float weightDecay = 0f)
     {
         if (!arena.IsBuilt) throw new InvalidOperationException("Build the parameter arena before creating its optimizer.");
@@ -112,11 +120,16 @@ public sealed class Sgd : IOptimizer
         _buffer = new float[arena.Length];
     }
 
+    /// <summary>Momentum μ: the share of the previous update kept.</summary>
     public float Momentum { get; }
+    /// <summary>L2 weight decay λ, added to the gradient as λp.</summary>
     public float WeightDecay { get; }
+    /// <inheritdoc/>
     public long Steps { get; set; }
+    /// <inheritdoc/>
     public IReadOnlyList<float[]> State => [_buffer];
 
+    /// <inheritdoc/>
     public void Step(float lr)
     {
         bool first = Steps++ == 0;

@@ -5,13 +5,25 @@ namespace MoeSharp.Nn;
 /// <summary>How a parameter starts out.</summary>
 public readonly record struct Init(InitKind Kind, float Scale = 0)
 {
+    /// <summary>Draws from N(0, <paramref name="std"/>²).</summary>
     public static Init Normal(float std) => new(InitKind.Normal, std);
+    /// <summary>Fills with <paramref name="value"/>.</summary>
     public static Init Constant(float value) => new(InitKind.Constant, value);
+    /// <summary>Fills with 0 (biases, shifts).</summary>
     public static Init Zeros => new(InitKind.Constant, 0);
+    /// <summary>Fills with 1 (normalisation scales).</summary>
     public static Init Ones => new(InitKind.Constant, 1);
 }
 
-public enum InitKind { Normal, Constant }
+/// <summary>The distributions <see cref="Init"/> can describe.</summary>
+public enum InitKind
+{
+    /// <summary>N(0, Scale²).</summary>
+    Normal,
+
+    /// <summary>Every element equals Scale.</summary>
+    Constant,
+}
 
 /// <summary>
 /// A named parameter. Its <see cref="Value"/> and gradient are views into the arena's two flat buffers, which
@@ -32,12 +44,16 @@ public sealed class Parameter
 
     private readonly bool _trainable;
 
+    /// <summary>Full dotted name, e.g. <c>model.layers.0.self_attn.q_proj.weight</c>; unique in its arena.</summary>
     public string Name { get; }
+    /// <summary>Dimensions, outermost first.</summary>
     public int[] Shape { get; }
+    /// <summary>How <see cref="ParameterArena.Build"/> initialises it.</summary>
     public Init Init { get; }
 
     /// <summary>Start of this parameter in the arena's flat buffers.</summary>
     public int Offset { get; }
+    /// <summary>Element count: the product of <see cref="Shape"/>.</summary>
     public int Length => Shapes.Count(Shape);
 
     /// <summary>The parameter tensor; its <see cref="Tensor.Grad"/> is the matching view of the gradient arena.</summary>
@@ -67,8 +83,11 @@ public sealed class ParameterArena
     private readonly Dictionary<string, Parameter> _byName = [];
     private int _length;
 
+    /// <summary>Every parameter in registration order, which is also buffer order.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
+    /// <summary>Whether <see cref="Build"/> has allocated the buffers (optimizers need that).</summary>
     public bool IsBuilt => Values.Length > 0 || (_length == 0 && _parameters.Count > 0);
+    /// <summary>Total elements over all parameters: the length of <see cref="Values"/> and <see cref="Grads"/>.</summary>
     public int Length => _length;
 
     /// <summary>[total] every parameter value, in registration order.</summary>
@@ -89,8 +108,10 @@ public sealed class ParameterArena
         return p;
     }
 
+    /// <summary>Looks up a parameter by its full name.</summary>
     public bool TryGet(string name, out Parameter parameter) => _byName.TryGetValue(name, out parameter!);
 
+    /// <summary>The parameter with full name <paramref name="name"/>; an unknown name throws, naming it.</summary>
     public Parameter this[string name] => _byName.TryGetValue(name, out var p) ? p
         : throw new KeyNotFoundException($"No parameter named '{name}'.");
 
@@ -113,5 +134,6 @@ public sealed class ParameterArena
         }
     }
 
+    /// <summary>Sets every gradient to 0, before the next backward pass accumulates into them.</summary>
     public void ZeroGrad() => Array.Clear(Grads);
 }

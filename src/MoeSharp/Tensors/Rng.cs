@@ -9,6 +9,7 @@ public sealed class Rng
     private ulong _s0, _s1, _s2, _s3;
     private float? _spareNormal;
 
+    /// <summary>A generator whose whole sequence is fixed by <paramref name="seed"/>.</summary>
     public Rng(ulong seed)
     {
         _s0 = SplitMix(ref seed); _s1 = SplitMix(ref seed); _s2 = SplitMix(ref seed); _s3 = SplitMix(ref seed);
@@ -34,6 +35,7 @@ public sealed class Rng
         return z ^ (z >> 31);
     }
 
+    /// <summary>The next 64 uniformly random bits.</summary>
     public ulong NextUInt64()
     {
         ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
@@ -80,6 +82,7 @@ public sealed class Rng
         }
     }
 
+    /// <summary>Fills <paramref name="x"/> with independent draws from N(<paramref name="mean"/>, <paramref name="std"/>²).</summary>
     public void FillNormal(Span<float> x, float mean, float std)
     {
         for (int i = 0; i < x.Length; i++) x[i] = mean + std * NextNormal();

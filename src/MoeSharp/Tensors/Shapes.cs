@@ -3,6 +3,7 @@ namespace MoeSharp.Tensors;
 /// <summary>Shape arithmetic and the checks that produce messages naming both shapes.</summary>
 public static class Shapes
 {
+    /// <summary>Element count of <paramref name="shape"/>; throws on a negative dimension or more than <see cref="Array.MaxLength"/> elements.</summary>
     public static int Count(ReadOnlySpan<int> shape)
     {
         long n = 1;
@@ -15,6 +16,7 @@ public static class Shapes
         return (int)n;
     }
 
+    /// <summary>The shape as <c>[a,b,c]</c>, for error messages.</summary>
     public static string Format(ReadOnlySpan<int> shape) => "[" + string.Join(",", shape.ToArray()) + "]";
 
     /// <summary>Throws unless <paramref name="a"/> and <paramref name="b"/> have the same shape.</summary>

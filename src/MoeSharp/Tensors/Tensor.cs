@@ -24,10 +24,15 @@ public sealed class Tensor
     /// <summary>A new zero-filled tensor.</summary>
     public Tensor(params int[] shape) : this(new float[Shapes.Count(shape)], 0, shape) { }
 
+    /// <summary>The flat array this tensor is a window of; views share it.</summary>
     public float[] Storage { get; }
+    /// <summary>Index of the first element in <see cref="Storage"/>.</summary>
     public int Offset { get; }
+    /// <summary>Element count: the product of the shape.</summary>
     public int Length { get; }
+    /// <summary>Dimensions, outermost first (row-major).</summary>
     public ReadOnlySpan<int> Shape => _shape;
+    /// <summary>Number of dimensions (0 for a scalar).</summary>
     public int Rank => _shape.Length;
 
     /// <summary>Gradient, when this tensor takes part in autograd.</summary>
@@ -39,6 +44,7 @@ public sealed class Tensor
     /// <summary>Optional name, used in error messages (for example the layer that produced a NaN).</summary>
     public string? Name { get; set; }
 
+    /// <summary>The elements, row-major, as a span over <see cref="Storage"/>.</summary>
     public Span<float> Span => Storage.AsSpan(Offset, Length);
 
     /// <summary>Size of dimension <paramref name="axis"/>; negative counts from the end.</summary>
@@ -47,6 +53,7 @@ public sealed class Tensor
     /// <summary>Number of rows when viewed as a matrix whose last dimension is the row length.</summary>
     public int RowCount => Rank == 0 ? 1 : Length / Math.Max(1, _shape[^1]);
 
+    /// <summary>Element <paramref name="i"/> of the flat row-major layout; out of range throws naming the shape.</summary>
     public float this[int i]
     {
         get => Storage[Offset + CheckIndex(i)];
@@ -88,8 +95,10 @@ public sealed class Tensor
         return t;
     }
 
+    /// <summary>A copy of the elements, row-major.</summary>
     public float[] ToArray() => Span.ToArray();
 
+    /// <summary>Wraps <paramref name="data"/> (no copy) as a tensor of <paramref name="shape"/>, whose element count must equal its length.</summary>
     public static Tensor FromArray(float[] data, params int[] shape)
     {
         if (Shapes.Count(shape) != data.Length)
@@ -97,5 +106,6 @@ public sealed class Tensor
         return new Tensor(data, 0, shape);
     }
 
+    /// <summary>Shape and name, as used in error messages, e.g. <c>Tensor[4,8] h0</c>.</summary>
     public override string ToString() => $"Tensor{Shapes.Format(_shape)}{(Name is null ? "" : " " + Name)}";
 }

@@ -12,6 +12,7 @@ public sealed record ChatMessage(string Role, string? Content)
     /// <summary>The model's reasoning before its answer (Qwen3's and DeepSeek-R1's <c>reasoning_content</c>).</summary>
     public string? ReasoningContent { get; init; }
 
+    /// <summary>For an <c>assistant</c> message: the function calls it made, in order.</summary>
     public IReadOnlyList<ChatToolCall>? ToolCalls { get; init; }
 
     /// <summary>For a <c>tool</c> message: the call it answers.</summary>

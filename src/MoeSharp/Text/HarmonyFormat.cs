@@ -5,8 +5,10 @@ namespace MoeSharp.Text;
 /// <summary>The system-message settings of the harmony format.</summary>
 public sealed class HarmonyOptions
 {
+    /// <summary>The first line of the system message: who the model is.</summary>
     public string ModelIdentity { get; init; } = "You are ChatGPT, a large language model trained by OpenAI.";
 
+    /// <summary>The "Knowledge cutoff:" line, as year-month.</summary>
     public string KnowledgeCutoff { get; init; } = "2024-06";
 
     /// <summary>The "Current date:" line, e.g. 2025-06-28; left out when null so a rendering is reproducible.</summary>
@@ -25,6 +27,7 @@ public sealed class HarmonyOptions
 /// </summary>
 public static class HarmonyFormat
 {
+    /// <summary>The prompt text of <paramref name="messages"/>; with <paramref name="addGenerationPrompt"/> it ends with <c>&lt;|start|&gt;assistant</c> so the model answers next.</summary>
     public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, HarmonyOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(messages);

@@ -37,19 +37,29 @@ public sealed record LmTrainOptions
         init => _minLearningRate = value;
     }
 
+    /// <summary>Steps of linear warm-up from 0 to <see cref="LearningRate"/>.</summary>
     public int WarmupSteps { get; init; } = 100;
+
+    /// <summary>AdamW's decoupled weight decay, per unit of learning rate.</summary>
     public float WeightDecay { get; init; } = 0.1f;
+
+    /// <summary>AdamW's second-moment decay β2 (β1 stays 0.9).</summary>
     public float Beta2 { get; init; } = 0.99f;
+
+    /// <summary>Maximum global L2 norm of the gradients; 0 turns clipping off.</summary>
     public float ClipNorm { get; init; } = 1f;
+
+    /// <summary>Seed of the batch sampler; with the model's seed it fixes every loss.</summary>
     public ulong Seed { get; init; } = 1337;
 
     /// <summary>
-    /// Worker threads for this trainer's steps and evaluations (scoped, see <see cref="Workers.Limit"/>). Not a
+    /// Worker threads for this trainer's steps and evaluations (scoped to them, not process-wide). Not a
     /// hyper-parameter: losses are bitwise the same for any count, so it is not saved in a run's config.
     /// </summary>
     [JsonIgnore]
     public int Threads { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>Throws, naming the field and value, unless every option is in range.</summary>
     public void Validate()
     {
         static void Require(bool ok, string field, string message)
@@ -78,6 +88,7 @@ public sealed class LmTrainer
     private readonly int[] _inputs, _targets; // [B·T]
     private readonly RoutingMonitor[] _monitors;
 
+    /// <summary>A trainer for <paramref name="model"/> on <paramref name="data"/>, with a fresh AdamW state and the batch generator at <see cref="LmTrainOptions.Seed"/>.</summary>
     public LmTrainer(MoeTransformer model, TextDataset data, LmTrainOptions options)
     {
         options.Validate();
@@ -92,10 +103,15 @@ public sealed class LmTrainer
         _monitors = model.MoeLayers.Select(m => new RoutingMonitor(m.Options.Experts, m.Options.DeadExpertSteps, m.Options.CollapseThreshold)).ToArray();
     }
 
+    /// <summary>The model whose parameters every step updates in place.</summary>
     public MoeTransformer Model { get; }
+    /// <summary>The token streams batches and validation windows are drawn from.</summary>
     public TextDataset Data { get; }
+    /// <summary>The validated options this trainer runs with.</summary>
     public LmTrainOptions Options { get; }
+    /// <summary>The optimizer; its moments are part of a checkpoint.</summary>
     public AdamW Optimizer { get; }
+    /// <summary>Learning rate per step: warm-up, then cosine decay to <see cref="LmTrainOptions.MinLearningRate"/>.</summary>
     public CosineSchedule Schedule { get; }
 
     /// <summary>The generator that draws training batches; part of the state a resume restores.</summary>

@@ -8,15 +8,22 @@ namespace MoeSharp.Training;
 /// <summary>Settings of <see cref="PatchMoeTrainer"/>, validated by <see cref="Validate"/>, which names the bad field.</summary>
 public sealed record PatchMoeTrainOptions
 {
+    /// <summary>Passes over the training images; 0 leaves the model as initialised.</summary>
     public int Epochs { get; init; } = 40;
+
+    /// <summary>Images per optimisation step.</summary>
     public int BatchSize { get; init; } = 64;
 
     /// <summary>Peak learning rate; it decays along a cosine to a tenth of itself by the last step.</summary>
     public float LearningRate { get; init; } = 3e-3f;
 
+    /// <summary>AdamW's decoupled weight decay, per unit of learning rate.</summary>
     public float WeightDecay { get; init; } = 0.01f;
+
+    /// <summary>Seed of the shuffling of images into batches.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>Throws, naming the field and value, unless every option is in range.</summary>
     public void Validate()
     {
         if (Epochs < 0) throw new ArgumentException($"PatchMoeTrainOptions.Epochs: must be non-negative, got {Epochs}.", nameof(Epochs));

@@ -15,6 +15,7 @@ public sealed record CosineSchedule(float PeakLr, int WarmupSteps, int TotalStep
     }
 }
 
+/// <summary>Global-norm gradient clipping over every trainable parameter of an arena, as <c>torch.nn.utils.clip_grad_norm_</c>.</summary>
 public static class GradientClipping
 {
     /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
