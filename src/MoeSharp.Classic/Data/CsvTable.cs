@@ -31,14 +31,18 @@ public sealed class CsvTable
     /// <summary>Where the table came from (a file path), for messages.</summary>
     public string Source { get; }
 
+    /// <summary>The column names from the header row, in file order.</summary>
     public string[] Columns { get; }
+    /// <summary>Number of data rows (the header not counted).</summary>
     public int Rows { get; }
 
     /// <summary>[Rows, Columns] row-major.</summary>
     public double[] Values { get; }
 
+    /// <summary>The value at data row <paramref name="row"/> and column <paramref name="column"/>, both from 0.</summary>
     public double this[int row, int column] => Values[row * Columns.Length + column];
 
+    /// <summary>Whether the header has a column named <paramref name="name"/> (case-sensitive).</summary>
     public bool HasColumn(string name) => _index.ContainsKey(name);
 
     /// <summary>The index of column <paramref name="name"/>; an unknown name is an error listing the columns there are.</summary>
@@ -54,6 +58,7 @@ public sealed class CsvTable
         return v;
     }
 
+    /// <summary>Reads the CSV file at <paramref name="path"/>; a bad field is an <see cref="InvalidDataException"/> naming the file, line and column.</summary>
     public static CsvTable Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"CSV file '{path}' does not exist.", path);

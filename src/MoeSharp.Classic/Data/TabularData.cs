@@ -3,7 +3,14 @@ using MoeSharp.Tensors;
 namespace MoeSharp.Classic.Data;
 
 /// <summary>What a tabular model predicts: a class (probabilities over classes) or a real value.</summary>
-public enum TabularTask { Classification, Regression }
+public enum TabularTask
+{
+    /// <summary>Predict a class: outputs are probabilities over the classes.</summary>
+    Classification,
+
+    /// <summary>Predict a real value: one output.</summary>
+    Regression,
+}
 
 /// <summary>
 /// Rows of numeric inputs X [N,D] with one target per row: a class index in [0, Classes) for classification, a real
@@ -11,6 +18,7 @@ public enum TabularTask { Classification, Regression }
 /// </summary>
 public sealed class TabularData
 {
+    /// <summary>Rows X [N, D] with <paramref name="labels"/> [N] in [0, <paramref name="classes"/>) for classification, or <paramref name="targets"/> [N] for regression; checked, with a message naming the bad argument.</summary>
     public TabularData(Tensor x, TabularTask task, int[]? labels = null, float[]? targets = null, int classes = 0, string[]? featureNames = null)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -41,8 +49,11 @@ public sealed class TabularData
     /// <summary>[N,D] inputs.</summary>
     public Tensor X { get; }
 
+    /// <summary>Whether the rows carry class labels or regression targets.</summary>
     public TabularTask Task { get; }
+    /// <summary>Number of rows N.</summary>
     public int Rows => X.Dim(0);
+    /// <summary>Number of input features D.</summary>
     public int Features => X.Dim(1);
 
     /// <summary>[N] class indices (classification); empty for regression.</summary>
@@ -57,8 +68,10 @@ public sealed class TabularData
     /// <summary>Width of a model's output: the class count, or 1 for a regression value.</summary>
     public int Outputs => Task == TabularTask.Classification ? Classes : 1;
 
+    /// <summary>[D] the feature names (CSV column names, or x0, x1, …), for reports.</summary>
     public string[] FeatureNames { get; }
 
+    /// <summary>Whether <see cref="Task"/> is classification.</summary>
     public bool IsClassification => Task == TabularTask.Classification;
 
     /// <summary>The rows <paramref name="rows"/>, copied, in that order.</summary>

@@ -10,8 +10,11 @@ namespace MoeSharp.Classic.Data;
 /// </summary>
 public sealed record TabularSchema
 {
+    /// <summary>[D] the CSV columns used as inputs, in model input order.</summary>
     public required string[] Features { get; init; }
+    /// <summary>The CSV column that holds the label or the regression target.</summary>
     public required string Target { get; init; }
+    /// <summary>Classification or regression, as chosen or inferred from the target column.</summary>
     public TabularTask Task { get; init; }
 
     /// <summary>[classes] the label value of each class index, ascending; empty for regression.</summary>
@@ -20,11 +23,13 @@ public sealed record TabularSchema
     /// <summary>[D] mean and standard deviation of each feature on the training rows (a constant column gets 1).</summary>
     public float[] InputMean { get; init; } = [];
 
+    /// <summary>[D] standard deviation of each feature on the training rows (1 for a constant column); inputs are divided by it.</summary>
     public float[] InputStd { get; init; } = [];
 
     /// <summary>Regression: the target is modelled as (y − TargetMean) / TargetStd.</summary>
     public double TargetMean { get; init; }
 
+    /// <summary>Regression: the target's standard deviation on the training rows (1 when constant).</summary>
     public double TargetStd { get; init; } = 1;
 
     /// <summary>Targets with at most this many distinct integer values are taken as classes when no task is given.</summary>
@@ -74,6 +79,7 @@ public sealed record TabularSchema
         };
     }
 
+    /// <summary>Number of classes; 0 for regression.</summary>
     public int Classes => ClassValues.Length;
 
     /// <summary>[N,D] the standardised feature columns of <paramref name="table"/>, which must have every feature.</summary>

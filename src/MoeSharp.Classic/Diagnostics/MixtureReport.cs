@@ -23,6 +23,7 @@ public sealed class MixtureReport
 {
     private MixtureReport() { }
 
+    /// <summary>Whether the model classifies or regresses.</summary>
     public TabularTask Task { get; private init; }
 
     /// <summary>"accuracy" or "RMSE".</summary>
@@ -34,7 +35,9 @@ public sealed class MixtureReport
     /// <summary>Regression: the coefficient of determination; classification: NaN.</summary>
     public double R2 { get; private init; } = double.NaN;
 
+    /// <summary>Number of rows the report was measured on.</summary>
     public int Rows { get; private init; }
+    /// <summary>Per expert: its share of the rows and where in input space the gate sends rows to it.</summary>
     public IReadOnlyList<ExpertRegion> Experts { get; private init; } = [];
 
     /// <summary>[N,2] coordinates along the first two principal components.</summary>
@@ -49,6 +52,7 @@ public sealed class MixtureReport
     /// <summary>[N] the expert with the largest gate weight.</summary>
     public int[] Routed { get; private init; } = [];
 
+    /// <summary>Measures <paramref name="model"/> on <paramref name="data"/> (already standardised); <paramref name="schema"/>, when given, names the features.</summary>
     public static MixtureReport Build(SavedMixture model, TabularData data, TabularSchema? schema = null)
     {
         var experts = model.Mixture is { } m
@@ -136,6 +140,7 @@ public sealed class MixtureReport
         return st > 0 ? 1 - ss / st : double.NaN;
     }
 
+    /// <summary>The report as plain text, for a terminal.</summary>
     public string ToText()
     {
         var inv = CultureInfo.InvariantCulture;
@@ -152,6 +157,7 @@ public sealed class MixtureReport
         return sb.ToString();
     }
 
+    /// <summary>The report as a self-contained HTML page titled <paramref name="title"/> (inline SVG, no network).</summary>
     public string ToHtml(string title)
     {
         var inv = CultureInfo.InvariantCulture;

@@ -4,7 +4,7 @@ namespace MoeSharp.Classic.Diagnostics;
 /// The leading principal components of rows x [N,D], by power iteration on the covariance matrix (in double) with
 /// deflation: enough for a 2-D picture of where a gate sends which inputs, without a linear-algebra package.
 /// </summary>
-public sealed class Pca
+internal sealed class Pca
 {
     private Pca(double[] mean, double[][] components, double[] explained)
     {

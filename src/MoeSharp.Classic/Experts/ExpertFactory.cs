@@ -8,10 +8,14 @@ namespace MoeSharp.Classic.Experts;
 /// </summary>
 public sealed record ExpertFactory
 {
+    /// <summary>The expert kinds the factory builds, as <c>moe fit --experts</c> names them.</summary>
     public static readonly string[] Kinds = [MlpExpert.KindName, LinearExpert.KindName, TreeExpert.KindName];
 
+    /// <summary>Settings of every MLP expert it builds.</summary>
     public MlpExpertOptions Mlp { get; init; } = new();
+    /// <summary>Settings of every linear expert it builds.</summary>
     public LinearExpertOptions Linear { get; init; } = new();
+    /// <summary>Settings of every tree expert it builds.</summary>
     public TreeExpertOptions Tree { get; init; } = new();
 
     /// <summary>Expert <paramref name="index"/> of a mixture; MLP experts get distinct seeds so that they start apart.</summary>

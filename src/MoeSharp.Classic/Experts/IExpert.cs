@@ -27,6 +27,7 @@ public interface IExpert
     /// <summary>Output width O: the class count, or 1 for regression.</summary>
     int Outputs { get; }
 
+    /// <summary>Whether the expert classifies or regresses; it must match the mixture's.</summary>
     TabularTask Task { get; }
 
     /// <summary>x [N,D] → output [N,O]: class probabilities or values.</summary>
@@ -57,6 +58,7 @@ public interface IExpert
 /// </summary>
 public interface IDifferentiableExpert : IExpert
 {
+    /// <summary>The expert's own parameters and gradients, stepped by joint training.</summary>
     ParameterArena Arena { get; }
 
     /// <summary>x [N,D] → raw outputs [N,O]: logits for classification (softmax gives the probabilities), values for regression.</summary>

@@ -20,6 +20,7 @@ public sealed record LinearExpertOptions
     /// <summary>IRLS stops when no coefficient moves by more than this (relative to the largest coefficient + 1).</summary>
     public double Tolerance { get; init; } = 1e-7;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (Ridge is { } r && !(r >= 0 && float.IsFinite(r))) throw new ArgumentException($"LinearExpertOptions.Ridge: must be a non-negative number, got {r}.", nameof(Ridge));
@@ -36,8 +37,10 @@ public sealed record LinearExpertOptions
 /// </summary>
 public sealed class LinearExpert : IExpert
 {
+    /// <summary>The kind name saved in config.json and accepted by <c>moe fit --experts</c>.</summary>
     public const string KindName = "linear";
 
+    /// <summary>An untrained linear model from <paramref name="inputs"/> features to <paramref name="outputs"/> classes (or one value).</summary>
     public LinearExpert(int inputs, int outputs, TabularTask task, LinearExpertOptions? options = null)
     {
         options ??= new LinearExpertOptions();
@@ -52,10 +55,15 @@ public sealed class LinearExpert : IExpert
         Bias = new float[r];
     }
 
+    /// <inheritdoc/>
     public string Kind => KindName;
+    /// <inheritdoc/>
     public int Inputs { get; }
+    /// <inheritdoc/>
     public int Outputs { get; }
+    /// <inheritdoc/>
     public TabularTask Task { get; }
+    /// <summary>The settings it was built with.</summary>
     public LinearExpertOptions Options { get; }
 
     /// <summary>Coefficient rows R: 1 for regression and binary classification (class 1 against 0), else one per class.</summary>
@@ -67,11 +75,13 @@ public sealed class LinearExpert : IExpert
     /// <summary>[R] intercepts.</summary>
     public float[] Bias { get; }
 
+    /// <summary>The L2 penalty in effect: the option, or 1 for classification and 1e-6 for regression when unset.</summary>
     public float Ridge => Options.Ridge ?? (Task == TabularTask.Classification ? 1f : 1e-6f);
 
     /// <summary>Newton iterations the last fit took (the most over its classes); 1 for least squares.</summary>
     public int Iterations { get; private set; }
 
+    /// <inheritdoc/>
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
         int n = ExpertChecks.Rows(this, x, output), d = Inputs, r = Rows;
@@ -97,6 +107,7 @@ public sealed class LinearExpert : IExpert
         }
     }
 
+    /// <inheritdoc/>
     public void Fit(TabularData data, ReadOnlySpan<float> weights)
     {
         ExpertChecks.Data(this, data, weights);
@@ -262,6 +273,7 @@ public sealed class LinearExpert : IExpert
         Bias[row] = (float)beta[Inputs];
     }
 
+    /// <inheritdoc/>
     public ExpertState Export()
     {
         var settings = ExpertChecks.Settings(this);
@@ -275,6 +287,7 @@ public sealed class LinearExpert : IExpert
         });
     }
 
+    /// <summary>Rebuilds a linear expert from what <see cref="Export"/> saved; a missing or misshapen tensor is an error naming it.</summary>
     public static LinearExpert Restore(ExpertState state)
     {
         var s = state.Settings;
@@ -294,6 +307,7 @@ public sealed class LinearExpert : IExpert
         return expert;
     }
 
+    /// <inheritdoc/>
     public IExpert Clone()
     {
         var copy = new LinearExpert(Inputs, Outputs, Task, Options);

@@ -18,6 +18,7 @@ public sealed record MlpExpertOptions
     /// <summary>Rows per AdamW step.</summary>
     public int BatchSize { get; init; } = 64;
 
+    /// <summary>AdamW learning rate of the fits.</summary>
     public float LearningRate { get; init; } = 1e-2f;
 
     /// <summary>AdamW's decoupled decay on the weight matrices.</summary>
@@ -26,6 +27,7 @@ public sealed record MlpExpertOptions
     /// <summary>Seeds the initial weights and the batch order.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         static void Require(bool ok, string field, string message)
@@ -47,9 +49,11 @@ public sealed record MlpExpertOptions
 /// </summary>
 public sealed class MlpExpert : IDifferentiableExpert
 {
+    /// <summary>The kind name saved in config.json and accepted by <c>moe fit --experts</c>.</summary>
     public const string KindName = "mlp";
     private readonly Rng _rng;
 
+    /// <summary>An MLP with fresh weights from <paramref name="inputs"/> features to <paramref name="outputs"/> classes (or one value).</summary>
     public MlpExpert(int inputs, int outputs, TabularTask task, MlpExpertOptions? options = null)
     {
         options ??= new MlpExpertOptions();
@@ -69,11 +73,17 @@ public sealed class MlpExpert : IDifferentiableExpert
         _rng = new Rng(options.Seed ^ 0xBA7C4);
     }
 
+    /// <inheritdoc/>
     public string Kind => KindName;
+    /// <inheritdoc/>
     public int Inputs { get; }
+    /// <inheritdoc/>
     public int Outputs { get; }
+    /// <inheritdoc/>
     public TabularTask Task { get; }
+    /// <summary>The settings it was built with.</summary>
     public MlpExpertOptions Options { get; }
+    /// <inheritdoc/>
     public ParameterArena Arena { get; }
 
     /// <summary>[H,D] and [H] first layer.</summary>
@@ -82,8 +92,10 @@ public sealed class MlpExpert : IDifferentiableExpert
     /// <summary>[O,H] and [O] output layer.</summary>
     public Linear Output { get; }
 
+    /// <inheritdoc/>
     public Tensor Forward(Tape tape, Tensor x) => Output.Forward(tape, tape.Gelu(Hidden.Forward(tape, x)));
 
+    /// <inheritdoc/>
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
         int n = ExpertChecks.Rows(this, x, output);
@@ -154,6 +166,7 @@ public sealed class MlpExpert : IDifferentiableExpert
         }
     }
 
+    /// <inheritdoc/>
     public ExpertState Export()
     {
         var settings = ExpertChecks.Settings(this);
@@ -166,6 +179,7 @@ public sealed class MlpExpert : IDifferentiableExpert
         return new ExpertState(Kind, settings, Arena.Parameters.ToDictionary(p => p.Name, p => p.Value.Clone()));
     }
 
+    /// <summary>Rebuilds an MLP expert from what <see cref="Export"/> saved; a missing or misshapen tensor is an error naming it.</summary>
     public static MlpExpert Restore(ExpertState state)
     {
         var s = state.Settings;
@@ -189,6 +203,7 @@ public sealed class MlpExpert : IDifferentiableExpert
         return expert;
     }
 
+    /// <inheritdoc/>
     public IExpert Clone()
     {
         var copy = new MlpExpert(Inputs, Outputs, Task, Options);

@@ -18,6 +18,7 @@ public sealed record TreeExpertOptions
     /// <summary>A split must lower the weighted impurity by at least this fraction of the root's total weight.</summary>
     public double MinImpurityDecrease { get; init; }
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (MaxDepth < 0) throw new ArgumentException($"TreeExpertOptions.MaxDepth: must be non-negative, got {MaxDepth}.", nameof(MaxDepth));
@@ -36,6 +37,7 @@ public sealed record TreeExpertOptions
 /// </summary>
 public sealed class TreeExpert : IExpert
 {
+    /// <summary>The kind name saved in config.json and accepted by <c>moe fit --experts</c>.</summary>
     public const string KindName = "tree";
 
     private int[] _feature = [-1];
@@ -43,6 +45,7 @@ public sealed class TreeExpert : IExpert
     private int[] _left = [-1], _right = [-1];
     private float[] _value;
 
+    /// <summary>An unfitted tree (a single leaf) from <paramref name="inputs"/> features to <paramref name="outputs"/> classes (or one value).</summary>
     public TreeExpert(int inputs, int outputs, TabularTask task, TreeExpertOptions? options = null)
     {
         options ??= new TreeExpertOptions();
@@ -57,12 +60,18 @@ public sealed class TreeExpert : IExpert
         if (task == TabularTask.Classification) Array.Fill(_value, 1f / outputs);
     }
 
+    /// <inheritdoc/>
     public string Kind => KindName;
+    /// <inheritdoc/>
     public int Inputs { get; }
+    /// <inheritdoc/>
     public int Outputs { get; }
+    /// <inheritdoc/>
     public TabularTask Task { get; }
+    /// <summary>The settings it was built with.</summary>
     public TreeExpertOptions Options { get; }
 
+    /// <summary>Number of nodes, leaves included.</summary>
     public int Nodes => _feature.Length;
 
     /// <summary>[nodes] split feature, −1 at a leaf.</summary>
@@ -74,11 +83,13 @@ public sealed class TreeExpert : IExpert
     /// <summary>[nodes] child indices, −1 at a leaf.</summary>
     public ReadOnlySpan<int> Left => _left;
 
+    /// <summary>[nodes] right child indices (x above the threshold goes right), −1 at a leaf.</summary>
     public ReadOnlySpan<int> Right => _right;
 
     /// <summary>[nodes, O] each node's class distribution or mean (leaves are what predictions use).</summary>
     public ReadOnlySpan<float> Value => _value;
 
+    /// <inheritdoc/>
     public void Predict(ReadOnlySpan<float> x, Span<float> output)
     {
         int n = ExpertChecks.Rows(this, x, output), d = Inputs, o = Outputs;
@@ -91,6 +102,7 @@ public sealed class TreeExpert : IExpert
         }
     }
 
+    /// <inheritdoc/>
     public void Fit(TabularData data, ReadOnlySpan<float> weights)
     {
         ExpertChecks.Data(this, data, weights);
@@ -244,6 +256,7 @@ public sealed class TreeExpert : IExpert
         }
     }
 
+    /// <inheritdoc/>
     public ExpertState Export()
     {
         var settings = ExpertChecks.Settings(this);
@@ -263,6 +276,7 @@ public sealed class TreeExpert : IExpert
         });
     }
 
+    /// <summary>Rebuilds a tree expert from what <see cref="Export"/> saved; a missing or inconsistent tensor is an error naming it.</summary>
     public static TreeExpert Restore(ExpertState state)
     {
         var s = state.Settings;
@@ -297,6 +311,7 @@ public sealed class TreeExpert : IExpert
         return tree;
     }
 
+    /// <inheritdoc/>
     public IExpert Clone()
     {
         var copy = new TreeExpert(Inputs, Outputs, Task, Options)

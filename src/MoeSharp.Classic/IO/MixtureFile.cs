@@ -16,9 +16,12 @@ namespace MoeSharp.Classic.IO;
 /// </summary>
 public static class MixtureFile
 {
+    /// <summary>The name of the settings file inside a saved mixture's folder (next to model.safetensors).</summary>
     public const string ConfigFileName = "config.json";
+    /// <summary>The version written to config.json; a folder with another version is refused.</summary>
     public const int FormatVersion = 1;
 
+    /// <summary>Saves a flat mixture (gate, experts, variances, and the schema if given) into <paramref name="folder"/>.</summary>
     public static void Save(string folder, MixtureOfExperts model, TabularSchema? schema = null)
     {
         var tensors = new List<SafetensorsWriter.Tensor>();
@@ -27,6 +30,7 @@ public static class MixtureFile
         Write(folder, config, tensors);
     }
 
+    /// <summary>Saves a two-level mixture (top gate and every group) into <paramref name="folder"/>.</summary>
     public static void Save(string folder, HierarchicalMixture model, TabularSchema? schema = null)
     {
         var tensors = new List<SafetensorsWriter.Tensor>();

@@ -20,12 +20,14 @@ public sealed record FaultPolicy
     /// <summary>After a call throws, call the expert again row by row, so that only the rows that make it throw are excluded.</summary>
     public bool IsolateRows { get; init; } = true;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (CallBudget is { } b && b <= TimeSpan.Zero) throw new ArgumentException($"FaultPolicy.CallBudget: must be positive, got {b}.", nameof(CallBudget));
     }
 }
 
+/// <summary>How an expert failed during a prediction.</summary>
 public enum FaultKind
 {
     /// <summary>The expert threw.</summary>
@@ -49,6 +51,7 @@ public sealed class FaultReport
 {
     private readonly List<FaultEvent> _events = [];
 
+    /// <summary>An empty report for a mixture of <paramref name="experts"/> experts.</summary>
     public FaultReport(int experts)
     {
         Exceptions = new int[experts];
@@ -57,6 +60,7 @@ public sealed class FaultReport
         ExcludedRows = new int[experts];
     }
 
+    /// <summary>Every failure, in the order it happened.</summary>
     public IReadOnlyList<FaultEvent> Events => _events;
 
     /// <summary>[E] calls that threw (a call retried row by row counts once per failing row).</summary>
@@ -71,6 +75,7 @@ public sealed class FaultReport
     /// <summary>[E] rows for which each expert was left out.</summary>
     public int[] ExcludedRows { get; }
 
+    /// <summary>Whether any expert failed.</summary>
     public bool Any => _events.Count > 0;
 
     internal void Add(FaultEvent e)
@@ -112,6 +117,7 @@ public sealed class ExpertFailureException(string message, int[] rows, FaultRepo
     /// <summary>The rows that got no answer.</summary>
     public int[] Rows { get; } = rows;
 
+    /// <summary>What failed, per expert and kind.</summary>
     public FaultReport Report { get; } = report;
 }
 

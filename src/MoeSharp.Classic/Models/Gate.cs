@@ -16,6 +16,7 @@ public sealed record GateOptions
     /// <summary>Seeds the hidden layer's initial weights.</summary>
     public ulong Seed { get; init; } = 7;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range for <paramref name="experts"/> experts.</summary>
     public void Validate(int experts)
     {
         if (Hidden < 0) throw new ArgumentException($"GateOptions.Hidden: must be 0 (linear gate) or positive, got {Hidden}.", nameof(Hidden));
@@ -36,6 +37,7 @@ public sealed record GateOptions
 /// </remarks>
 public sealed class Gate
 {
+    /// <summary>A gate with fresh weights from <paramref name="inputs"/> features to scores over <paramref name="experts"/> experts.</summary>
     public Gate(int inputs, int experts, GateOptions? options = null)
     {
         options ??= new GateOptions();
@@ -51,9 +53,13 @@ public sealed class Gate
         Arena.Build(options.Seed);
     }
 
+    /// <summary>Input width D.</summary>
     public int Inputs { get; }
+    /// <summary>Number of experts E: the gate's output width.</summary>
     public int Experts { get; }
+    /// <summary>The settings it was built with.</summary>
     public GateOptions Options { get; }
+    /// <summary>The gate's parameters and their gradients.</summary>
     public ParameterArena Arena { get; }
 
     /// <summary>[H,D] and [H]; null for a linear gate.</summary>

@@ -11,6 +11,7 @@ namespace MoeSharp.Classic.Models;
 /// </summary>
 public sealed class HierarchicalMixture
 {
+    /// <summary>A two-level mixture over <paramref name="groups"/> (which must agree on task and widths), with a top gate built from <paramref name="topGate"/>.</summary>
     public HierarchicalMixture(IReadOnlyList<MixtureOfExperts> groups, GateOptions? topGate = null)
     {
         if (groups.Count == 0) throw new ArgumentException("A hierarchical mixture needs at least one group.", nameof(groups));
@@ -22,13 +23,17 @@ public sealed class HierarchicalMixture
         Top = new Gate(first.Inputs, groups.Count, topGate);
     }
 
+    /// <summary>The lower-level mixtures, one per branch of the top gate.</summary>
     public IReadOnlyList<MixtureOfExperts> Groups { get; }
 
     /// <summary>The gate over groups.</summary>
     public Gate Top { get; }
 
+    /// <summary>Whether the model classifies or regresses (the groups').</summary>
     public TabularTask Task => Groups[0].Task;
+    /// <summary>Input width D.</summary>
     public int Inputs => Groups[0].Inputs;
+    /// <summary>Output width O: the class count, or 1 for regression.</summary>
     public int Outputs => Groups[0].Outputs;
 
     /// <summary>Experts over all groups.</summary>

@@ -8,6 +8,7 @@ namespace MoeSharp.Classic.Models;
 /// <summary>Shape of a <see cref="MixtureOfExperts"/>, validated by <see cref="Validate"/>, which names the bad field.</summary>
 public sealed record MixtureOptions
 {
+    /// <summary>Classification or regression.</summary>
     public TabularTask Task { get; init; }
 
     /// <summary>Input width D.</summary>
@@ -16,6 +17,7 @@ public sealed record MixtureOptions
     /// <summary>Number of classes C (classification only).</summary>
     public int Classes { get; init; }
 
+    /// <summary>Settings of the gate (hidden width, top-k, seed).</summary>
     public GateOptions Gate { get; init; } = new();
 
     /// <summary>Output width O: C for classification, 1 for regression.</summary>
@@ -25,6 +27,7 @@ public sealed record MixtureOptions
     public static MixtureOptions For(TabularData data, GateOptions? gate = null) =>
         new() { Task = data.Task, Inputs = data.Features, Classes = data.Classes, Gate = gate ?? new GateOptions() };
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range for <paramref name="experts"/> experts.</summary>
     public void Validate(int experts)
     {
         if (!Enum.IsDefined(Task)) throw new ArgumentException($"MixtureOptions.Task: unknown task {(int)Task}.", nameof(Task));
@@ -61,6 +64,7 @@ public sealed class MixtureOfExperts
     private readonly List<float> _variances;
     private int _topK;
 
+    /// <summary>A mixture of <paramref name="experts"/> (each must match the options' task and widths) under a fresh gate.</summary>
     public MixtureOfExperts(MixtureOptions options, IEnumerable<IExpert> experts)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -75,12 +79,19 @@ public sealed class MixtureOfExperts
         _topK = options.Gate.TopK;
     }
 
+    /// <summary>The shape it was built with.</summary>
     public MixtureOptions Options { get; }
+    /// <summary>Classification or regression.</summary>
     public TabularTask Task => Options.Task;
+    /// <summary>Input width D.</summary>
     public int Inputs => Options.Inputs;
+    /// <summary>Output width O: the class count, or 1 for regression.</summary>
     public int Outputs => Options.Outputs;
+    /// <summary>Number of experts E.</summary>
     public int Count => _experts.Count;
+    /// <summary>The experts, in gate order.</summary>
     public IReadOnlyList<IExpert> Experts => _experts;
+    /// <summary>The gate that weighs the experts per row.</summary>
     public Gate Gate { get; private set; }
 
     /// <summary>[E] noise variance of each regression expert (in the standardised target's units).</summary>
@@ -100,11 +111,13 @@ public sealed class MixtureOfExperts
     /// <summary>k actually used: 0 when it selects every expert anyway.</summary>
     internal int EffectiveTopK => _topK >= Count ? 0 : _topK;
 
+    /// <summary>Whether expert <paramref name="e"/> is frozen (see <see cref="Freeze"/>).</summary>
     public bool IsFrozen(int e) => _frozen[e];
 
     /// <summary>A frozen expert is neither refitted nor stepped by training; only its gate row still learns.</summary>
     public void Freeze(int e, bool frozen = true) => _frozen[e] = frozen;
 
+    /// <summary>Sets the noise variance of regression expert <paramref name="e"/> (standardised target units; positive and finite).</summary>
     public void SetVariance(int e, float variance)
     {
         if (!(variance > 0) || !float.IsFinite(variance)) throw new ArgumentOutOfRangeException(nameof(variance), $"Expert {e}: the variance must be positive and finite, got {variance}.");

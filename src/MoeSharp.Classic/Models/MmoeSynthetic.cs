@@ -37,6 +37,7 @@ public sealed record MmoeSyntheticOptions
         Betas = Enumerable.Range(0, sinusoids).Select(i => (float)(i * i)).ToArray(),
     };
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (Inputs < 2) throw new ArgumentException($"MmoeSyntheticOptions.Inputs: two orthogonal directions need at least 2 inputs, got {Inputs}.", nameof(Inputs));
@@ -62,6 +63,7 @@ public sealed record MmoeSyntheticOptions
 /// </summary>
 public sealed class MmoeSynthetic
 {
+    /// <summary>A generator whose task weights have cosine <paramref name="correlation"/> (in [−1, 1]), drawn from <paramref name="seed"/>.</summary>
     public MmoeSynthetic(double correlation, MmoeSyntheticOptions? options = null, ulong seed = 1)
     {
         options ??= new MmoeSyntheticOptions();
@@ -89,17 +91,21 @@ public sealed class MmoeSynthetic
         options.Betas?.CopyTo(Beta, 0);
     }
 
+    /// <summary>The sizes it was built with.</summary>
     public MmoeSyntheticOptions Options { get; }
+    /// <summary>The knob p: the cosine between the two tasks' weight vectors.</summary>
     public double Correlation { get; }
 
     /// <summary>[d] task weight vectors.</summary>
     public float[] W1 { get; }
 
+    /// <summary>[d] the second task's weights w₂ = c·(p·u₁ + √(1 − p²)·u₂).</summary>
     public float[] W2 { get; }
 
     /// <summary>[m] sinusoid frequencies and phases.</summary>
     public float[] Alpha { get; }
 
+    /// <summary>[m] sinusoid phases β_i.</summary>
     public float[] Beta { get; }
 
     /// <summary>Draws <paramref name="rows"/> examples: inputs X [N,d] and labels Y [N,2] (task-major per row).</summary>

@@ -10,19 +10,27 @@ namespace MoeSharp.Classic.Models;
 /// </summary>
 public sealed record MultiTaskOptions
 {
+    /// <summary>Input width D.</summary>
     public int Inputs { get; init; }
+    /// <summary>Number of tasks T, each with its own tower (and, in MMoE, its own gate).</summary>
     public int Tasks { get; init; } = 2;
+    /// <summary>Number of experts E shared by the tasks.</summary>
     public int Experts { get; init; } = 8;
+    /// <summary>Hidden width H of each expert.</summary>
     public int ExpertHidden { get; init; } = 16;
+    /// <summary>Hidden width Th of each task's tower.</summary>
     public int TowerHidden { get; init; } = 8;
 
     /// <summary>Width B of the shared-bottom baseline's bottom layer; 0 matches MMoE's expert width E·H.</summary>
     public int BottomHidden { get; init; }
 
+    /// <summary>Seeds the initial weights.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary><see cref="BottomHidden"/> with 0 resolved to E·H.</summary>
     public int ResolvedBottom => BottomHidden > 0 ? BottomHidden : Experts * ExpertHidden;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         static void Positive(int value, string field)
@@ -41,7 +49,9 @@ public sealed record MultiTaskOptions
 /// <summary>A model with one scalar regression output per task, trained by <c>MultiTaskTrainer</c> (Training).</summary>
 public interface IMultiTaskModel
 {
+    /// <summary>Every parameter of the model, with its gradients, for the optimizer.</summary>
     ParameterArena Arena { get; }
+    /// <summary>Number of tasks T: the length of what <see cref="Forward"/> returns.</summary>
     int Tasks { get; }
 
     /// <summary>x [N,D] → one prediction [N,1] per task.</summary>
@@ -51,15 +61,19 @@ public interface IMultiTaskModel
 /// <summary>A task's tower: out(gelu(hidden(f))), f [N,H] → [N,1].</summary>
 public sealed class Tower : Module
 {
+    /// <summary>A tower named <paramref name="name"/> in <paramref name="arena"/>, from <paramref name="inputs"/> features through <paramref name="hidden"/> units to one output.</summary>
     public Tower(ParameterArena arena, string name, int inputs, int hidden) : base(arena, name)
     {
         Hidden = new Linear(arena, name + ".hidden", inputs, hidden, bias: true, initStd: 1f / MathF.Sqrt(inputs));
         Out = new Linear(arena, name + ".out", hidden, 1, bias: true, initStd: 1f / MathF.Sqrt(hidden));
     }
 
+    /// <summary>[Th, H] and [Th]: the hidden layer.</summary>
     public Linear Hidden { get; }
+    /// <summary>[1, Th] and [1]: the scalar output.</summary>
     public Linear Out { get; }
 
+    /// <summary>f [N, H] → the task's prediction [N, 1].</summary>
     public Tensor Forward(Tape tape, Tensor f) => Out.Forward(tape, tape.Gelu(Hidden.Forward(tape, f)));
 }
 
@@ -71,6 +85,7 @@ public sealed class Tower : Module
 /// </summary>
 public sealed class MultiGateMoe : IMultiTaskModel
 {
+    /// <summary>An MMoE for <paramref name="options"/> (validated first), weights drawn from its seed.</summary>
     public MultiGateMoe(MultiTaskOptions options)
     {
         options.Validate();
@@ -83,8 +98,11 @@ public sealed class MultiGateMoe : IMultiTaskModel
         Arena.Build(options.Seed);
     }
 
+    /// <summary>The sizes it was built with.</summary>
     public MultiTaskOptions Options { get; }
+    /// <inheritdoc/>
     public ParameterArena Arena { get; }
+    /// <inheritdoc/>
     public int Tasks => Options.Tasks;
 
     /// <summary>[E·H, D] and [E·H]: expert e owns rows e·H .. e·H + H − 1.</summary>
@@ -93,8 +111,10 @@ public sealed class MultiGateMoe : IMultiTaskModel
     /// <summary>Per task [E, D] and [E].</summary>
     public IReadOnlyList<Linear> Gates { get; }
 
+    /// <summary>One tower per task, reading that task's gated mix of the experts.</summary>
     public IReadOnlyList<Tower> Towers { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<Tensor> Forward(Tape tape, Tensor x)
     {
         var h = tape.Gelu(ExpertLayer.Forward(tape, x)); // [N, E·H]
@@ -120,6 +140,7 @@ public sealed class MultiGateMoe : IMultiTaskModel
 /// </summary>
 public sealed class SharedBottom : IMultiTaskModel
 {
+    /// <summary>The shared-bottom baseline for <paramref name="options"/> (validated first), weights drawn from its seed.</summary>
     public SharedBottom(MultiTaskOptions options)
     {
         options.Validate();
@@ -130,15 +151,20 @@ public sealed class SharedBottom : IMultiTaskModel
         Arena.Build(options.Seed);
     }
 
+    /// <summary>The sizes it was built with.</summary>
     public MultiTaskOptions Options { get; }
+    /// <inheritdoc/>
     public ParameterArena Arena { get; }
+    /// <inheritdoc/>
     public int Tasks => Options.Tasks;
 
     /// <summary>[B, D] and [B].</summary>
     public Linear Bottom { get; }
 
+    /// <summary>One tower per task, reading the bottom layer.</summary>
     public IReadOnlyList<Tower> Towers { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<Tensor> Forward(Tape tape, Tensor x)
     {
         var h = tape.Gelu(Bottom.Forward(tape, x)); // [N,B]

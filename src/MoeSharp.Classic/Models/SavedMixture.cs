@@ -5,6 +5,7 @@ namespace MoeSharp.Classic.Models;
 /// <summary>A model read back by <c>MixtureFile.Load</c>: one of the two mixture kinds, and the schema saved with it.</summary>
 public sealed record SavedMixture(MixtureOfExperts? Mixture, HierarchicalMixture? Hierarchy, TabularSchema? Schema)
 {
+    /// <summary>Whether the saved model classifies or regresses.</summary>
     public TabularTask Task => Mixture?.Task ?? Hierarchy!.Task;
 
     /// <summary>Predicts with whichever mixture was saved.</summary>

@@ -16,6 +16,7 @@ public sealed class HierarchicalTrainer
 {
     private readonly MixtureTrainer[] _groups;
 
+    /// <summary>A trainer for <paramref name="model"/> with <paramref name="options"/> (validated first), shared by every level.</summary>
     public HierarchicalTrainer(HierarchicalMixture model, MixtureTrainOptions? options = null)
     {
         Model = model;
@@ -24,7 +25,9 @@ public sealed class HierarchicalTrainer
         _groups = model.Groups.Select(g => new MixtureTrainer(g, Options)).ToArray();
     }
 
+    /// <summary>The two-level mixture being trained.</summary>
     public HierarchicalMixture Model { get; }
+    /// <summary>The training settings.</summary>
     public MixtureTrainOptions Options { get; }
 
     /// <summary>

@@ -69,7 +69,9 @@ public sealed record MixtureTrainOptions
     /// <summary>Full-batch AdamW steps that fit the gate to the responsibilities in each M-step.</summary>
     public int GateStepsPerMStep { get; init; } = 100;
 
+    /// <summary>Rows per AdamW step in the gradient phases.</summary>
     public int BatchSize { get; init; } = 64;
+    /// <summary>AdamW learning rate of the gradient phases.</summary>
     public float LearningRate { get; init; } = 1e-2f;
 
     /// <summary>AdamW's decoupled decay on the weight matrices of the gate and the differentiable experts.</summary>
@@ -87,6 +89,7 @@ public sealed record MixtureTrainOptions
     /// </summary>
     public float BalanceCoef { get; init; }
 
+    /// <summary>What a regression mixture minimises (see <see cref="RegressionObjective"/>).</summary>
     public RegressionObjective Objective { get; init; } = RegressionObjective.GaussianMixture;
 
     /// <summary>
@@ -102,6 +105,7 @@ public sealed record MixtureTrainOptions
     /// <summary>Seeds k-means and the batch order.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         static void Require(bool ok, string field, string message)
@@ -130,6 +134,7 @@ public sealed record MixtureTrainOptions
 /// <summary>One phase's outcome: its loss after each epoch or EM iteration (mean per row), and its time.</summary>
 public sealed record PhaseReport(MixturePhase Phase, IReadOnlyList<double> Loss, double Seconds)
 {
+    /// <summary>The last recorded loss of the phase; NaN if none was recorded.</summary>
     public double FinalLoss => Loss.Count == 0 ? double.NaN : Loss[^1];
 }
 
@@ -146,6 +151,7 @@ public sealed class MixtureTrainer
     private readonly Tape _tape = new();
     private readonly Rng _rng;
 
+    /// <summary>A trainer for <paramref name="model"/> with <paramref name="options"/> (validated first).</summary>
     public MixtureTrainer(MixtureOfExperts model, MixtureTrainOptions? options = null)
     {
         Model = model;
@@ -154,7 +160,9 @@ public sealed class MixtureTrainer
         _rng = new Rng(Options.Seed);
     }
 
+    /// <summary>The mixture being trained.</summary>
     public MixtureOfExperts Model { get; }
+    /// <summary>The training settings.</summary>
     public MixtureTrainOptions Options { get; }
 
     /// <summary>

@@ -9,15 +9,21 @@ namespace MoeSharp.Classic.Training;
 /// <summary>Settings of <see cref="MultiTaskTrainer"/>, validated by <see cref="Validate"/>, which names the bad field.</summary>
 public sealed record MultiTaskTrainOptions
 {
+    /// <summary>Passes over the training rows.</summary>
     public int Epochs { get; init; } = 30;
+    /// <summary>Rows per AdamW step.</summary>
     public int BatchSize { get; init; } = 128;
     /// <summary>Peak learning rate; it decays along a cosine to <see cref="MinLearningRateFraction"/> of itself by the last step.</summary>
     public float LearningRate { get; init; } = 1e-3f;
 
+    /// <summary>The learning rate at the last step, as a fraction of <see cref="LearningRate"/>.</summary>
     public float MinLearningRateFraction { get; init; } = 0.1f;
+    /// <summary>AdamW's decoupled weight decay.</summary>
     public float WeightDecay { get; init; }
+    /// <summary>Seeds the batch order.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (Epochs < 0) throw new ArgumentException($"MultiTaskTrainOptions.Epochs: must be non-negative, got {Epochs}.", nameof(Epochs));

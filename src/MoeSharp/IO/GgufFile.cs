@@ -19,8 +19,10 @@ namespace MoeSharp.IO;
 /// </remarks>
 public sealed unsafe class GgufFile : IDisposable
 {
-    public const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
+    internal const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
+    /// <summary>The data alignment in bytes when the file sets no <c>general.alignment</c>.</summary>
     public const int DefaultAlignment = 32;
+    /// <summary>The metadata key that sets the data alignment (a UInt32 power of two).</summary>
     public const string AlignmentKey = "general.alignment";
 
     /// <summary>ggml's limits: at most 4 dimensions, names shorter than 64 bytes.</summary>
@@ -45,17 +47,22 @@ public sealed unsafe class GgufFile : IDisposable
         foreach (var t in Tensors) _byName.Add(t.Name, t);
     }
 
+    /// <summary>The path the file was opened from, as given; messages name it.</summary>
     public string Path { get; }
 
+    /// <summary>The GGUF version in the header; only 3 is accepted.</summary>
     public uint Version { get; }
 
+    /// <summary>The metadata key/value pairs, in file order (e.g. <c>general.architecture</c>, <c>llama.block_count</c>).</summary>
     public IReadOnlyDictionary<string, GgufValue> Metadata { get; }
 
     /// <summary>Tensors in file order.</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 
+    /// <summary>The data alignment in bytes: <c>general.alignment</c>, or <see cref="DefaultAlignment"/>.</summary>
     public int Alignment { get; }
 
+    /// <summary>Maps <paramref name="path"/> and validates its header, metadata and tensor table; throws <see cref="GgufFormatException"/> naming the file and the bad field.</summary>
     public static GgufFile Open(string path)
     {
         long length = new FileInfo(path).Length;
@@ -83,6 +90,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
+    /// <summary>Whether the file holds a tensor named <paramref name="name"/>.</summary>
     public bool Contains(string name) => _byName.ContainsKey(name);
 
     /// <exception cref="KeyNotFoundException">No tensor of that name; the message names the file and tensor.</exception>
@@ -125,6 +133,7 @@ public sealed unsafe class GgufFile : IDisposable
         return new QuantizedMatrix(memory, format, rows, cols);
     }
 
+    /// <summary>Unmaps the file; spans and matrices taken from it must not be used afterwards.</summary>
     public void Dispose()
     {
         if (_disposed) return;

@@ -3,8 +3,44 @@ namespace MoeSharp.IO;
 /// <summary>GGUF metadata value types, numbered as in the file.</summary>
 public enum GgufValueType : uint
 {
-    UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7, String = 8,
-    Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
+    /// <summary>byte.</summary>
+    UInt8 = 0,
+
+    /// <summary>sbyte.</summary>
+    Int8 = 1,
+
+    /// <summary>ushort.</summary>
+    UInt16 = 2,
+
+    /// <summary>short.</summary>
+    Int16 = 3,
+
+    /// <summary>uint.</summary>
+    UInt32 = 4,
+
+    /// <summary>int.</summary>
+    Int32 = 5,
+
+    /// <summary>float.</summary>
+    Float32 = 6,
+
+    /// <summary>bool, stored as one byte (0 or 1).</summary>
+    Bool = 7,
+
+    /// <summary>string: a u64 byte length, then UTF-8 bytes.</summary>
+    String = 8,
+
+    /// <summary>An array: a u32 element type, a u64 count, then the elements.</summary>
+    Array = 9,
+
+    /// <summary>ulong.</summary>
+    UInt64 = 10,
+
+    /// <summary>long.</summary>
+    Int64 = 11,
+
+    /// <summary>double.</summary>
+    Float64 = 12,
 }
 
 /// <summary>
@@ -13,6 +49,7 @@ public enum GgufValueType : uint
 /// </summary>
 public sealed class GgufValue
 {
+    /// <summary>A value of <paramref name="type"/>; for an array, <paramref name="value"/> is a CLR array of <paramref name="elementType"/>.</summary>
     public GgufValue(GgufValueType type, object value, GgufValueType elementType = GgufValueType.UInt8)
     {
         Type = type;
@@ -20,28 +57,38 @@ public sealed class GgufValue
         Value = value;
     }
 
+    /// <summary>The value's GGUF type (<see cref="GgufValueType.Array"/> for an array).</summary>
     public GgufValueType Type { get; }
 
     /// <summary>For an array, its element type.</summary>
     public GgufValueType ElementType { get; }
 
+    /// <summary>The CLR value: a scalar of the type's CLR counterpart, a string, or a CLR array.</summary>
     public object Value { get; }
 
+    /// <summary>A string value.</summary>
     public static GgufValue Of(string value) => new(GgufValueType.String, value);
 
+    /// <summary>A UInt32 value (GGUF counts and sizes, <c>general.alignment</c>).</summary>
     public static GgufValue Of(uint value) => new(GgufValueType.UInt32, value);
 
+    /// <summary>An Int32 value.</summary>
     public static GgufValue Of(int value) => new(GgufValueType.Int32, value);
 
+    /// <summary>A Float32 value (epsilons, RoPE bases).</summary>
     public static GgufValue Of(float value) => new(GgufValueType.Float32, value);
 
+    /// <summary>A Bool value.</summary>
     public static GgufValue Of(bool value) => new(GgufValueType.Bool, value);
 
+    /// <summary>A UInt64 value.</summary>
     public static GgufValue Of(ulong value) => new(GgufValueType.UInt64, value);
 
+    /// <summary>An array of <paramref name="elementType"/>; <paramref name="items"/> must be a CLR array of that type's counterpart.</summary>
     public static GgufValue Array(GgufValueType elementType, System.Array items) =>
         new(GgufValueType.Array, items, elementType);
 
+    /// <summary>The scalar as text, or the element type and length of an array.</summary>
     public override string ToString() => Value is System.Array a ? $"[{ElementType} × {a.Length}]" : $"{Value}";
 }
 
@@ -49,6 +96,7 @@ public sealed class GgufValue
 /// <param name="Offset">Bytes from the start of the data section.</param>
 public sealed record GgufTensorInfo(string Name, long[] Dims, uint GgmlType, long Offset, long ByteCount)
 {
+    /// <summary>The product of <see cref="Dims"/>: the number of elements, not of bytes.</summary>
     public long ElementCount
     {
         get

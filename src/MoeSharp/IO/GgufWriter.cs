@@ -15,8 +15,10 @@ public sealed class GgufWriter
     private readonly HashSet<string> _keys = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
+    /// <summary>The data alignment in bytes the file will use; set by adding <see cref="GgufFile.AlignmentKey"/>.</summary>
     public int Alignment { get; private set; } = GgufFile.DefaultAlignment;
 
+    /// <summary>Adds metadata <paramref name="key"/>; each key once. Returns this writer, for chaining.</summary>
     public GgufWriter Add(string key, GgufValue value)
     {
         if (!_keys.Add(key)) throw new ArgumentException($"metadata key '{key}' is already set", nameof(key));
@@ -54,6 +56,7 @@ public sealed class GgufWriter
         return this;
     }
 
+    /// <summary>Writes the file to <paramref name="path"/>, replacing any file there atomically.</summary>
     public void Write(string path)
     {
         string temp = $"{path}.{Environment.ProcessId}.tmp";

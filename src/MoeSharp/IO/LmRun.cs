@@ -15,6 +15,7 @@ namespace MoeSharp.IO;
 /// </summary>
 public sealed record LmRunOptions
 {
+    /// <summary>The defaults, shared with <c>moe train</c>.</summary>
     public static LmRunOptions Default { get; } = new();
 
     /// <summary>Validate every N steps (and at the last step).</summary>
@@ -32,6 +33,7 @@ public sealed record LmRunOptions
     /// <summary>Stop (and checkpoint) at this step, keeping the schedule of the run's full length; a resume continues.</summary>
     public int? StopAt { get; init; }
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         static void Require(bool ok, string field, string message)
@@ -77,10 +79,15 @@ public sealed class LmRun
         Trainer = new LmTrainer(Model, Data.Dataset, config.Training);
     }
 
+    /// <summary>The run's folder on disk and its file paths.</summary>
     public RunFolder Folder { get; }
+    /// <summary>The run's config.json: model, training options, alphabet and data source.</summary>
     public RunConfig Config { get; }
+    /// <summary>The tokenized training and validation data, loaded from <see cref="RunConfig.Data"/>.</summary>
     public LmData Data { get; }
+    /// <summary>The model being trained; after <see cref="Resume"/>, with the checkpoint's weights.</summary>
     public MoeTransformer Model { get; }
+    /// <summary>The trainer: optimizer, schedule, batch generator and step counter.</summary>
     public LmTrainer Trainer { get; }
 
     /// <summary>Whether the run continues from a checkpoint.</summary>

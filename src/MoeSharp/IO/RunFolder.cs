@@ -11,15 +11,18 @@ namespace MoeSharp.IO;
 /// <summary>A run's config.json: the model, the training options, the tokenizer's alphabet and the data source.</summary>
 public sealed record RunConfig
 {
+    /// <summary>The model's sizes and MoE settings.</summary>
     public required ModelConfig Model { get; init; }
+    /// <summary>The training options (steps, batch, learning rate, seed, threads).</summary>
     public required LmTrainOptions Training { get; init; }
 
     /// <summary>The character tokenizer's alphabet, in id order.</summary>
     public required string Alphabet { get; init; }
 
+    /// <summary>Where the text came from, with its SHA-256 so that a resume can refuse changed data.</summary>
     public required DataSource Data { get; init; }
 
-    public static readonly JsonSerializerOptions Json = new(ModelConfig.Json) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip };
+    internal static readonly JsonSerializerOptions Json = new(ModelConfig.Json) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip };
 }
 
 /// <summary>
@@ -36,20 +39,32 @@ public sealed record RunConfig
 /// </remarks>
 public sealed class RunFolder
 {
+    /// <summary>The name of the checkpoint manifest inside the folder.</summary>
     public const string CheckpointFile = "checkpoint.json";
 
+    /// <summary>A run folder at <paramref name="path"/> (made absolute); nothing is read or created yet.</summary>
     public RunFolder(string path) => Path = System.IO.Path.GetFullPath(path);
 
+    /// <summary>The folder's absolute path.</summary>
     public string Path { get; }
+    /// <summary>config.json: the <see cref="RunConfig"/>.</summary>
     public string ConfigPath => File("config.json");
+    /// <summary>model.safetensors: the weights, with Hugging Face Mixtral tensor names.</summary>
     public string ModelPath => File("model.safetensors");
+    /// <summary>optimizer.safetensors: AdamW's moments, the step and the batch generator's state.</summary>
     public string OptimizerPath => File("optimizer.safetensors");
+    /// <summary>checkpoint.json: the step and both files' SHA-256.</summary>
     public string CheckpointPath => File(CheckpointFile);
+    /// <summary>metrics.jsonl: one line per logged step (loss, validation loss, learning rate, tokens/s).</summary>
     public string MetricsPath => File("metrics.jsonl");
+    /// <summary>routing.jsonl: per logged step, one line of routing statistics per MoE layer.</summary>
     public string RoutingPath => File("routing.jsonl");
+    /// <summary>alerts.jsonl: one line per dead or collapsed expert alert; empty when there were none.</summary>
     public string AlertsPath => File("alerts.jsonl");
+    /// <summary>domains.json: the domain × expert routing table (built-in corpus only).</summary>
     public string DomainsPath => File("domains.json");
 
+    /// <summary>The path of file <paramref name="name"/> inside the folder.</summary>
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
     /// <summary>
@@ -73,12 +88,14 @@ public sealed class RunFolder
         }
     }
 
+    /// <summary>Writes config.json atomically, creating the folder if needed.</summary>
     public void WriteConfig(RunConfig config)
     {
         Directory.CreateDirectory(Path);
         AtomicWrite(ConfigPath, JsonSerializer.Serialize(config, RunConfig.Json));
     }
 
+    /// <summary>Reads and validates config.json; throws <see cref="InvalidDataException"/> naming the file and the bad field.</summary>
     public RunConfig ReadConfig()
     {
         if (!System.IO.File.Exists(ConfigPath)) throw new FileNotFoundException($"Run folder '{Path}' has no config.json.");
@@ -211,7 +228,7 @@ public sealed class RunFolder
         }
     }
 
-    public void Append(string path, string jsonLine) => System.IO.File.AppendAllText(path, jsonLine + "\n");
+    internal void Append(string path, string jsonLine) => System.IO.File.AppendAllText(path, jsonLine + "\n");
 
     private static int MetaInt(SafetensorsFile file, string key) =>
         file.Metadata.TryGetValue(key, out var v) && int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) && i >= 0 ? i

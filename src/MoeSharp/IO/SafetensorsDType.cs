@@ -1,7 +1,38 @@
 namespace MoeSharp.IO;
 
 /// <summary>Element types of a safetensors tensor, named as in the file header.</summary>
-public enum SafetensorsDType { F32, F16, BF16, F64, I32, I64, I16, I8, U8, BOOL }
+public enum SafetensorsDType
+{
+    /// <summary>IEEE 754 single precision, 4 bytes.</summary>
+    F32,
+
+    /// <summary>IEEE 754 half precision, 2 bytes.</summary>
+    F16,
+
+    /// <summary>bfloat16: the upper half of a float32, 2 bytes.</summary>
+    BF16,
+
+    /// <summary>IEEE 754 double precision, 8 bytes.</summary>
+    F64,
+
+    /// <summary>Signed 32-bit integer.</summary>
+    I32,
+
+    /// <summary>Signed 64-bit integer.</summary>
+    I64,
+
+    /// <summary>Signed 16-bit integer.</summary>
+    I16,
+
+    /// <summary>Signed 8-bit integer.</summary>
+    I8,
+
+    /// <summary>Unsigned 8-bit integer.</summary>
+    U8,
+
+    /// <summary>Boolean, one byte.</summary>
+    BOOL,
+}
 
 internal static class SafetensorsDTypes
 {

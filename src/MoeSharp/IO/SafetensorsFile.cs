@@ -40,6 +40,7 @@ public sealed class SafetensorsFile : IDisposable
         Metadata = metadata;
     }
 
+    /// <summary>The path the file was opened from, as given; messages name it.</summary>
     public string Path { get; }
 
     /// <summary>The <c>"__metadata__"</c> map; empty if the header has none.</summary>
@@ -48,6 +49,7 @@ public sealed class SafetensorsFile : IDisposable
     /// <summary>All tensors, ordered by their data offsets.</summary>
     public IReadOnlyList<SafetensorsEntry> Entries { get; }
 
+    /// <summary>Maps <paramref name="path"/> and validates its header; throws <see cref="SafetensorsFormatException"/> naming the file and the bad entry.</summary>
     public static SafetensorsFile Open(string path)
     {
         // FileShare.Delete lets SafetensorsWriter replace the file while it is open (the open handle keeps the old data).
@@ -83,6 +85,7 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Whether the file holds a tensor named <paramref name="name"/>.</summary>
     public bool Contains(string name) => _byName.ContainsKey(name);
 
     /// <exception cref="KeyNotFoundException">No tensor of that name; the message names the file and tensor.</exception>
@@ -123,6 +126,7 @@ public sealed class SafetensorsFile : IDisposable
         return result;
     }
 
+    /// <summary>Unmaps the file.</summary>
     public void Dispose() => _handle.Dispose();
 
     private SafetensorsEntry FloatEntry(string name)

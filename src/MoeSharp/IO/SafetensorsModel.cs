@@ -9,7 +9,9 @@ namespace MoeSharp.IO;
 /// </summary>
 public sealed class SafetensorsModel : IDisposable
 {
+    /// <summary>The file name of an unsharded model's weights.</summary>
     public const string SingleFileName = "model.safetensors";
+    /// <summary>The file name of a sharded model's index (its "weight_map" names each tensor's shard).</summary>
     public const string IndexFileName = "model.safetensors.index.json";
 
     private readonly string _path;
@@ -42,6 +44,7 @@ public sealed class SafetensorsModel : IDisposable
         throw new FileNotFoundException($"{folderOrFile}: folder has neither {IndexFileName} nor {SingleFileName}", single);
     }
 
+    /// <summary>Whether any file of the model holds a tensor named <paramref name="name"/>.</summary>
     public bool Contains(string name) => _fileByName.ContainsKey(name);
 
     /// <summary>The file or index this model was opened from, for messages.</summary>
@@ -59,6 +62,7 @@ public sealed class SafetensorsModel : IDisposable
     /// <inheritdoc cref="SafetensorsFile.ReadFloat32(string, Span{float})"/>
     public void ReadFloat32(string name, Span<float> destination) => FileOf(name).ReadFloat32(name, destination);
 
+    /// <summary>Closes every shard.</summary>
     public void Dispose()
     {
         foreach (var file in _files)

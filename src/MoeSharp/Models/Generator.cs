@@ -9,8 +9,10 @@ namespace MoeSharp.Models;
 /// </summary>
 public sealed record SamplingOptions
 {
+    /// <summary>The defaults, shared with <c>moe generate</c>.</summary>
     public static SamplingOptions Default { get; } = new();
 
+    /// <summary>Divides the logits before the softmax; 0 picks the most likely token, above 1 flattens the distribution.</summary>
     public float Temperature { get; init; } = 0.8f;
 
     /// <summary>Keep only the k most likely tokens; 0 keeps all.</summary>
@@ -19,11 +21,13 @@ public sealed record SamplingOptions
     /// <summary>Keep the smallest set of tokens whose probability reaches p (nucleus); 1 keeps all.</summary>
     public float TopP { get; init; } = 1f;
 
+    /// <summary>Seeds the sampler, so a (prompt, options) pair always generates the same text.</summary>
     public ulong Seed { get; init; }
 
     /// <summary>Worker threads for the forward passes (scoped, see <see cref="Kernels.Workers.Limit"/>).</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
         if (Threads < 1) throw new ArgumentException($"Threads must be at least 1, got {Threads}.", nameof(Threads));

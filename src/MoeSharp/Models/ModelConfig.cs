@@ -14,24 +14,38 @@ namespace MoeSharp.Models;
 /// </summary>
 public sealed record ModelConfig
 {
+    /// <summary>The preset this config came from (see <see cref="Presets"/>), or "custom"; informational.</summary>
     public string Preset { get; init; } = "custom";
+    /// <summary>Vocabulary size V: rows of the embedding, columns of the logits.</summary>
     public int Vocab { get; init; }
+    /// <summary>Model width D: the residual stream is [T, D].</summary>
     public int DModel { get; init; } = 128;
+    /// <summary>Number of Transformer blocks.</summary>
     public int Layers { get; init; } = 4;
+    /// <summary>Query heads per attention layer.</summary>
     public int Heads { get; init; } = 4;
+    /// <summary>Key/value heads (grouped-query attention); 0 means as many as <see cref="Heads"/>.</summary>
     public int KvHeads { get; init; }
+    /// <summary>Width of one head; 0 means <see cref="DModel"/> / <see cref="Heads"/>.</summary>
     public int HeadDim { get; init; }
 
     /// <summary>Hidden width of the dense MLP blocks.</summary>
     [JsonPropertyName("d_ff")]
     public int DFF { get; init; } = 512;
 
+    /// <summary>Context length in tokens: the longest sequence, and the RoPE table's size.</summary>
     public int Context { get; init; } = 64;
+    /// <summary>The epsilon inside every RMSNorm.</summary>
     public float NormEps { get; init; } = 1e-5f;
+    /// <summary>RoPE base frequency θ.</summary>
     public float RopeTheta { get; init; } = 10000f;
+    /// <summary>How RoPE pairs dimensions: half-rotate (Llama, Hugging Face) or interleaved (Mistral's reference code).</summary>
     public RopeStyle RopeStyle { get; init; } = RopeStyle.HalfRotate;
+    /// <summary>The dense MLP's activation: SwiGLU or GELU.</summary>
     public MlpKind Mlp { get; init; } = MlpKind.SwiGlu;
+    /// <summary>Whether the LM head reuses the embedding matrix instead of its own lm_head.</summary>
     public bool TiedEmbeddings { get; init; }
+    /// <summary>Standard deviation of the normal initialisation of the weights.</summary>
     public float InitStd { get; init; } = 0.02f;
 
     /// <summary>The MoE FFN settings; null for a dense model.</summary>
@@ -40,7 +54,10 @@ public sealed record ModelConfig
     /// <summary>Blocks i with i % MoeEvery == MoeEvery − 1 get an MoE FFN (1: every block; 2: every other, as Switch).</summary>
     public int MoeEvery { get; init; } = 1;
 
+    /// <summary><see cref="KvHeads"/> with 0 resolved to <see cref="Heads"/>.</summary>
     [JsonIgnore] public int ResolvedKvHeads => KvHeads == 0 ? Heads : KvHeads;
+
+    /// <summary><see cref="HeadDim"/> with 0 resolved to <see cref="DModel"/> / <see cref="Heads"/>.</summary>
     [JsonIgnore] public int ResolvedHeadDim => HeadDim == 0 && Heads > 0 ? DModel / Heads : HeadDim;
 
     /// <summary>Whether block <paramref name="layer"/> has an MoE FFN.</summary>
@@ -84,6 +101,7 @@ public sealed record ModelConfig
         }
     }
 
+    /// <summary>This config as indented snake_case JSON, as in a run's config.json.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
     /// <summary>Parses (and unless told otherwise validates) a config; errors name the file and the field.</summary>
@@ -113,7 +131,8 @@ public sealed record ModelConfig
 
     private static string Snake(string name) => JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
 
-    public static readonly JsonSerializerOptions Json = new()
+    /// <summary>snake_case, indented, unknown fields refused, enums as snake_case strings.</summary>
+    internal static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,

@@ -21,6 +21,7 @@ public sealed class MoeTransformer
 {
     private readonly Block[] _blocks;
 
+    /// <summary>Builds the model for <paramref name="config"/> (validated first) with weights drawn from <paramref name="seed"/>.</summary>
     public MoeTransformer(ModelConfig config, ulong seed = 0)
     {
         config.Validate();
@@ -50,11 +51,17 @@ public sealed class MoeTransformer
         Arena.Build(seed);
     }
 
+    /// <summary>The sizes this model was built with.</summary>
     public ModelConfig Config { get; }
+    /// <summary>Every weight in one flat buffer (gradients in a second), named as Hugging Face names them.</summary>
     public ParameterArena Arena { get; }
-    public RopeTable Rope { get; }
+    /// <summary>The RoPE cos/sin table [Context, HeadDim / 2], shared by every attention layer.</summary>
+    internal RopeTable Rope { get; }
+    /// <summary>The token embedding [V, D] (model.embed_tokens).</summary>
     public Embedding Embed { get; }
+    /// <summary>The RMSNorm before the LM head (model.norm).</summary>
     public RmsNorm FinalNorm { get; }
+    /// <summary>The LM head [D, V] (lm_head); null when the embedding is tied.</summary>
     public Linear? Head { get; }
 
     /// <summary>The MoE layers, in block order.</summary>

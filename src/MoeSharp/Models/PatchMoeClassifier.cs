@@ -9,23 +9,31 @@ namespace MoeSharp.Models;
 /// <summary>Sizes of a <see cref="PatchMoeClassifier"/>, validated by <see cref="Validate"/>, which names the bad field.</summary>
 public sealed record PatchMoeOptions
 {
+    /// <summary>Image height in pixels.</summary>
     public int Height { get; init; } = 8;
+    /// <summary>Image width in pixels.</summary>
     public int Width { get; init; } = 8;
 
     /// <summary>Side of the square patches; it must divide <see cref="Height"/> and <see cref="Width"/>.</summary>
     public int PatchSize { get; init; } = 4;
 
+    /// <summary>Token width D of the embedded patches.</summary>
     public int Dim { get; init; } = 32;
+    /// <summary>Number of classes C: the logits are [N, C].</summary>
     public int Classes { get; init; } = 10;
 
     /// <summary>The routed FFN over patch tokens; its <see cref="MoeOptions.Dim"/> is set to <see cref="Dim"/>.</summary>
     public MoeOptions Moe { get; init; } = new() { Experts = 4, TopK = 1, ExpertHidden = 64, Router = RouterKind.SoftmaxTopK, LoadBalanceCoef = 0.01f, ZLossCoef = 0 };
 
+    /// <summary>Seeds the initial weights.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>Patches (tokens) per image, P.</summary>
     public int PatchesPerImage => Height / PatchSize * (Width / PatchSize);
+    /// <summary>Pixels per patch, p·p.</summary>
     public int PatchPixels => PatchSize * PatchSize;
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public void Validate()
     {
         static void Positive(int value, string field)
@@ -51,6 +59,7 @@ public sealed record PatchMoeOptions
 /// </summary>
 public sealed class PatchMoeClassifier
 {
+    /// <summary>Builds the classifier for <paramref name="options"/> (validated first) and draws its weights from <see cref="PatchMoeOptions.Seed"/>.</summary>
     public PatchMoeClassifier(PatchMoeOptions options)
     {
         options.Validate();
@@ -66,13 +75,21 @@ public sealed class PatchMoeClassifier
         Arena.Build(options.Seed);
     }
 
+    /// <summary>The sizes this classifier was built with.</summary>
     public PatchMoeOptions Options { get; }
+    /// <summary>Every weight in one flat buffer, gradients in a second.</summary>
     public ParameterArena Arena { get; }
+    /// <summary>Patch embedding [p·p, D], with bias.</summary>
     public Linear PatchEmbed { get; }
+    /// <summary>Learned position embedding [P, D], one row per patch position.</summary>
     public Embedding Position { get; }
+    /// <summary>The RMSNorm before the MoE FFN.</summary>
     public RmsNorm MoeNorm { get; }
+    /// <summary>The MoE FFN that routes every patch token.</summary>
     public MoeLayer Moe { get; }
+    /// <summary>The RMSNorm before the classifier.</summary>
     public RmsNorm HeadNorm { get; }
+    /// <summary>The classifier [P·D, C], with bias, over the tokens side by side.</summary>
     public Linear Head { get; }
 
     /// <summary>

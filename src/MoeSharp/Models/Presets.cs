@@ -9,6 +9,7 @@ namespace MoeSharp.Models;
 /// </summary>
 public static class Presets
 {
+    /// <summary>The preset names <see cref="Get"/> accepts, as <c>moe train --preset</c> lists them.</summary>
     public static IReadOnlyList<string> Names { get; } = ["dense", "mixtral", "qwen-moe", "deepseek", "switch"];
 
     /// <summary>The preset <paramref name="name"/> for a vocabulary of <paramref name="vocab"/> tokens.</summary>
