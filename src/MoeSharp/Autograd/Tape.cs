@@ -14,8 +14,16 @@ public sealed partial class Tape
     private readonly List<Tensor> _owned = [];
     private readonly List<Tensor> _gradHolders = [];
     private readonly TensorPool _pool = new();
+    private readonly Dictionary<int, Stack<int[]>> _freeInts = [];
+    private readonly List<int[]> _ownedInts = [];
     private readonly Stack<string> _scopes = new();
     private int _noGrad;
+
+    /// <summary>
+    /// Counts <see cref="Reset"/> calls. Buffers that a recorded op keeps for its backward (an MoE layer's
+    /// workspace) are leased at one generation and may be reused once the generation has moved on.
+    /// </summary>
+    internal long Generation { get; private set; }
 
     /// <summary>False inside a <see cref="NoGrad"/> scope: ops compute but record nothing.</summary>
     public bool IsRecording => _noGrad == 0;
@@ -27,21 +35,21 @@ public sealed partial class Tape
     public Scope NoGrad()
     {
         _noGrad++;
-        return new Scope(() => _noGrad--);
+        return new Scope(this, named: false);
     }
 
     /// <summary>Names the layer that records the next ops, so diagnostics (a NaN, say) can point at it.</summary>
     public Scope Named(string name)
     {
         _scopes.Push(name);
-        return new Scope(() => _scopes.Pop());
+        return new Scope(this, named: true);
     }
 
     /// <summary>The innermost <see cref="Named"/> label, or "" at top level.</summary>
     public string CurrentName => _scopes.Count == 0 ? "" : _scopes.Peek();
 
     /// <summary>A tensor owned by this tape until <see cref="Reset"/>; contents uninitialised.</summary>
-    public Tensor Allocate(params int[] shape)
+    public Tensor Allocate(params ReadOnlySpan<int> shape)
     {
         var t = _pool.Rent(shape);
         _owned.Add(t);
@@ -49,11 +57,22 @@ public sealed partial class Tape
     }
 
     /// <summary>A zero-filled tensor owned by this tape until <see cref="Reset"/>.</summary>
-    public Tensor AllocateZeroed(params int[] shape)
+    public Tensor AllocateZeroed(params ReadOnlySpan<int> shape)
     {
         var t = Allocate(shape);
         t.Span.Clear();
         return t;
+    }
+
+    /// <summary>
+    /// An index array of exactly <paramref name="length"/> elements owned by this tape until <see cref="Reset"/>;
+    /// contents uninitialised. Routing indices live here because the backward reads them.
+    /// </summary>
+    internal int[] RentInts(int length)
+    {
+        var a = _freeInts.TryGetValue(length, out var stack) && stack.Count > 0 ? stack.Pop() : new int[length];
+        _ownedInts.Add(a);
+        return a;
     }
 
     /// <summary>True when an op on these inputs must be recorded.</summary>
@@ -62,7 +81,7 @@ public sealed partial class Tape
     internal bool Tracks(Tensor a, Tensor b, Tensor? c) => IsRecording && (a.RequiresGrad || b.RequiresGrad || c is { RequiresGrad: true });
 
     /// <summary>An op output: tape-owned, flagged for gradients when the op is recorded.</summary>
-    internal Tensor Output(bool tracked, params int[] shape)
+    internal Tensor Output(bool tracked, params ReadOnlySpan<int> shape)
     {
         var t = Allocate(shape);
         t.RequiresGrad = tracked;
@@ -84,7 +103,7 @@ public sealed partial class Tape
     {
         if (t.Grad is null)
         {
-            var g = Allocate(t.Shape.ToArray());
+            var g = Allocate(t.Shape);
             g.Span.Clear();
             t.Grad = g;
             _gradHolders.Add(t);
@@ -135,12 +154,33 @@ public sealed partial class Tape
         _gradHolders.Clear();
         foreach (var t in _owned) _pool.Return(t);
         _owned.Clear();
+        foreach (var a in _ownedInts)
+        {
+            if (!_freeInts.TryGetValue(a.Length, out var stack)) _freeInts[a.Length] = stack = new Stack<int[]>();
+            stack.Push(a);
+        }
+        _ownedInts.Clear();
+        Generation++;
     }
 
     /// <summary>Undoes a <see cref="NoGrad"/> or <see cref="Named"/> when disposed.</summary>
-    public readonly struct Scope(Action exit) : IDisposable
+    public readonly struct Scope : IDisposable
     {
-        public void Dispose() => exit();
+        private readonly Tape _tape;
+        private readonly bool _named;
+
+        internal Scope(Tape tape, bool named)
+        {
+            _tape = tape;
+            _named = named;
+        }
+
+        /// <summary>Leaves the scope: pops the name, or ends the no-gradient region.</summary>
+        public void Dispose()
+        {
+            if (_named) _tape._scopes.Pop();
+            else _tape._noGrad--;
+        }
     }
 }
 

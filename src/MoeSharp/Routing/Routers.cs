@@ -58,21 +58,21 @@ public abstract class LinearRouter : Module, IRouter
 
     public abstract RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 
-    /// <summary>Token-major offsets for exactly k pairs per token.</summary>
-    protected static int[] Uniform(int tokens, int k)
+    /// <summary>Token-major offsets [T+1] for exactly k pairs per token, owned by the tape until its Reset.</summary>
+    internal static int[] Uniform(Tape tape, int tokens, int k)
     {
-        var offsets = new int[tokens + 1];
+        var offsets = tape.RentInts(tokens + 1);
         for (int t = 0; t <= tokens; t++) offsets[t] = t * k;
         return offsets;
     }
 
-    /// <summary>Top-k column indices per row of <paramref name="scores"/> [T,E], ties to the lower index.</summary>
-    protected static int[] Select(ReadOnlySpan<float> scores, int experts, int k)
+    /// <summary>Top-k column indices [T·K] per row of <paramref name="scores"/> [T,E], ties to the lower index; owned by the tape until its Reset.</summary>
+    protected static int[] Select(Tape tape, ReadOnlySpan<float> scores, int experts, int k)
     {
         int tokens = scores.Length / experts;
-        var values = new float[tokens * k];
-        var indices = new int[tokens * k];
-        TopK.Rows(scores, experts, k, values, indices);
+        var values = tape.Allocate(tokens * k); // [T·K] the selected scores, unused
+        var indices = tape.RentInts(tokens * k);
+        TopK.Rows(scores, experts, k, values.Span, indices);
         return indices;
     }
 
@@ -99,8 +99,8 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterO
         var logits = tape.Linear(x, Weight.Value);
         var p = tape.Softmax(logits);
         int k = Options.TopK;
-        var experts = Select(logits.Span, Options.Experts, k);
-        var offsets = Uniform(x.RowCount, k);
+        var experts = Select(tape, logits.Span, Options.Experts, k);
+        var offsets = Uniform(tape, x.RowCount, k);
         var w = tape.GatherPairs(p, offsets, experts);
         if (Options.NormalizeTopK && k > 1 && k < Options.Experts) w = tape.NormalizePerToken(w, offsets);
         return new RouterOutput(logits, p, offsets, experts, w);
@@ -113,8 +113,8 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterO
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
-        var experts = Select(logits.Span, Options.Experts, Options.TopK);
-        var offsets = Uniform(x.RowCount, Options.TopK);
+        var experts = Select(tape, logits.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(tape, x.RowCount, Options.TopK);
         var w = tape.SoftmaxPerToken(tape.GatherPairs(logits, offsets, experts), offsets);
         return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
     }
@@ -155,15 +155,16 @@ public sealed class SigmoidBiasRouter : LinearRouter
         int e = Options.Experts, tokens = x.RowCount, k = Options.TopK;
         var logits = tape.Linear(x, Weight.Value);
         var s = tape.Sigmoid(logits);
-        var choice = new float[tokens * e]; // [T,E] biased scores, −∞ outside the kept groups
+        var choice = tape.Allocate(tokens, e).Span; // [T,E] biased scores, −∞ outside the kept groups
         var bias = Bias.Value.Span;
         int groups = Options.Groups, size = e / groups;
-        var groupScore = new float[groups];
-        var keptGroups = new int[Options.TopGroups];
-        var scratch = new float[Options.TopGroups];
+        int top = Options.TopGroups;
+        Span<float> groupScore = groups <= 1024 ? stackalloc float[groups] : new float[groups]; // [groups]
+        Span<int> keptGroups = top <= 1024 ? stackalloc int[top] : new int[top];                // [TopGroups]
+        Span<float> scratch = top <= 1024 ? stackalloc float[top] : new float[top];             // [TopGroups] their scores, unused
         for (int t = 0; t < tokens; t++)
         {
-            var row = choice.AsSpan(t * e, e);
+            var row = choice.Slice(t * e, e);
             for (int j = 0; j < e; j++) row[j] = s[t * e + j] + bias[j];
             if (groups == 1) continue;
             for (int g = 0; g < groups; g++)
@@ -177,17 +178,17 @@ public sealed class SigmoidBiasRouter : LinearRouter
                 }
                 groupScore[g] = size == 1 ? best : best + second;
             }
-            TopK.Rows(groupScore, groups, Options.TopGroups, scratch, keptGroups);
+            TopK.Rows(groupScore, groups, top, scratch, keptGroups);
             for (int g = 0; g < groups; g++)
-                if (Array.IndexOf(keptGroups, g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
+                if (keptGroups.IndexOf(g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
         }
-        var experts = Select(choice, e, k);
-        var offsets = Uniform(tokens, k);
+        var experts = Select(tape, choice, e, k);
+        var offsets = Uniform(tape, tokens, k);
         var w = tape.GatherPairs(s, offsets, experts);
         if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
         if (Options.RoutedScaling != 1f) w = tape.Scale(w, Options.RoutedScaling);
         // Balance losses see the scores normalised per token, as DeepSeek-V3's sequence-wise loss does.
-        var probabilities = tape.NormalizePerToken(s, Uniform(tokens, e));
+        var probabilities = tape.NormalizePerToken(s, Uniform(tape, tokens, e));
         return new RouterOutput(logits, probabilities, offsets, experts, w);
     }
 }
@@ -200,7 +201,7 @@ public sealed class SwitchRouter(ParameterArena arena, string name, RouterOption
         var input = x;
         if (context.Training && Options.JitterEps > 0)
         {
-            var noise = tape.Allocate(x.Shape.ToArray());
+            var noise = tape.Allocate(x.Shape);
             var span = noise.Span;
             var rng = Noise(context);
             for (int i = 0; i < span.Length; i++) span[i] = 1 - Options.JitterEps + 2 * Options.JitterEps * rng.NextFloat();
@@ -208,8 +209,8 @@ public sealed class SwitchRouter(ParameterArena arena, string name, RouterOption
         }
         var logits = tape.Linear(input, Weight.Value);
         var p = tape.Softmax(logits);
-        var experts = Select(logits.Span, Options.Experts, 1);
-        var offsets = Uniform(x.RowCount, 1);
+        var experts = Select(tape, logits.Span, Options.Experts, 1);
+        var offsets = Uniform(tape, x.RowCount, 1);
         return new RouterOutput(logits, p, offsets, experts, tape.GatherPairs(p, offsets, experts));
     }
 }
@@ -235,12 +236,12 @@ public sealed class NoisyTopKRouter : LinearRouter
         if (context.Training)
         {
             var scale = tape.Softplus(tape.Linear(x, NoiseWeight.Value));
-            var eps = tape.Allocate(scale.Shape.ToArray());
+            var eps = tape.Allocate(scale.Shape);
             Noise(context).FillNormal(eps.Span, 0, 1);
             h = tape.Add(logits, tape.Multiply(scale, eps));
         }
-        var experts = Select(h.Span, Options.Experts, Options.TopK);
-        var offsets = Uniform(x.RowCount, Options.TopK);
+        var experts = Select(tape, h.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(tape, x.RowCount, Options.TopK);
         var w = tape.SoftmaxPerToken(tape.GatherPairs(h, offsets, experts), offsets);
         return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
     }
@@ -269,8 +270,9 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, Router
             TopK.Rows(column, tokens, c, values, picks);
             foreach (int t in picks) chosen[t * e + j] = true;
         }
-        var offsets = new int[tokens + 1];
-        var pairs = new int[c * e]; // [P] every expert takes exactly C tokens
+        var offsets = tape.RentInts(tokens + 1); // [T+1]
+        offsets[0] = 0;
+        var pairs = tape.RentInts(c * e); // [P] every expert takes exactly C tokens
         int n = 0;
         for (int t = 0; t < tokens; t++)
         {
@@ -294,8 +296,8 @@ public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOpti
         var logits = tape.Linear(x, Weight.Value);
         var p = tape.Softmax(logits);
         var plan = Plan(logits.Span, tokens, e, Options.SinkhornIterations);
-        var experts = Select(plan, e, k);
-        var offsets = Uniform(tokens, k);
+        var experts = Select(tape, plan, e, k);
+        var offsets = Uniform(tape, tokens, k);
         var w = tape.GatherPairs(p, offsets, experts);
         if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
         return new RouterOutput(logits, p, offsets, experts, w);
@@ -339,16 +341,14 @@ public sealed class HashRouter(RouterOptions options) : IRouter
         int tokens = x.RowCount, e = options.Experts;
         var ids = context.TokenIds ?? throw new ArgumentException("Hash routing needs the token ids (RoutingContext.TokenIds).");
         if (ids.Length != tokens) throw new ArgumentException($"Hash routing got {ids.Length} token ids for {tokens} tokens.");
-        var experts = new int[tokens];
+        var experts = tape.RentInts(tokens); // [T] one pair per token
         for (int t = 0; t < tokens; t++) experts[t] = (int)(Mix((ulong)ids[t] ^ options.Seed) % (ulong)e);
         var logits = tape.AllocateZeroed(tokens, e); // [T,E] no scores: all zero
         var p = tape.Allocate(tokens, e);             // [T,E] uniform
         p.Span.Fill(1f / e);
         var w = tape.Allocate(tokens);
         w.Span.Fill(1f);
-        var offsets = new int[tokens + 1];
-        for (int t = 0; t <= tokens; t++) offsets[t] = t;
-        return new RouterOutput(logits, p, offsets, experts, w);
+        return new RouterOutput(logits, p, LinearRouter.Uniform(tape, tokens, 1), experts, w);
     }
 
     /// <summary>SplitMix64's finaliser: consecutive ids land on unrelated experts.</summary>
