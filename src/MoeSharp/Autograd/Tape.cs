@@ -29,7 +29,7 @@ public sealed partial class Tape
     public bool IsRecording => _noGrad == 0;
 
     /// <summary>The recorded ops, in forward order.</summary>
-    public IReadOnlyList<Node> Nodes => _nodes;
+    internal IReadOnlyList<Node> Nodes => _nodes;
 
     /// <summary>Inference: ops run, nothing is recorded, no gradient buffers are made.</summary>
     public Scope NoGrad()
@@ -96,7 +96,7 @@ public sealed partial class Tape
     }
 
     /// <summary>When set, accumulates time per op for forward and backward (see <see cref="OpProfile"/>).</summary>
-    public OpProfile? Profile { get; set; }
+    internal OpProfile? Profile { get; set; }
 
     /// <summary>The gradient buffer of <paramref name="t"/>, created zeroed on first use.</summary>
     internal Span<float> GradOf(Tensor t)
@@ -138,7 +138,7 @@ public sealed partial class Tape
     /// The first recorded op, in forward order, whose output holds a NaN or infinity, or null. Training calls it
     /// after a non-finite loss to name the layer at fault.
     /// </summary>
-    public Node? FirstNonFinite()
+    internal Node? FirstNonFinite()
     {
         foreach (var node in _nodes)
             if (!TensorPrimitives.IsFiniteAll(node.Output.Span)) return node;
@@ -185,10 +185,11 @@ public sealed partial class Tape
 }
 
 /// <summary>A recorded op: its backward adds the gradient of <see cref="Output"/> into its inputs' gradients.</summary>
-public abstract class Node
+internal abstract class Node
 {
     protected Node(Tensor output) => Output = output;
 
+    /// <summary>The tensor the op produced; its gradient drives <see cref="Backward"/>.</summary>
     public Tensor Output { get; }
 
     /// <summary>The layer that recorded this op (see <see cref="Tape.Named"/>).</summary>

@@ -21,6 +21,7 @@ public sealed class MoeLayer : Module
     private static readonly RoutingContext s_noContext = new();
     private MoeWorkspace[] _workspaces = []; // the sort and capacity buffers, reused once their tape has reset
 
+    /// <summary>Validates <paramref name="options"/> and registers the router, the stacked experts and any shared expert under <paramref name="name"/>.</summary>
     public MoeLayer(MoeOptions options, ParameterArena arena, string name) : base(arena, name)
     {
         options.Validate();
@@ -43,6 +44,7 @@ public sealed class MoeLayer : Module
         }
     }
 
+    /// <summary>The validated settings the layer was built with.</summary>
     public MoeOptions Options { get; }
 
     /// <summary>The token router; null for Soft MoE.</summary>
@@ -51,8 +53,11 @@ public sealed class MoeLayer : Module
     /// <summary>Soft MoE's slot mixing; null for a token router.</summary>
     public SoftMoe? Soft { get; }
 
+    /// <summary>The routed experts, stacked as W1/W3 [E,H,D] and W2 [E,D,H].</summary>
     public ExpertBank Bank { get; }
+    /// <summary>The always-on shared expert (all shared experts fused into one MLP); null when there is none.</summary>
     public Mlp? Shared { get; }
+    /// <summary>σ(x·w) per token scaling the shared output (Qwen2-MoE); null when off.</summary>
     public Linear? SharedGate { get; }
 
     /// <summary>Runs the layer on x [T,D].</summary>

@@ -38,24 +38,30 @@ public sealed record RouterOutput(Tensor Logits, Tensor Probabilities, int[] Tok
 /// <summary>Scores experts for each token and picks the pairs that will be computed.</summary>
 public interface IRouter
 {
+    /// <summary>Routes x [T,D]: scores, probabilities, the chosen pairs and their gate weights, whose buffers live until the tape's Reset.</summary>
     RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 }
 
 /// <summary>The routers that score with a linear gate W [E,D] (Mixtral's block_sparse_moe.gate.weight).</summary>
 public abstract class LinearRouter : Module, IRouter
 {
+    /// <summary>Registers the gate W [E,D] as <c>{name}.weight</c>.</summary>
     protected LinearRouter(ParameterArena arena, string name, RouterOptions options) : base(arena, name)
     {
         Options = options;
         Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
     }
 
+    /// <summary>The validated router settings.</summary>
     public RouterOptions Options { get; }
+
+    /// <summary>The gate W [E,D]: logits = x·Wᵀ.</summary>
     public Parameter Weight { get; }
 
     /// <summary>The generator for this call's noise, a function of the layer's seed and the step only.</summary>
     protected Rng Noise(RoutingContext context) => new(Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)context.Step);
 
+    /// <inheritdoc />
     public abstract RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 
     /// <summary>Token-major offsets [T+1] for exactly k pairs per token, owned by the tape until its Reset.</summary>
@@ -94,6 +100,7 @@ public abstract class LinearRouter : Module, IRouter
 /// <summary>p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK. With K = E: the dense mixture.</summary>
 public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
@@ -110,6 +117,7 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterO
 /// <summary>Top-k of the logits, then softmax over those k logits (GPT-OSS).</summary>
 public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
@@ -127,6 +135,7 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterO
 /// </summary>
 public sealed class SigmoidBiasRouter : LinearRouter
 {
+    /// <summary>Registers the gate and the selection bias <c>{name}.e_score_correction_bias</c> [E].</summary>
     public SigmoidBiasRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         Bias = Param("e_score_correction_bias", [o.Experts], Init.Zeros, trainable: false);
@@ -150,6 +159,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
         for (int e = 0; e < b.Length; e++) b[e] += Options.BiasUpdateRate * Math.Sign(mean - load[e]);
     }
 
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int e = Options.Experts, tokens = x.RowCount, k = Options.TopK;
@@ -196,6 +206,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
 /// <summary>Switch Transformer: top-1 of softmax, weight = that probability; the router sees x·U(1−ε, 1+ε) in training.</summary>
 public sealed class SwitchRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var input = x;
@@ -221,6 +232,7 @@ public sealed class SwitchRouter(ParameterArena arena, string name, RouterOption
 /// </summary>
 public sealed class NoisyTopKRouter : LinearRouter
 {
+    /// <summary>Registers the gate and the noise gate <c>{name}.noise_weight</c> [E,D].</summary>
     public NoisyTopKRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         NoiseWeight = Param("noise_weight", [o.Experts, o.Dim], Init.Zeros);
@@ -229,6 +241,7 @@ public sealed class NoisyTopKRouter : LinearRouter
     /// <summary>[E,D] learned noise scale; zero at start, as in the paper.</summary>
     public Parameter NoiseWeight { get; }
 
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
@@ -253,6 +266,7 @@ public sealed class NoisyTopKRouter : LinearRouter
 /// </summary>
 public sealed class ExpertChoiceRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = Options.Experts;
@@ -290,6 +304,7 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, Router
 /// </summary>
 public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = Options.Experts, k = Options.TopK;
@@ -336,6 +351,7 @@ public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOpti
 /// <summary>Hash layers: expert = mix(token id) mod E, weight 1; no parameters, no gradient.</summary>
 public sealed class HashRouter(RouterOptions options) : IRouter
 {
+    /// <inheritdoc />
     public RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = options.Experts;
