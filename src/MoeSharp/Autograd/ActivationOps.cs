@@ -9,7 +9,7 @@ public sealed partial class Tape
     public Tensor SwiGlu(Tensor a, Tensor b)
     {
         Shapes.Same("SwiGlu", a, b);
-        var y = Output(Tracks(a, b), a.Shape.ToArray());
+        var y = Output(Tracks(a, b), a.Shape);
         Activations.SwiGluForward(a.Span, b.Span, y.Span);
         if (y.RequiresGrad) Record(new SwiGluNode(y, a, b));
         return y;
@@ -18,7 +18,7 @@ public sealed partial class Tape
     /// <summary>GELU, tanh approximation.</summary>
     public Tensor Gelu(Tensor a)
     {
-        var y = Output(Tracks(a), a.Shape.ToArray());
+        var y = Output(Tracks(a), a.Shape);
         Activations.GeluForward(a.Span, y.Span);
         if (y.RequiresGrad) Record(new GeluNode(y, a));
         return y;

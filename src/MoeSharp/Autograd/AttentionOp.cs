@@ -15,7 +15,7 @@ public sealed partial class Tape
         Shapes.Same("CausalAttention keys and values", k, v);
         if (q.RowCount != batch * t || k.RowCount != batch * t)
             throw new ArgumentException($"CausalAttention: queries {Shapes.Format(q.Shape)} and keys {Shapes.Format(k.Shape)} must both have {batch}·T rows.");
-        var y = Output(IsRecording && (q.RequiresGrad || k.RequiresGrad || v.RequiresGrad), q.Shape.ToArray());
+        var y = Output(IsRecording && (q.RequiresGrad || k.RequiresGrad || v.RequiresGrad), q.Shape);
         var lse = Allocate(batch, heads, t); // [B,H,T]
         Attention.Forward(q.Span, k.Span, v.Span, y.Span, lse.Span, shape);
         if (y.RequiresGrad) Record(new AttentionNode(y, q, k, v, lse, shape));

@@ -8,7 +8,7 @@ public sealed partial class Tape
     public Tensor Add(Tensor a, Tensor b)
     {
         Shapes.Same("Add", a, b);
-        var y = Output(Tracks(a, b), a.Shape.ToArray());
+        var y = Output(Tracks(a, b), a.Shape);
         TensorPrimitives.Add(a.Span, b.Span, y.Span);
         if (y.RequiresGrad) Record(new AddNode(y, a, b));
         return y;
@@ -17,7 +17,7 @@ public sealed partial class Tape
     /// <summary>c · a, for a constant c (loss coefficients).</summary>
     public Tensor Scale(Tensor a, float c)
     {
-        var y = Output(Tracks(a), a.Shape.ToArray());
+        var y = Output(Tracks(a), a.Shape);
         TensorPrimitives.Multiply(a.Span, c, y.Span);
         if (y.RequiresGrad) Record(new ScaleNode(y, a, c));
         return y;

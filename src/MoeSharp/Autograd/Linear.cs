@@ -14,7 +14,8 @@ public sealed partial class Tape
         if (b is not null && (b.Rank != 1 || b.Dim(0) != outF))
             throw new ArgumentException($"Linear: bias has shape {Shapes.Format(b.Shape)}; expected [{outF}].");
         int n = x.RowCount;
-        var shape = x.Shape.ToArray();
+        Span<int> shape = stackalloc int[x.Rank]; // x's shape with the last dimension replaced
+        x.Shape.CopyTo(shape);
         shape[^1] = outF;
         var y = Output(Tracks(x, w, b), shape);
         Gemm.Multiply(x.Span, w.Span, y.Span, n, outF, inF, transB: true);

@@ -85,7 +85,7 @@ public static class MixtureOps
     {
         int e = logits.Dim(-1), n = logits.RowCount;
         if (k < 1 || k > e) throw new ArgumentOutOfRangeException(nameof(k), $"TopKMask: k must be in [1, {e}], got {k}.");
-        var y = tape.Output(tape.Tracks(logits), logits.Shape.ToArray());
+        var y = tape.Output(tape.Tracks(logits), logits.Shape);
         var keep = SelectTopK(logits.Span, e, k);
         for (int i = 0; i < keep.Length; i++) y[i] = keep[i] ? logits[i] : Masked;
         if (y.RequiresGrad) tape.Record(new TopKMaskNode(y, logits, keep));

@@ -10,7 +10,7 @@ public sealed partial class Tape
     {
         int d = w.Length;
         Shapes.LastDim("RmsNorm", x, d, $"input (weight {Shapes.Format(w.Shape)})");
-        var y = Output(Tracks(x, w), x.Shape.ToArray());
+        var y = Output(Tracks(x, w), x.Shape);
         var rstd = Allocate(x.RowCount); // [N]
         Norms.RmsForward(x.Span, w.Span, y.Span, rstd.Span, d, eps);
         if (y.RequiresGrad) Record(new RmsNormNode(y, x, w, rstd));
@@ -23,7 +23,7 @@ public sealed partial class Tape
         int d = w.Length;
         Shapes.LastDim("LayerNorm", x, d, $"input (weight {Shapes.Format(w.Shape)})");
         Shapes.Same("LayerNorm weight and bias", w, b);
-        var y = Output(Tracks(x, w, b), x.Shape.ToArray());
+        var y = Output(Tracks(x, w, b), x.Shape);
         var mean = Allocate(x.RowCount); // [N]
         var rstd = Allocate(x.RowCount); // [N]
         Norms.LayerForward(x.Span, w.Span, b.Span, y.Span, mean.Span, rstd.Span, d, eps);

@@ -7,7 +7,7 @@ namespace MoeSharp.Autograd;
 /// towards the op that follows it); a backward op is charged its own backward. Call <see cref="Mark"/> before a
 /// forward pass so the first op is not charged for what came before.
 /// </summary>
-public sealed class OpProfile
+internal sealed class OpProfile
 {
     private readonly Dictionary<string, Entry> _entries = [];
     private long _last = Stopwatch.GetTimestamp();

@@ -9,7 +9,7 @@ public sealed partial class Tape
     public Tensor Rope(Tensor x, int heads, RopeTable table, int sequenceLength, int positionOffset = 0)
     {
         Shapes.LastDim("Rope", x, heads * table.HeadDim, $"input ({heads} heads of {table.HeadDim})");
-        var y = Output(Tracks(x), x.Shape.ToArray());
+        var y = Output(Tracks(x), x.Shape);
         x.Span.CopyTo(y.Span);
         Kernels.Rope.Apply(y.Span, heads, table, sequenceLength, positionOffset);
         if (y.RequiresGrad) Record(new RopeNode(y, x, heads, table, sequenceLength, positionOffset));

@@ -8,7 +8,7 @@ public sealed partial class Tape
     public Tensor Softmax(Tensor x)
     {
         int c = x.Dim(-1);
-        var y = Output(Tracks(x), x.Shape.ToArray());
+        var y = Output(Tracks(x), x.Shape);
         Kernels.Softmax.Rows(x.Span, y.Span, c);
         if (y.RequiresGrad) Record(new SoftmaxNode(y, x));
         return y;
@@ -17,7 +17,7 @@ public sealed partial class Tape
     /// <summary>Element-wise logistic sigmoid.</summary>
     public Tensor Sigmoid(Tensor x)
     {
-        var y = Output(Tracks(x), x.Shape.ToArray());
+        var y = Output(Tracks(x), x.Shape);
         if (x.Length > 0) TensorPrimitives.Sigmoid(x.Span, y.Span);
         if (y.RequiresGrad) Record(new SigmoidNode(y, x));
         return y;
@@ -26,7 +26,7 @@ public sealed partial class Tape
     /// <summary>Element-wise softplus, log(1 + eˣ).</summary>
     public Tensor Softplus(Tensor x)
     {
-        var y = Output(Tracks(x), x.Shape.ToArray());
+        var y = Output(Tracks(x), x.Shape);
         var xs = x.Span;
         var ys = y.Span;
         // max(x, 0) + log(1 + e^(−|x|)) stays finite for large |x|.
@@ -39,7 +39,7 @@ public sealed partial class Tape
     public Tensor Multiply(Tensor a, Tensor b)
     {
         Shapes.Same("Multiply", a, b);
-        var y = Output(Tracks(a, b), a.Shape.ToArray());
+        var y = Output(Tracks(a, b), a.Shape);
         if (a.Length > 0) TensorPrimitives.Multiply(a.Span, b.Span, y.Span);
         if (y.RequiresGrad) Record(new MultiplyNode(y, a, b));
         return y;
@@ -50,7 +50,7 @@ public sealed partial class Tape
     {
         if (g.Length != x.RowCount) throw new ArgumentException($"MultiplyRows: {Shapes.Format(g.Shape)} scales do not match the {x.RowCount} rows of {Shapes.Format(x.Shape)}.");
         int d = x.Dim(-1);
-        var y = Output(Tracks(x, g), x.Shape.ToArray());
+        var y = Output(Tracks(x, g), x.Shape);
         for (int r = 0; r < g.Length; r++) TensorPrimitives.Multiply(x.Span.Slice(r * d, d), g[r], y.Span.Slice(r * d, d));
         if (y.RequiresGrad) Record(new MultiplyRowsNode(y, x, g));
         return y;

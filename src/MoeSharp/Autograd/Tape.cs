@@ -14,34 +14,42 @@ public sealed partial class Tape
     private readonly List<Tensor> _owned = [];
     private readonly List<Tensor> _gradHolders = [];
     private readonly TensorPool _pool = new();
+    private readonly Dictionary<int, Stack<int[]>> _freeInts = [];
+    private readonly List<int[]> _ownedInts = [];
     private readonly Stack<string> _scopes = new();
     private int _noGrad;
+
+    /// <summary>
+    /// Counts <see cref="Reset"/> calls. Buffers that a recorded op keeps for its backward (an MoE layer's
+    /// workspace) are leased at one generation and may be reused once the generation has moved on.
+    /// </summary>
+    internal long Generation { get; private set; }
 
     /// <summary>False inside a <see cref="NoGrad"/> scope: ops compute but record nothing.</summary>
     public bool IsRecording => _noGrad == 0;
 
     /// <summary>The recorded ops, in forward order.</summary>
-    public IReadOnlyList<Node> Nodes => _nodes;
+    internal IReadOnlyList<Node> Nodes => _nodes;
 
     /// <summary>Inference: ops run, nothing is recorded, no gradient buffers are made.</summary>
     public Scope NoGrad()
     {
         _noGrad++;
-        return new Scope(() => _noGrad--);
+        return new Scope(this, named: false);
     }
 
     /// <summary>Names the layer that records the next ops, so diagnostics (a NaN, say) can point at it.</summary>
     public Scope Named(string name)
     {
         _scopes.Push(name);
-        return new Scope(() => _scopes.Pop());
+        return new Scope(this, named: true);
     }
 
     /// <summary>The innermost <see cref="Named"/> label, or "" at top level.</summary>
     public string CurrentName => _scopes.Count == 0 ? "" : _scopes.Peek();
 
     /// <summary>A tensor owned by this tape until <see cref="Reset"/>; contents uninitialised.</summary>
-    public Tensor Allocate(params int[] shape)
+    public Tensor Allocate(params ReadOnlySpan<int> shape)
     {
         var t = _pool.Rent(shape);
         _owned.Add(t);
@@ -49,11 +57,22 @@ public sealed partial class Tape
     }
 
     /// <summary>A zero-filled tensor owned by this tape until <see cref="Reset"/>.</summary>
-    public Tensor AllocateZeroed(params int[] shape)
+    public Tensor AllocateZeroed(params ReadOnlySpan<int> shape)
     {
         var t = Allocate(shape);
         t.Span.Clear();
         return t;
+    }
+
+    /// <summary>
+    /// An index array of exactly <paramref name="length"/> elements owned by this tape until <see cref="Reset"/>;
+    /// contents uninitialised. Routing indices live here because the backward reads them.
+    /// </summary>
+    internal int[] RentInts(int length)
+    {
+        var a = _freeInts.TryGetValue(length, out var stack) && stack.Count > 0 ? stack.Pop() : new int[length];
+        _ownedInts.Add(a);
+        return a;
     }
 
     /// <summary>True when an op on these inputs must be recorded.</summary>
@@ -62,7 +81,7 @@ public sealed partial class Tape
     internal bool Tracks(Tensor a, Tensor b, Tensor? c) => IsRecording && (a.RequiresGrad || b.RequiresGrad || c is { RequiresGrad: true });
 
     /// <summary>An op output: tape-owned, flagged for gradients when the op is recorded.</summary>
-    internal Tensor Output(bool tracked, params int[] shape)
+    internal Tensor Output(bool tracked, params ReadOnlySpan<int> shape)
     {
         var t = Allocate(shape);
         t.RequiresGrad = tracked;
@@ -77,14 +96,14 @@ public sealed partial class Tape
     }
 
     /// <summary>When set, accumulates time per op for forward and backward (see <see cref="OpProfile"/>).</summary>
-    public OpProfile? Profile { get; set; }
+    internal OpProfile? Profile { get; set; }
 
     /// <summary>The gradient buffer of <paramref name="t"/>, created zeroed on first use.</summary>
     internal Span<float> GradOf(Tensor t)
     {
         if (t.Grad is null)
         {
-            var g = Allocate(t.Shape.ToArray());
+            var g = Allocate(t.Shape);
             g.Span.Clear();
             t.Grad = g;
             _gradHolders.Add(t);
@@ -119,7 +138,7 @@ public sealed partial class Tape
     /// The first recorded op, in forward order, whose output holds a NaN or infinity, or null. Training calls it
     /// after a non-finite loss to name the layer at fault.
     /// </summary>
-    public Node? FirstNonFinite()
+    internal Node? FirstNonFinite()
     {
         foreach (var node in _nodes)
             if (!TensorPrimitives.IsFiniteAll(node.Output.Span)) return node;
@@ -135,20 +154,42 @@ public sealed partial class Tape
         _gradHolders.Clear();
         foreach (var t in _owned) _pool.Return(t);
         _owned.Clear();
+        foreach (var a in _ownedInts)
+        {
+            if (!_freeInts.TryGetValue(a.Length, out var stack)) _freeInts[a.Length] = stack = new Stack<int[]>();
+            stack.Push(a);
+        }
+        _ownedInts.Clear();
+        Generation++;
     }
 
     /// <summary>Undoes a <see cref="NoGrad"/> or <see cref="Named"/> when disposed.</summary>
-    public readonly struct Scope(Action exit) : IDisposable
+    public readonly struct Scope : IDisposable
     {
-        public void Dispose() => exit();
+        private readonly Tape _tape;
+        private readonly bool _named;
+
+        internal Scope(Tape tape, bool named)
+        {
+            _tape = tape;
+            _named = named;
+        }
+
+        /// <summary>Leaves the scope: pops the name, or ends the no-gradient region.</summary>
+        public void Dispose()
+        {
+            if (_named) _tape._scopes.Pop();
+            else _tape._noGrad--;
+        }
     }
 }
 
 /// <summary>A recorded op: its backward adds the gradient of <see cref="Output"/> into its inputs' gradients.</summary>
-public abstract class Node
+internal abstract class Node
 {
     protected Node(Tensor output) => Output = output;
 
+    /// <summary>The tensor the op produced; its gradient drives <see cref="Backward"/>.</summary>
     public Tensor Output { get; }
 
     /// <summary>The layer that recorded this op (see <see cref="Tape.Named"/>).</summary>

@@ -5,78 +5,128 @@ namespace MoeSharp.Dispatch;
 /// <summary>
 /// Which experts each token goes to, as (token, expert) pairs in token-major order: token t owns pairs
 /// [TokenOffsets[t], TokenOffsets[t+1]). A pair whose expert is −1 was dropped (over capacity) and costs nothing.
-/// <see cref="Plan"/> counting-sorts the pairs by expert, so each expert's rows are contiguous.
+/// <see cref="Plan"/> counting-sorts the pairs by expert, so each expert's rows are contiguous, and cuts the rows
+/// into the expert FFN's work items. An assignment held by an <see cref="MoeWorkspace"/> is planned again every
+/// step into the same buffers, which is why the row buffers may be longer than <see cref="Placed"/>.
 /// </summary>
-public sealed class Assignment
+internal sealed class Assignment
 {
     /// <summary>An assignment of exactly <paramref name="k"/> pairs per token, from expert indices [T, K].</summary>
     public Assignment(int experts, int k, int[] expertIndices)
+        : this(experts, expertIndices.Length)
     {
-        if (k <= 0 || expertIndices.Length % k != 0)
-            throw new ArgumentException($"{expertIndices.Length} expert indices do not split into rows of {k}.");
-        Experts = experts;
-        Tokens = expertIndices.Length / k;
-        PairExpert = expertIndices;
-        TokenOffsets = new int[Tokens + 1];
-        for (int t = 0; t <= Tokens; t++) TokenOffsets[t] = t * k;
-        Plan();
+        Plan(UniformOffsets(k, expertIndices), expertIndices);
     }
 
     /// <summary>A ragged assignment: token t owns pairs [tokenOffsets[t], tokenOffsets[t+1]).</summary>
-    public Assignment(int experts, int[] tokenOffsets, int[] pairExpert)
+    public Assignment(int experts, int[] tokenOffsets, int[] pairExpert) : this(experts, pairExpert.Length)
     {
-        if (tokenOffsets.Length == 0 || tokenOffsets[0] != 0 || tokenOffsets[^1] != pairExpert.Length)
-            throw new ArgumentException("Token offsets must start at 0 and end at the number of pairs.");
-        Experts = experts;
-        Tokens = tokenOffsets.Length - 1;
-        TokenOffsets = tokenOffsets;
-        PairExpert = pairExpert;
-        Plan();
+        Plan(tokenOffsets, pairExpert);
     }
 
+    /// <summary>Buffers for up to <paramref name="pairs"/> pairs over <paramref name="experts"/> experts, planned later.</summary>
+    internal Assignment(int experts, int pairs)
+    {
+        Experts = experts;
+        ExpertOffsets = new int[experts + 1];
+        RowPair = new int[pairs];
+        PairRow = new int[pairs];
+        RowToken = new int[pairs];
+        // Each expert's rows split into ⌈load / RowBlock⌉ items, at most pairs / RowBlock + 1 of them per expert.
+        RowItems = new (int, int, int)[pairs / ExpertFfnOp.RowBlock + experts];
+    }
+
+    private static int[] UniformOffsets(int k, int[] expertIndices)
+    {
+        if (k <= 0 || expertIndices.Length % k != 0)
+            throw new ArgumentException($"{expertIndices.Length} expert indices do not split into rows of {k}.");
+        var offsets = new int[expertIndices.Length / k + 1];
+        for (int t = 0; t < offsets.Length; t++) offsets[t] = t * k;
+        return offsets;
+    }
+
+    /// <summary>Experts the pairs may name.</summary>
     public int Experts { get; }
-    public int Tokens { get; }
+
+    /// <summary>Tokens T.</summary>
+    public int Tokens => TokenOffsets.Length - 1;
+
+    /// <summary>Pairs P, placed or dropped.</summary>
     public int Pairs => PairExpert.Length;
 
     /// <summary>[P] expert of each pair, −1 when dropped.</summary>
-    public int[] PairExpert { get; }
+    public int[] PairExpert { get; private set; } = [];
 
     /// <summary>[T+1] first pair of each token.</summary>
-    public int[] TokenOffsets { get; }
+    public int[] TokenOffsets { get; private set; } = [0];
 
     /// <summary>[E+1] expert e owns sorted rows [ExpertOffsets[e], ExpertOffsets[e+1]).</summary>
-    public int[] ExpertOffsets { get; private set; } = [];
+    public int[] ExpertOffsets { get; }
 
-    /// <summary>[Placed] the pair at each sorted row; within an expert, pairs keep token order.</summary>
-    public int[] RowPair { get; private set; } = [];
+    /// <summary>[≥ Placed] the pair at each sorted row; within an expert, pairs keep token order.</summary>
+    public int[] RowPair { get; }
 
-    /// <summary>[P] the sorted row of each pair, −1 when dropped.</summary>
-    public int[] PairRow { get; private set; } = [];
+    /// <summary>[≥ P] the sorted row of each pair, −1 when dropped.</summary>
+    public int[] PairRow { get; }
 
-    /// <summary>[Placed] the token of each sorted row.</summary>
-    public int[] RowToken { get; private set; } = [];
+    /// <summary>[≥ Placed] the token of each sorted row.</summary>
+    public int[] RowToken { get; }
+
+    /// <summary>[≥ RowItemCount] (expert, first row, row count): each expert's rows in blocks of <see cref="ExpertFfnOp.RowBlock"/>.</summary>
+    internal (int Expert, int Row, int Count)[] RowItems { get; }
+
+    /// <summary>Work items in <see cref="RowItems"/>.</summary>
+    internal int RowItemCount { get; private set; }
 
     /// <summary>Pairs that reached an expert.</summary>
     public int Placed { get; private set; }
 
+    /// <summary>Pairs dropped over capacity.</summary>
     public int Dropped => Pairs - Placed;
 
     /// <summary>Rows routed to expert e.</summary>
     public int Load(int e) => ExpertOffsets[e + 1] - ExpertOffsets[e];
 
-    private void Plan()
+    /// <summary>Sorts the pairs of <paramref name="pairExpert"/> [P] by expert into this assignment's buffers.</summary>
+    internal void Plan(int[] tokenOffsets, int[] pairExpert)
     {
-        foreach (int e in PairExpert)
-            if (e < -1 || e >= Experts) throw new ArgumentOutOfRangeException(nameof(PairExpert), $"Expert index {e} is outside [0, {Experts}).");
-        ExpertOffsets = new int[Experts + 1];
-        RowPair = new int[Pairs];
-        Placed = CountingSort.Sort(PairExpert, Experts, ExpertOffsets, RowPair);
-        PairRow = new int[Pairs];
-        Array.Fill(PairRow, -1);
-        RowToken = new int[Placed];
+        if (tokenOffsets.Length == 0 || tokenOffsets[0] != 0 || tokenOffsets[^1] != pairExpert.Length)
+            throw new ArgumentException("Token offsets must start at 0 and end at the number of pairs.");
+        if (pairExpert.Length > RowPair.Length)
+            throw new ArgumentException($"{pairExpert.Length} pairs exceed the {RowPair.Length} this assignment was sized for.");
+        foreach (int e in pairExpert)
+            if (e < -1 || e >= Experts) throw new ArgumentOutOfRangeException(nameof(pairExpert), $"Expert index {e} is outside [0, {Experts}).");
+        TokenOffsets = tokenOffsets;
+        PairExpert = pairExpert;
+        int pairs = pairExpert.Length;
+        Placed = CountingSort.Sort(pairExpert, Experts, ExpertOffsets, RowPair);
+        Array.Fill(PairRow, -1, 0, pairs);
         for (int r = 0; r < Placed; r++) PairRow[RowPair[r]] = r;
         for (int t = 0; t < Tokens; t++)
-            for (int p = TokenOffsets[t]; p < TokenOffsets[t + 1]; p++)
+            for (int p = tokenOffsets[t]; p < tokenOffsets[t + 1]; p++)
                 if (PairRow[p] >= 0) RowToken[PairRow[p]] = t;
+        int i = 0;
+        for (int e = 0; e < Experts; e++)
+            for (int r = ExpertOffsets[e]; r < ExpertOffsets[e + 1]; r += ExpertFfnOp.RowBlock)
+                RowItems[i++] = (e, r, Math.Min(ExpertFfnOp.RowBlock, ExpertOffsets[e + 1] - r));
+        RowItemCount = i;
+    }
+
+    /// <summary>[≥ the count <see cref="PlanColumns"/> returned] (expert, first column, column count).</summary>
+    internal (int Expert, int Column, int Count)[] ColumnItems { get; private set; } = [];
+
+    /// <summary>
+    /// Fills <see cref="ColumnItems"/> with <paramref name="width"/> columns in blocks of <paramref name="block"/>
+    /// for each expert that received rows, and returns how many items there are; the buffer is sized on first use.
+    /// </summary>
+    internal int PlanColumns(int width, int block)
+    {
+        int perExpert = (width + block - 1) / block;
+        if (ColumnItems.Length < Experts * perExpert) ColumnItems = new (int, int, int)[Experts * perExpert];
+        int i = 0;
+        for (int e = 0; e < Experts; e++)
+            if (Load(e) > 0)
+                for (int c = 0; c < width; c += block) ColumnItems[i++] = (e, c, Math.Min(block, width - c));
+        return i;
     }
 }

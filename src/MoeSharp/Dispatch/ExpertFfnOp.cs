@@ -17,7 +17,7 @@ namespace MoeSharp.Dispatch;
 /// path in reverse: the combine's adjoint gathers dy, row blocks give dx rows and the activation gradients, and
 /// weight gradients are split over (expert, column block) so each dW element has one writer.
 /// </remarks>
-public static unsafe class ExpertFfnOp
+internal static unsafe class ExpertFfnOp
 {
     /// <summary>Sorted rows per forward work item.</summary>
     public const int RowBlock = 512;
@@ -48,28 +48,14 @@ public static unsafe class ExpertFfnOp
             Ys = tape.Allocate(rows, d),                         // [R,D] expert outputs, before gating
         };
         var y = tape.Output(tracked, x.RowCount, d);
-        var items = Items(a, RowBlock);
         fixed (float* px = x.Span, pxs = s.Xs.Span, pg = s.G.Span, pu = s.U is null ? default : s.U.Span, pact = s.Act.Span, pys = s.Ys.Span,
                pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span, pwt = weights.Span, py = y.Span)
         {
-            Workers.For(items.Length, new ForwardItem(items, a, d, h, bank.Activation, px, pxs, pg, pu, pact, pys, pw1, pw3, pw2));
+            Workers.For(a.RowItemCount, new ForwardItem(a, d, h, bank.Activation, px, pxs, pg, pu, pact, pys, pw1, pw3, pw2));
             Workers.For(a.Tokens, new CombineItem(a, d, pys, pwt, py));
         }
         if (tracked) tape.Record(new ExpertFfnNode(y, s));
         return y;
-    }
-
-    /// <summary>(expert, first row, row count) work items covering every placed row.</summary>
-    private static (int Expert, int Row, int Count)[] Items(Assignment a, int block)
-    {
-        int count = 0;
-        for (int e = 0; e < a.Experts; e++) count += (a.Load(e) + block - 1) / block;
-        var items = new (int, int, int)[count];
-        int i = 0;
-        for (int e = 0; e < a.Experts; e++)
-            for (int r = a.ExpertOffsets[e]; r < a.ExpertOffsets[e + 1]; r += block)
-                items[i++] = (e, r, Math.Min(block, a.ExpertOffsets[e + 1] - r));
-        return items;
     }
 
     private sealed class Saved
@@ -80,12 +66,12 @@ public static unsafe class ExpertFfnOp
         public required ExpertBank Bank;
     }
 
-    private readonly struct ForwardItem((int Expert, int Row, int Count)[] items, Assignment a, int d, int h, ExpertActivation act,
+    private readonly struct ForwardItem(Assignment a, int d, int h, ExpertActivation act,
         float* x, float* xs, float* g, float* u, float* hact, float* ys, float* w1, float* w3, float* w2) : IWorkItem
     {
         public void Invoke(int index)
         {
-            var (e, r0, n) = items[index];
+            var (e, r0, n) = a.RowItems[index];
             for (int r = r0; r < r0 + n; r++)
                 new ReadOnlySpan<float>(x + (long)a.RowToken[r] * d, d).CopyTo(new Span<float>(xs + (long)r * d, d));
             long eh = (long)e * h * d;
@@ -139,49 +125,35 @@ public static unsafe class ExpertFfnOp
             var du = w3 is null ? null : tape.AllocateZeroed(rows, h); // [R,H] gradient of U
             var dxs = tape.Allocate(rows, d);            // [R,D] gradient of gathered inputs
             var dweights = s.Weights.RequiresGrad ? tape.GradOf(s.Weights) : default;
-            var blocks = Items(a, RowBlock);
             fixed (float* pdy = Output.Grad!.Span, pys = s.Ys.Span, pwt = s.Weights.Span, pdys = dys.Span, pdact = dact.Span, pdg = dg.Span,
                    pdu = du is null ? default : du.Span, pdxs = dxs.Span, pg = s.G.Span, pu = s.U is null ? default : s.U.Span,
                    pact = s.Act.Span, pxs = s.Xs.Span, pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span,
                    pdw = dweights)
             {
-                var rowsItem = new BackwardRows(blocks, a, d, h, bank.Activation, pdy, pys, pwt, pdw, pdys, pdact, pdg, pdu, pdxs, pg, pu, pw1, pw3, pw2);
-                Workers.For(blocks.Length, rowsItem);
+                var rowsItem = new BackwardRows(a, d, h, bank.Activation, pdy, pys, pwt, pdw, pdys, pdact, pdg, pdu, pdxs, pg, pu, pw1, pw3, pw2);
+                Workers.For(a.RowItemCount, rowsItem);
                 if (w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true })
                 {
-                    var columns = ColumnItems(a, h, ColumnBlock);
+                    int columns = a.PlanColumns(h, ColumnBlock);
                     fixed (float* gw1 = w1.RequiresGrad ? tape.GradOf(w1) : default, gw2 = w2.RequiresGrad ? tape.GradOf(w2) : default,
                            gw3 = w3 is { RequiresGrad: true } ? tape.GradOf(w3) : default)
-                        Workers.For(columns.Length, new WeightGradients(columns, a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2));
+                        Workers.For(columns, new WeightGradients(a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2));
                 }
                 if (s.X.RequiresGrad)
                     fixed (float* pdx = tape.GradOf(s.X))
                         Workers.For(a.Tokens, new ScatterRows(a, d, pdxs, pdx));
             }
         }
-
-        /// <summary>(expert, first H column, column count) items for experts that received rows.</summary>
-        private static (int Expert, int Column, int Count)[] ColumnItems(Assignment a, int width, int block)
-        {
-            int used = 0;
-            for (int e = 0; e < a.Experts; e++) if (a.Load(e) > 0) used++;
-            var items = new (int, int, int)[used * ((width + block - 1) / block)];
-            int i = 0;
-            for (int e = 0; e < a.Experts; e++)
-                if (a.Load(e) > 0)
-                    for (int c = 0; c < width; c += block) items[i++] = (e, c, Math.Min(block, width - c));
-            return items;
-        }
     }
 
     /// <summary>Per row block: dYs = w·dy[token], dw = dy[token]·Ys, then back through W2, the activation, W1 and W3.</summary>
-    private readonly struct BackwardRows((int Expert, int Row, int Count)[] items, Assignment a, int d, int h, ExpertActivation act,
+    private readonly struct BackwardRows(Assignment a, int d, int h, ExpertActivation act,
         float* dy, float* ys, float* weights, float* dweights, float* dys, float* dact, float* dg, float* du, float* dxs,
         float* g, float* u, float* w1, float* w3, float* w2) : IWorkItem
     {
         public void Invoke(int index)
         {
-            var (e, r0, n) = items[index];
+            var (e, r0, n) = a.RowItems[index];
             for (int r = r0; r < r0 + n; r++)
             {
                 int p = a.RowPair[r];
@@ -211,12 +183,12 @@ public static unsafe class ExpertFfnOp
     }
 
     /// <summary>Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs, dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, over all of e's rows.</summary>
-    private readonly struct WeightGradients((int Expert, int Column, int Count)[] items, Assignment a, int d, int h,
+    private readonly struct WeightGradients(Assignment a, int d, int h,
         float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2) : IWorkItem
     {
         public void Invoke(int index)
         {
-            var (e, c0, nc) = items[index];
+            var (e, c0, nc) = a.ColumnItems[index];
             int r0 = a.ExpertOffsets[e], n = a.Load(e);
             long eh = (long)e * h * d;
             if (gw1 != null)

@@ -18,7 +18,10 @@ public sealed class MoeLayer : Module
 {
     private readonly RouterOptions _routing;
     private readonly BalanceOptions _balance;
+    private static readonly RoutingContext s_noContext = new();
+    private MoeWorkspace[] _workspaces = []; // the sort and capacity buffers, reused once their tape has reset
 
+    /// <summary>Validates <paramref name="options"/> and registers the router, the stacked experts and any shared expert under <paramref name="name"/>.</summary>
     public MoeLayer(MoeOptions options, ParameterArena arena, string name) : base(arena, name)
     {
         options.Validate();
@@ -41,6 +44,7 @@ public sealed class MoeLayer : Module
         }
     }
 
+    /// <summary>The validated settings the layer was built with.</summary>
     public MoeOptions Options { get; }
 
     /// <summary>The token router; null for Soft MoE.</summary>
@@ -49,14 +53,17 @@ public sealed class MoeLayer : Module
     /// <summary>Soft MoE's slot mixing; null for a token router.</summary>
     public SoftMoe? Soft { get; }
 
+    /// <summary>The routed experts, stacked as W1/W3 [E,H,D] and W2 [E,D,H].</summary>
     public ExpertBank Bank { get; }
+    /// <summary>The always-on shared expert (all shared experts fused into one MLP); null when there is none.</summary>
     public Mlp? Shared { get; }
+    /// <summary>σ(x·w) per token scaling the shared output (Qwen2-MoE); null when off.</summary>
     public Linear? SharedGate { get; }
 
     /// <summary>Runs the layer on x [T,D].</summary>
     public MoeResult Forward(Tape tape, Tensor x, RoutingContext? context = null)
     {
-        context ??= new RoutingContext();
+        context ??= s_noContext;
         Shapes.LastDim("MoeLayer", x, Options.Dim, $"input of {Name}");
         if (context.Mask is { } m && m.Length != x.RowCount)
             throw new ArgumentException($"MoeLayer {Name}: the mask has {m.Length} entries for {x.RowCount} tokens.");
@@ -83,13 +90,15 @@ public sealed class MoeLayer : Module
     private (Tensor, Dictionary<string, Tensor>, RoutingStats, RouterOutput) SparseForward(Tape tape, Tensor x, RoutingContext context)
     {
         var r = Router!.Route(tape, x, context);
+        var ws = MoeWorkspace.Rent(ref _workspaces, tape, x.RowCount, Options.Experts, r.PairExpert.Length);
         var dispatch = r.PairExpert; // [P] expert of each pair after capacity, −1 when dropped
         if (r.TokenChoice && _routing.CapacityFactor > 0)
         {
-            dispatch = new int[r.PairExpert.Length];
-            Capacity.Apply(r, _routing, dispatch, new int[dispatch.Length], new int[_routing.Experts]);
+            dispatch = ws.Kept;
+            Capacity.Apply(r, _routing, dispatch, ws.Order, ws.Used);
         }
-        var assignment = new Assignment(Options.Experts, r.TokenOffsets, dispatch);
+        var assignment = ws.Assignment;
+        assignment.Plan(r.TokenOffsets, dispatch);
         var y = tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = new int[Options.Experts]; // [E] kept by the statistics
         Balance.Counts(r, context.Mask, counts);

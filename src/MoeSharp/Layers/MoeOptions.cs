@@ -25,9 +25,11 @@ public sealed record MoeOptions
     /// <summary>Width H of each routed expert.</summary>
     public int ExpertHidden { get; init; }
 
+    /// <summary>Expert nonlinearity: SwiGLU (W1, W3, W2) or GELU (W1, W2).</summary>
     public ExpertActivation Activation { get; init; } = ExpertActivation.SwiGlu;
 
     // ---- Router ----
+    /// <summary>How tokens pick experts (or Soft MoE slot mixing).</summary>
     public RouterKind Router { get; init; } = RouterKind.SoftmaxTopK;
 
     /// <summary>Renormalise the K gate weights to sum to 1 (Mixtral; Qwen's norm_topk_prob; DeepSeek).</summary>
@@ -39,6 +41,7 @@ public sealed record MoeOptions
     /// <summary>Sigmoid router: experts form this many groups; a token may use only the best <see cref="TopGroups"/>.</summary>
     public int Groups { get; init; } = 1;
 
+    /// <summary>Sigmoid router: groups a token may choose experts from (DeepSeek topk_group).</summary>
     public int TopGroups { get; init; } = 1;
 
     /// <summary>Sigmoid router: a factor on the gate weights (DeepSeek's routed_scaling_factor).</summary>
@@ -54,18 +57,26 @@ public sealed record MoeOptions
     public int SlotsPerExpert { get; init; } = 1;
 
     // ---- Balancing (each term is returned separately; these weight their sum) ----
+    /// <summary>Weight of the Switch/Mixtral load-balancing loss.</summary>
     public float LoadBalanceCoef { get; init; } = 0.01f;
+    /// <summary>Whether expert counts in the load-balancing loss are divided by the assignments or by the tokens.</summary>
     public LoadBalanceNormalization LoadBalanceNormalization { get; init; } = LoadBalanceNormalization.PerAssignment;
+    /// <summary>Weight of the ST-MoE router z-loss.</summary>
     public float ZLossCoef { get; init; } = 0.001f;
+    /// <summary>Weight of the importance loss, CV² of the summed gate weights per expert.</summary>
     public float ImportanceCoef { get; init; }
+    /// <summary>Weight of the load loss, CV² of the summed router probabilities per expert.</summary>
     public float LoadCoef { get; init; }
+    /// <summary>Weight of DeepSeek-V3's per-sequence balance loss.</summary>
     public float SequenceBalanceCoef { get; init; }
 
     // ---- Capacity ----
     /// <summary>0 for dropless (the default); otherwise capacity = max(MinCapacity, ⌈factor·T·K/E⌉).</summary>
     public float CapacityFactor { get; init; }
 
+    /// <summary>Lower bound on each expert's capacity when a capacity factor is set.</summary>
     public int MinCapacity { get; init; }
+    /// <summary>Which pairs an over-full expert drops: the latest tokens or the lowest gate weights.</summary>
     public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
 
     // ---- Shared experts ----
@@ -85,6 +96,7 @@ public sealed record MoeOptions
     /// <summary>A layer where one expert takes more than this share of the assignments is flagged collapsed.</summary>
     public float CollapseThreshold { get; init; } = 0.9f;
 
+    /// <summary>Standard deviation of the normal initialisation of every weight in the layer.</summary>
     public float InitStd { get; init; } = 0.02f;
 
     /// <summary>Seeds the layer's own randomness (jitter, router noise).</summary>

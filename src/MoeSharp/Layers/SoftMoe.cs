@@ -30,7 +30,9 @@ public sealed class SoftMoe : Module
         Slots = new Assignment(experts, 1, _slotExpert);
     }
 
+    /// <summary>Experts E, each owning <see cref="SlotsPerExpert"/> slots.</summary>
     public int Experts { get; }
+    /// <summary>Slots S per expert; the layer mixes tokens into E·S slots.</summary>
     public int SlotsPerExpert { get; }
 
     /// <summary>Φ [E·S, D]: the slot logits are x·Φᵀ.</summary>

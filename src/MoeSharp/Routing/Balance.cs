@@ -19,11 +19,17 @@ public enum LoadBalanceNormalization
 /// </summary>
 public sealed record BalanceOptions
 {
+    /// <summary>Weight of the Switch/Mixtral load-balancing loss.</summary>
     public float LoadBalanceCoef { get; init; } = 0.01f;
+    /// <summary>Whether expert counts in the load-balancing loss are divided by the assignments or by the tokens.</summary>
     public LoadBalanceNormalization LoadBalanceNormalization { get; init; } = LoadBalanceNormalization.PerAssignment;
+    /// <summary>Weight of the ST-MoE router z-loss.</summary>
     public float ZLossCoef { get; init; } = 0.001f;
+    /// <summary>Weight of the importance loss, CV² of the summed gate weights per expert.</summary>
     public float ImportanceCoef { get; init; }
+    /// <summary>Weight of the load loss, CV² of the summed router probabilities per expert.</summary>
     public float LoadCoef { get; init; }
+    /// <summary>Weight of DeepSeek-V3's per-sequence balance loss.</summary>
     public float SequenceBalanceCoef { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>

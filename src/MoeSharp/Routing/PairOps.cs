@@ -27,7 +27,7 @@ public static class PairOps
     /// </summary>
     public static Tensor NormalizePerToken(this Tape tape, Tensor w, int[] tokenOffsets)
     {
-        var y = tape.Output(tape.Tracks(w), w.Shape.ToArray());
+        var y = tape.Output(tape.Tracks(w), w.Shape);
         var sums = tape.Allocate(tokenOffsets.Length - 1); // [T]
         var ws = w.Span;
         for (int t = 0; t < sums.Length; t++)

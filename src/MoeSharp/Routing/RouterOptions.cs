@@ -28,6 +28,7 @@ public sealed record RouterOptions
     public int TopK { get; init; } = 2;
 
     // ---- Router ----
+    /// <summary>The routing algorithm.</summary>
     public RouterKind Kind { get; init; } = RouterKind.SoftmaxTopK;
 
     /// <summary>Renormalise the K gate weights to sum to 1 (Mixtral; Qwen's norm_topk_prob; DeepSeek).</summary>
@@ -39,6 +40,7 @@ public sealed record RouterOptions
     /// <summary>Sigmoid router: experts form this many groups; a token may use only the best <see cref="TopGroups"/>.</summary>
     public int Groups { get; init; } = 1;
 
+    /// <summary>Sigmoid router: groups a token may choose experts from (DeepSeek topk_group).</summary>
     public int TopGroups { get; init; } = 1;
 
     /// <summary>Sigmoid router: a factor on the gate weights (DeepSeek's routed_scaling_factor).</summary>
@@ -57,10 +59,13 @@ public sealed record RouterOptions
     /// <summary>0 for dropless (the default); otherwise capacity = max(MinCapacity, ⌈factor·T·K/E⌉). Expert choice: its C.</summary>
     public float CapacityFactor { get; init; }
 
+    /// <summary>Lower bound on each expert's capacity when a capacity factor is set.</summary>
     public int MinCapacity { get; init; }
+    /// <summary>Which pairs an over-full expert drops: the latest tokens or the lowest gate weights.</summary>
     public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
 
     // ---- Init ----
+    /// <summary>Standard deviation of the normal initialisation of the gate weights.</summary>
     public float InitStd { get; init; } = 0.02f;
 
     /// <summary>Seeds the router's own randomness (jitter, noise, the hash).</summary>

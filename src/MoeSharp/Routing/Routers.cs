@@ -38,41 +38,47 @@ public sealed record RouterOutput(Tensor Logits, Tensor Probabilities, int[] Tok
 /// <summary>Scores experts for each token and picks the pairs that will be computed.</summary>
 public interface IRouter
 {
+    /// <summary>Routes x [T,D]: scores, probabilities, the chosen pairs and their gate weights, whose buffers live until the tape's Reset.</summary>
     RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 }
 
 /// <summary>The routers that score with a linear gate W [E,D] (Mixtral's block_sparse_moe.gate.weight).</summary>
 public abstract class LinearRouter : Module, IRouter
 {
+    /// <summary>Registers the gate W [E,D] as <c>{name}.weight</c>.</summary>
     protected LinearRouter(ParameterArena arena, string name, RouterOptions options) : base(arena, name)
     {
         Options = options;
         Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
     }
 
+    /// <summary>The validated router settings.</summary>
     public RouterOptions Options { get; }
+
+    /// <summary>The gate W [E,D]: logits = x·Wᵀ.</summary>
     public Parameter Weight { get; }
 
     /// <summary>The generator for this call's noise, a function of the layer's seed and the step only.</summary>
     protected Rng Noise(RoutingContext context) => new(Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)context.Step);
 
+    /// <inheritdoc />
     public abstract RouterOutput Route(Tape tape, Tensor x, RoutingContext context);
 
-    /// <summary>Token-major offsets for exactly k pairs per token.</summary>
-    protected static int[] Uniform(int tokens, int k)
+    /// <summary>Token-major offsets [T+1] for exactly k pairs per token, owned by the tape until its Reset.</summary>
+    internal static int[] Uniform(Tape tape, int tokens, int k)
     {
-        var offsets = new int[tokens + 1];
+        var offsets = tape.RentInts(tokens + 1);
         for (int t = 0; t <= tokens; t++) offsets[t] = t * k;
         return offsets;
     }
 
-    /// <summary>Top-k column indices per row of <paramref name="scores"/> [T,E], ties to the lower index.</summary>
-    protected static int[] Select(ReadOnlySpan<float> scores, int experts, int k)
+    /// <summary>Top-k column indices [T·K] per row of <paramref name="scores"/> [T,E], ties to the lower index; owned by the tape until its Reset.</summary>
+    protected static int[] Select(Tape tape, ReadOnlySpan<float> scores, int experts, int k)
     {
         int tokens = scores.Length / experts;
-        var values = new float[tokens * k];
-        var indices = new int[tokens * k];
-        TopK.Rows(scores, experts, k, values, indices);
+        var values = tape.Allocate(tokens * k); // [T·K] the selected scores, unused
+        var indices = tape.RentInts(tokens * k);
+        TopK.Rows(scores, experts, k, values.Span, indices);
         return indices;
     }
 
@@ -94,13 +100,14 @@ public abstract class LinearRouter : Module, IRouter
 /// <summary>p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK. With K = E: the dense mixture.</summary>
 public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
         var p = tape.Softmax(logits);
         int k = Options.TopK;
-        var experts = Select(logits.Span, Options.Experts, k);
-        var offsets = Uniform(x.RowCount, k);
+        var experts = Select(tape, logits.Span, Options.Experts, k);
+        var offsets = Uniform(tape, x.RowCount, k);
         var w = tape.GatherPairs(p, offsets, experts);
         if (Options.NormalizeTopK && k > 1 && k < Options.Experts) w = tape.NormalizePerToken(w, offsets);
         return new RouterOutput(logits, p, offsets, experts, w);
@@ -110,11 +117,12 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterO
 /// <summary>Top-k of the logits, then softmax over those k logits (GPT-OSS).</summary>
 public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
-        var experts = Select(logits.Span, Options.Experts, Options.TopK);
-        var offsets = Uniform(x.RowCount, Options.TopK);
+        var experts = Select(tape, logits.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(tape, x.RowCount, Options.TopK);
         var w = tape.SoftmaxPerToken(tape.GatherPairs(logits, offsets, experts), offsets);
         return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
     }
@@ -127,6 +135,7 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterO
 /// </summary>
 public sealed class SigmoidBiasRouter : LinearRouter
 {
+    /// <summary>Registers the gate and the selection bias <c>{name}.e_score_correction_bias</c> [E].</summary>
     public SigmoidBiasRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         Bias = Param("e_score_correction_bias", [o.Experts], Init.Zeros, trainable: false);
@@ -150,20 +159,22 @@ public sealed class SigmoidBiasRouter : LinearRouter
         for (int e = 0; e < b.Length; e++) b[e] += Options.BiasUpdateRate * Math.Sign(mean - load[e]);
     }
 
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int e = Options.Experts, tokens = x.RowCount, k = Options.TopK;
         var logits = tape.Linear(x, Weight.Value);
         var s = tape.Sigmoid(logits);
-        var choice = new float[tokens * e]; // [T,E] biased scores, −∞ outside the kept groups
+        var choice = tape.Allocate(tokens, e).Span; // [T,E] biased scores, −∞ outside the kept groups
         var bias = Bias.Value.Span;
         int groups = Options.Groups, size = e / groups;
-        var groupScore = new float[groups];
-        var keptGroups = new int[Options.TopGroups];
-        var scratch = new float[Options.TopGroups];
+        int top = Options.TopGroups;
+        Span<float> groupScore = groups <= 1024 ? stackalloc float[groups] : new float[groups]; // [groups]
+        Span<int> keptGroups = top <= 1024 ? stackalloc int[top] : new int[top];                // [TopGroups]
+        Span<float> scratch = top <= 1024 ? stackalloc float[top] : new float[top];             // [TopGroups] their scores, unused
         for (int t = 0; t < tokens; t++)
         {
-            var row = choice.AsSpan(t * e, e);
+            var row = choice.Slice(t * e, e);
             for (int j = 0; j < e; j++) row[j] = s[t * e + j] + bias[j];
             if (groups == 1) continue;
             for (int g = 0; g < groups; g++)
@@ -177,17 +188,17 @@ public sealed class SigmoidBiasRouter : LinearRouter
                 }
                 groupScore[g] = size == 1 ? best : best + second;
             }
-            TopK.Rows(groupScore, groups, Options.TopGroups, scratch, keptGroups);
+            TopK.Rows(groupScore, groups, top, scratch, keptGroups);
             for (int g = 0; g < groups; g++)
-                if (Array.IndexOf(keptGroups, g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
+                if (keptGroups.IndexOf(g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
         }
-        var experts = Select(choice, e, k);
-        var offsets = Uniform(tokens, k);
+        var experts = Select(tape, choice, e, k);
+        var offsets = Uniform(tape, tokens, k);
         var w = tape.GatherPairs(s, offsets, experts);
         if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
         if (Options.RoutedScaling != 1f) w = tape.Scale(w, Options.RoutedScaling);
         // Balance losses see the scores normalised per token, as DeepSeek-V3's sequence-wise loss does.
-        var probabilities = tape.NormalizePerToken(s, Uniform(tokens, e));
+        var probabilities = tape.NormalizePerToken(s, Uniform(tape, tokens, e));
         return new RouterOutput(logits, probabilities, offsets, experts, w);
     }
 }
@@ -195,12 +206,13 @@ public sealed class SigmoidBiasRouter : LinearRouter
 /// <summary>Switch Transformer: top-1 of softmax, weight = that probability; the router sees x·U(1−ε, 1+ε) in training.</summary>
 public sealed class SwitchRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var input = x;
         if (context.Training && Options.JitterEps > 0)
         {
-            var noise = tape.Allocate(x.Shape.ToArray());
+            var noise = tape.Allocate(x.Shape);
             var span = noise.Span;
             var rng = Noise(context);
             for (int i = 0; i < span.Length; i++) span[i] = 1 - Options.JitterEps + 2 * Options.JitterEps * rng.NextFloat();
@@ -208,8 +220,8 @@ public sealed class SwitchRouter(ParameterArena arena, string name, RouterOption
         }
         var logits = tape.Linear(input, Weight.Value);
         var p = tape.Softmax(logits);
-        var experts = Select(logits.Span, Options.Experts, 1);
-        var offsets = Uniform(x.RowCount, 1);
+        var experts = Select(tape, logits.Span, Options.Experts, 1);
+        var offsets = Uniform(tape, x.RowCount, 1);
         return new RouterOutput(logits, p, offsets, experts, tape.GatherPairs(p, offsets, experts));
     }
 }
@@ -220,6 +232,7 @@ public sealed class SwitchRouter(ParameterArena arena, string name, RouterOption
 /// </summary>
 public sealed class NoisyTopKRouter : LinearRouter
 {
+    /// <summary>Registers the gate and the noise gate <c>{name}.noise_weight</c> [E,D].</summary>
     public NoisyTopKRouter(ParameterArena arena, string name, RouterOptions o) : base(arena, name, o)
     {
         NoiseWeight = Param("noise_weight", [o.Experts, o.Dim], Init.Zeros);
@@ -228,6 +241,7 @@ public sealed class NoisyTopKRouter : LinearRouter
     /// <summary>[E,D] learned noise scale; zero at start, as in the paper.</summary>
     public Parameter NoiseWeight { get; }
 
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         var logits = tape.Linear(x, Weight.Value);
@@ -235,12 +249,12 @@ public sealed class NoisyTopKRouter : LinearRouter
         if (context.Training)
         {
             var scale = tape.Softplus(tape.Linear(x, NoiseWeight.Value));
-            var eps = tape.Allocate(scale.Shape.ToArray());
+            var eps = tape.Allocate(scale.Shape);
             Noise(context).FillNormal(eps.Span, 0, 1);
             h = tape.Add(logits, tape.Multiply(scale, eps));
         }
-        var experts = Select(h.Span, Options.Experts, Options.TopK);
-        var offsets = Uniform(x.RowCount, Options.TopK);
+        var experts = Select(tape, h.Span, Options.Experts, Options.TopK);
+        var offsets = Uniform(tape, x.RowCount, Options.TopK);
         var w = tape.SoftmaxPerToken(tape.GatherPairs(h, offsets, experts), offsets);
         return new RouterOutput(logits, tape.Softmax(logits), offsets, experts, w);
     }
@@ -252,6 +266,7 @@ public sealed class NoisyTopKRouter : LinearRouter
 /// </summary>
 public sealed class ExpertChoiceRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = Options.Experts;
@@ -269,8 +284,9 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, Router
             TopK.Rows(column, tokens, c, values, picks);
             foreach (int t in picks) chosen[t * e + j] = true;
         }
-        var offsets = new int[tokens + 1];
-        var pairs = new int[c * e]; // [P] every expert takes exactly C tokens
+        var offsets = tape.RentInts(tokens + 1); // [T+1]
+        offsets[0] = 0;
+        var pairs = tape.RentInts(c * e); // [P] every expert takes exactly C tokens
         int n = 0;
         for (int t = 0; t < tokens; t++)
         {
@@ -288,14 +304,15 @@ public sealed class ExpertChoiceRouter(ParameterArena arena, string name, Router
 /// </summary>
 public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
+    /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = Options.Experts, k = Options.TopK;
         var logits = tape.Linear(x, Weight.Value);
         var p = tape.Softmax(logits);
         var plan = Plan(logits.Span, tokens, e, Options.SinkhornIterations);
-        var experts = Select(plan, e, k);
-        var offsets = Uniform(tokens, k);
+        var experts = Select(tape, plan, e, k);
+        var offsets = Uniform(tape, tokens, k);
         var w = tape.GatherPairs(p, offsets, experts);
         if (Options.NormalizeTopK && k > 1) w = tape.NormalizePerToken(w, offsets);
         return new RouterOutput(logits, p, offsets, experts, w);
@@ -334,21 +351,20 @@ public sealed class SinkhornRouter(ParameterArena arena, string name, RouterOpti
 /// <summary>Hash layers: expert = mix(token id) mod E, weight 1; no parameters, no gradient.</summary>
 public sealed class HashRouter(RouterOptions options) : IRouter
 {
+    /// <inheritdoc />
     public RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
         int tokens = x.RowCount, e = options.Experts;
         var ids = context.TokenIds ?? throw new ArgumentException("Hash routing needs the token ids (RoutingContext.TokenIds).");
         if (ids.Length != tokens) throw new ArgumentException($"Hash routing got {ids.Length} token ids for {tokens} tokens.");
-        var experts = new int[tokens];
+        var experts = tape.RentInts(tokens); // [T] one pair per token
         for (int t = 0; t < tokens; t++) experts[t] = (int)(Mix((ulong)ids[t] ^ options.Seed) % (ulong)e);
         var logits = tape.AllocateZeroed(tokens, e); // [T,E] no scores: all zero
         var p = tape.Allocate(tokens, e);             // [T,E] uniform
         p.Span.Fill(1f / e);
         var w = tape.Allocate(tokens);
         w.Span.Fill(1f);
-        var offsets = new int[tokens + 1];
-        for (int t = 0; t <= tokens; t++) offsets[t] = t;
-        return new RouterOutput(logits, p, offsets, experts, w);
+        return new RouterOutput(logits, p, LinearRouter.Uniform(tape, tokens, 1), experts, w);
     }
 
     /// <summary>SplitMix64's finaliser: consecutive ids land on unrelated experts.</summary>

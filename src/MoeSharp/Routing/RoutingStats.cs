@@ -10,12 +10,19 @@ namespace MoeSharp.Routing;
 /// </summary>
 public sealed record RoutingStats
 {
+    /// <summary>The layer these statistics describe.</summary>
     public string Layer { get; init; } = "";
+    /// <summary>Unmasked tokens routed.</summary>
     public int Tokens { get; init; }
+    /// <summary>[E] pairs each expert received (after capacity).</summary>
     public int[] TokensPerExpert { get; init; } = [];
+    /// <summary>[E] mean router probability per expert over the unmasked tokens.</summary>
     public float[] Importance { get; init; } = [];
+    /// <summary>Mean per-token entropy of the router probabilities, in nats; low means confident routing.</summary>
     public float Entropy { get; init; }
+    /// <summary>Pairs dropped over capacity.</summary>
     public int Dropped { get; init; }
+    /// <summary>Coefficient of variation of <see cref="TokensPerExpert"/>; 0 is perfectly balanced.</summary>
     public float LoadCv { get; init; }
 
     /// <summary>[E·E] row-major: entry (i, j) counts tokens routed to both i and j; the diagonal is each expert's load. Empty for K = 1.</summary>
@@ -32,8 +39,10 @@ public sealed record RoutingStats
         }
     }
 
+    /// <summary>One line of snake_case JSON, as routing.jsonl stores it.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
+    /// <summary>Reads a line written by <see cref="ToJson"/>.</summary>
     public static RoutingStats FromJson(string json) =>
         JsonSerializer.Deserialize<RoutingStats>(json, JsonOptions) ?? throw new JsonException("Routing statistics JSON is null.");
 
@@ -68,7 +77,9 @@ public sealed class RoutingMonitor(int experts, int deadSteps, float collapseThr
     private readonly bool[] _dead = new bool[experts];
     private bool _collapsed;
 
+    /// <summary>[E] experts currently flagged dead.</summary>
     public IReadOnlyList<bool> Dead => _dead;
+    /// <summary>Whether one expert currently takes more than the collapse threshold.</summary>
     public bool Collapsed => _collapsed;
 
     /// <summary>Records one step's statistics; returns the alerts that started at this step.</summary>

@@ -8,20 +8,23 @@ using MoeSharp.Tensors;
 namespace MoeSharp.Tests.Layers;
 
 /// <summary>
-/// Bytes allocated by training steps 3 to 10, after the tape's pool has warmed up, measured with
+/// Bytes allocated by training steps 3 to 10, after the tape's pool has warmed up, measured per step with
 /// <see cref="GC.GetAllocatedBytesForCurrentThread"/> on one worker thread: with more threads each parallel loop
 /// hands its job object to the pool, and that allocation is Workers' own, not the MoE path's.
-/// Not zero yet; the bounds are the measured bytes (deterministic: 10,768 per layer step, 32,752 per LM step on
-/// 2026-11-28) rounded up, and every remaining allocation is one of:
+/// Activations, gradients, their Tensor objects and shapes come from the tape's pool; routing indices from the
+/// tape's index pool; the counting sort, work items and capacity buffers from the layer's MoeWorkspace. What remains
+/// (measured 1,856 bytes per layer step and 9,104 per LM step on 2026-11-29, deterministic) is:
 /// <list type="bullet">
-/// <item>a Node object per recorded op (17 per layer step, 58 per LM step) and a Tensor object with its shape
-/// arrays per tape rent (Autograd/Tape.cs, Tensors/TensorPool.cs): the float storage itself is pooled;</item>
-/// <item>the routing index arrays that live until backward: top-k values and indices [T·K], token offsets [T+1],
-/// and Assignment's expert offsets [E+1], row→pair, pair→row and row→token [T·K], plus the work-item arrays;</item>
-/// <item>what the step hands to its caller: MoeResult, RouterOutput, the AuxLosses dictionary and RoutingStats
-/// with its [E] and [E·E] arrays.</item>
+/// <item>a Node object per recorded op (17 per layer step, 58 per LM step; Autograd and each op's file), plus
+/// ExpertFfn's saved-tensor record: nodes are not pooled yet;</item>
+/// <item>what each MoE layer hands to its caller: MoeResult, RouterOutput, the AuxLosses dictionary and
+/// RoutingStats with its [E], [E] and [E·E] arrays, which the caller may keep past Reset.</item>
 /// </list>
-/// A smaller bound needs pooled tape nodes and an MoE workspace whose lease ends at Tape.Reset.
+/// The check takes the sixth smallest of the eight steps: an allocation in the MoE path happens every step and
+/// still fails it, while a one-off refill of a process-wide pool (ArrayPool.Shared, which attention and the GEMM
+/// rent from, drops its cached arrays on a gen-2 GC under memory pressure that other tests in the suite cause) is
+/// not charged to the step it happens to land in. That refill is why the LM check failed now and then inside the
+/// full suite but never alone.
 /// </summary>
 public class AllocationTests
 {
@@ -30,9 +33,15 @@ public class AllocationTests
         using var serial = Workers.Limit(1);
         step();
         step();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int s = 3; s <= 10; s++) step();
-        return (GC.GetAllocatedBytesForCurrentThread() - before) / 8;
+        var bytes = new long[8]; // steps 3..10
+        for (int s = 0; s < bytes.Length; s++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            step();
+            bytes[s] = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Array.Sort(bytes);
+        return bytes[5];
     }
 
     [Fact]
@@ -52,7 +61,7 @@ public class AllocationTests
             tape.Backward(tape.Add(tape.WeightedSum(r.Output, c), r.AuxLoss!));
             nodes = tape.Nodes.Count;
         });
-        Assert.True(bytes <= 11_000, $"MoE layer: {bytes} bytes per step ({nodes} tape nodes); the stated bound is 11,000.");
+        Assert.True(bytes <= 1_900, $"MoE layer: {bytes} bytes per step ({nodes} tape nodes); the stated bound is 1,900.");
     }
 
     [Fact]
@@ -73,6 +82,6 @@ public class AllocationTests
             tape.Backward(loss);
             nodes = tape.Nodes.Count;
         });
-        Assert.True(bytes <= 33_000, $"tiny LM: {bytes} bytes per step ({nodes} tape nodes); the stated bound is 33,000.");
+        Assert.True(bytes <= 9_200, $"tiny LM: {bytes} bytes per step ({nodes} tape nodes); the stated bound is 9,200.");
     }
 }
