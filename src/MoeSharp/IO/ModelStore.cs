@@ -12,7 +12,8 @@ namespace MoeSharp.IO;
 /// <summary>
 /// Model weights on disk in the Hugging Face Mixtral layout. MoeSharp keeps each layer's experts stacked
 /// ([E,H,D] for w1/w3, [E,D,H] for w2); on disk they are split into <c>experts.{j}.w1.weight</c> etc., so the file
-/// reads like a Mixtral checkpoint. Also reads Hugging Face Mixtral folders and Mistral's reference layout.
+/// reads like a Mixtral checkpoint. Also reads Hugging Face folders of every <see cref="HfArchitecture"/> (names mapped
+/// per architecture) and Mistral's reference layout.
 /// </summary>
 public static partial class ModelStore
 {
