@@ -18,16 +18,24 @@ public sealed partial class HfArchitecture
 {
     private readonly Func<JsonElement, string, int?, ModelConfig> _config;
     private readonly Func<string, string>? _tensorName;
+    private readonly Gguf? _gguf;
 
-    private HfArchitecture(string modelType, Func<JsonElement, string, int?, ModelConfig> config, Func<string, string>? tensorName)
+    private HfArchitecture(string modelType, Func<JsonElement, string, int?, ModelConfig> config, Func<string, string>? tensorName, Gguf? gguf = null)
     {
         ModelType = modelType;
         _config = config;
         _tensorName = tensorName;
+        _gguf = gguf;
     }
+
+    /// <summary>What a GGUF file cannot say about an architecture: llama.cpp fixes these per architecture in its code.</summary>
+    private sealed record Gguf(string Name, string Preset, QkNorm QkNorm, bool NormalizeTopK);
 
     /// <summary>The config.json <c>model_type</c> this entry reads.</summary>
     public string ModelType { get; }
+
+    /// <summary>llama.cpp's general.architecture for this model type; null when MoeSharp does not read its GGUF files.</summary>
+    public string? GgufArchitecture => _gguf?.Name;
 
     /// <summary>Maps a MoeSharp parameter name (Mixtral-style) to the checkpoint's tensor name; null when they are the same.</summary>
     public Func<string, string>? TensorName => _tensorName;
@@ -36,9 +44,9 @@ public sealed partial class HfArchitecture
     public static IReadOnlyList<HfArchitecture> All { get; } =
     [
         new("mixtral", (c, s, m) => ModelStore.FromHuggingFace(c, s, m), null),
-        new("qwen2_moe", Qwen2Moe, QwenName),
-        new("qwen3_moe", Qwen3Moe, QwenName),
-        new("olmoe", Olmoe, QwenName),
+        new("qwen2_moe", Qwen2Moe, QwenName, new Gguf("qwen2moe", "gguf-qwen2-moe", QkNorm.None, NormalizeTopK: false)),
+        new("qwen3_moe", Qwen3Moe, QwenName, new Gguf("qwen3moe", "gguf-qwen3-moe", QkNorm.PerHead, NormalizeTopK: true)),
+        new("olmoe", Olmoe, QwenName, new Gguf("olmoe", "gguf-olmoe", QkNorm.Whole, NormalizeTopK: false)),
     ];
 
     /// <summary>The architecture of <paramref name="modelType"/>; an unknown one is an error naming it and the supported list.</summary>
@@ -48,6 +56,71 @@ public sealed partial class HfArchitecture
             if (a.ModelType == modelType) return a;
         throw new InvalidDataException($"{source}: model_type '{modelType}' is not supported; expected one of {string.Join(", ", All.Select(a => a.ModelType))}.");
     }
+
+    /// <summary>The architecture whose GGUF general.architecture is <paramref name="name"/>; an unknown one is an error naming it and the supported list.</summary>
+    public static HfArchitecture ForGguf(string? name, string source)
+    {
+        foreach (var a in All)
+            if (a._gguf is not null && a._gguf.Name == name) return a;
+        throw new InvalidDataException($"{source}: general.architecture '{name}' is not supported; expected one of {string.Join(", ", All.Where(a => a._gguf is not null).Select(a => a._gguf!.Name))}.");
+    }
+
+    /// <summary>
+    /// The model a GGUF file describes: sizes from its metadata (as convert_hf_to_gguf.py writes them), and what the
+    /// metadata leaves out from which tensors exist (biases, shared expert, dense blocks, an untied head).
+    /// </summary>
+    public ModelConfig ReadGguf(GgufFile file, int? maxContext = null)
+    {
+        var g = _gguf ?? throw new InvalidOperationException($"MoeSharp does not read GGUF files of {ModelType}.");
+        string source = file.Path;
+        int Required(string key) => GgufInt(file, $"{g.Name}.{key}") ?? throw new InvalidDataException($"{source}: missing integer metadata '{g.Name}.{key}'.");
+        int hidden = Required("embedding_length"), heads = Required("attention.head_count"), layers = Required("block_count");
+        int expertHidden = GgufInt(file, $"{g.Name}.expert_feed_forward_length") ?? Required("feed_forward_length");
+        int shared = file.Contains("blk.0.ffn_up_shexp.weight")
+            ? GgufInt(file, $"{g.Name}.expert_shared_feed_forward_length") ?? (int)file["blk.0.ffn_up_shexp.weight"].Dims[1] : 0;
+        var dense = new List<int>();
+        for (int i = 0; i < layers; i++) if (!file.Contains($"blk.{i}.ffn_gate_inp.weight")) dense.Add(i);
+        var config = new ModelConfig
+        {
+            Preset = g.Preset,
+            Vocab = GgufInt(file, $"{g.Name}.vocab_size") ?? (file.Contains("token_embd.weight") ? (int)file["token_embd.weight"].Dims[^1] : Required("vocab_size")),
+            DModel = hidden,
+            Layers = layers,
+            Heads = heads,
+            KvHeads = GgufInt(file, $"{g.Name}.attention.head_count_kv") ?? heads,
+            HeadDim = GgufInt(file, $"{g.Name}.attention.key_length") ?? hidden / heads,
+            DFF = Required("feed_forward_length"),
+            Context = maxContext ?? GgufInt(file, $"{g.Name}.context_length") ?? 4096,
+            NormEps = (float)(GgufDouble(file, $"{g.Name}.attention.layer_norm_rms_epsilon") ?? 1e-6),
+            RopeTheta = (float)(GgufDouble(file, $"{g.Name}.rope.freq_base") ?? 10000),
+            RopeStyle = RopeStyle.HalfRotate,
+            TiedEmbeddings = !file.Contains("output.weight"),
+            QkNorm = g.QkNorm,
+            AttentionBias = file.Contains("blk.0.attn_q.bias"),
+            DenseLayers = dense.Count > 0 ? dense.ToArray() : null,
+            Moe = new MoeOptions
+            {
+                Experts = Required("expert_count"),
+                TopK = Required("expert_used_count"),
+                ExpertHidden = expertHidden,
+                Router = RouterKind.SoftmaxTopK,
+                NormalizeTopK = g.NormalizeTopK,
+                SharedExperts = shared > 0 ? 1 : 0,
+                SharedHidden = shared,
+                SharedGate = file.Contains("blk.0.ffn_gate_inp_shexp.weight"),
+                LoadBalanceCoef = 0,
+                ZLossCoef = 0,
+            },
+        };
+        return ModelStore.Validated(config, source);
+    }
+
+    private static int? GgufInt(GgufFile file, string key) =>
+        file.Metadata.TryGetValue(key, out var v) && v.Value is uint or int or ulong or long or ushort or short or byte or sbyte
+            ? checked((int)Convert.ToInt64(v.Value, System.Globalization.CultureInfo.InvariantCulture)) : null;
+
+    private static double? GgufDouble(GgufFile file, string key) =>
+        file.Metadata.TryGetValue(key, out var v) && v.Value is float or double ? Convert.ToDouble(v.Value, System.Globalization.CultureInfo.InvariantCulture) : null;
 
     /// <summary>The model described by config.json's root object <paramref name="config"/>, read from <paramref name="source"/>.</summary>
     public ModelConfig ReadConfig(JsonElement config, string source, int? maxContext = null) => _config(config, source, maxContext);

@@ -143,10 +143,12 @@ public static partial class ModelStore
     /// <summary>
     /// Reads a model folder: a MoeSharp run (config.json with a "model" section), a Hugging Face folder (config.json
     /// whose model_type is one of <see cref="HfArchitecture.All"/>, model.safetensors or an index of shards), or
-    /// Mistral's reference layout (config.reference.json / params with "dim", model.reference.safetensors).
+    /// Mistral's reference layout (config.reference.json / params with "dim", model.reference.safetensors). A path to
+    /// a <c>.gguf</c> file is read by <see cref="OpenGguf"/>.
     /// </summary>
     public static MoeTransformer Open(string folder, int? maxContext = null)
     {
+        if (File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return OpenGguf(folder, maxContext);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder '{folder}' does not exist.");
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Model folder '{folder}' has no config.json.");

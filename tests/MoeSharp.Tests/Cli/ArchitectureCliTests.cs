@@ -21,6 +21,17 @@ public class ArchitectureCliTests : TempFolderTest
     }
 
     [Fact]
+    public async Task GenerateReadsAGgufFile()
+    {
+        string folder = ArchitectureGoldenTests.Folder("qwen2_moe");
+        using var expected = SafetensorsFile.Open(Path.Combine(folder, "expected.safetensors"));
+        var r = await MoeCli.Run("generate", "--model", Path.Combine(folder, "model-f32.gguf"), "--prompt-ids", string.Join(",", expected.ReadInt32("prompt")),
+            "--max-tokens", "16", "--temperature", "0", "--print-ids");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(string.Join(",", expected.ReadInt32("ids")), r.Stdout.Trim());
+    }
+
+    [Fact]
     public async Task AnUnknownModelTypeIsOneLineAndExitCode2()
     {
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder("olmoe"), "config.json")))!;

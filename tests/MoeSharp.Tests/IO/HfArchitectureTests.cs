@@ -100,6 +100,35 @@ public class HfArchitectureTests : TempFolderTest
         Assert.Contains("no parameter for checkpoint tensor 'model.layers.1.mlp.", ex.Message);
     }
 
+    /// <summary>llama.cpp's names (llama-arch.cpp LLM_TENSOR_NAMES) for every kind of parameter, written out by hand.</summary>
+    [Theory]
+    [InlineData("model.embed_tokens.weight", "token_embd.weight")]
+    [InlineData("lm_head.weight", "output.weight")]
+    [InlineData("model.norm.weight", "output_norm.weight")]
+    [InlineData("model.layers.3.input_layernorm.weight", "blk.3.attn_norm.weight")]
+    [InlineData("model.layers.0.self_attn.q_proj.bias", "blk.0.attn_q.bias")]
+    [InlineData("model.layers.0.self_attn.o_proj.weight", "blk.0.attn_output.weight")]
+    [InlineData("model.layers.1.self_attn.q_norm.weight", "blk.1.attn_q_norm.weight")]
+    [InlineData("model.layers.1.self_attn.k_norm.weight", "blk.1.attn_k_norm.weight")]
+    [InlineData("model.layers.2.post_attention_layernorm.weight", "blk.2.ffn_norm.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.gate.weight", "blk.2.ffn_gate_inp.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w1", "blk.2.ffn_gate_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w3", "blk.2.ffn_up_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w2", "blk.2.ffn_down_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.shared_expert.up_proj.weight", "blk.2.ffn_up_shexp.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.shared_expert_gate.weight", "blk.2.ffn_gate_inp_shexp.weight")]
+    [InlineData("model.layers.10.mlp.down_proj.weight", "blk.10.ffn_down.weight")]
+    public void GgufNamesAreLlamaCpps(string parameter, string gguf) => Assert.Equal(gguf, ModelStore.GgufName(parameter));
+
+    [Fact]
+    public void AGgufOfAnotherArchitectureNamesItAndTheSupportedOnes()
+    {
+        string path = Path.Combine(Folder, "m.gguf");
+        new GgufWriter().Add("general.architecture", GgufValue.Of("llama")).Write(path);
+        var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(path));
+        Assert.Contains("general.architecture 'llama' is not supported; expected one of qwen2moe, qwen3moe, olmoe", ex.Message);
+    }
+
     /// <summary>The whole-sequence (training) path gives the KV-cache path's logits, to 1e-5 of their scale.</summary>
     [Theory]
     [MemberData(nameof(ArchitectureGoldenTests.Architectures), MemberType = typeof(ArchitectureGoldenTests))]

@@ -22,9 +22,28 @@ public class ArchitectureGoldenTests
 
     [Theory]
     [MemberData(nameof(Architectures))]
-    public void LogitsAndGreedyIdsMatchLlamaCppThroughTheKvCache(string arch)
+    public void LogitsAndGreedyIdsMatchLlamaCppThroughTheKvCache(string arch) => MatchesLlamaCpp(arch, ModelStore.Open(Folder(arch), maxContext: 64));
+
+    /// <summary>
+    /// The very GGUF file llama.cpp ran (checked in for one architecture to keep the repository small; the generator
+    /// writes it for each) loads to the same outputs, and to the HF folder's parameters exactly.
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2_moe")]
+    public void TheGgufLlamaCppRanLoadsToTheSameModel(string arch)
     {
-        var model = ModelStore.Open(Folder(arch), maxContext: 64);
+        var gguf = ModelStore.Open(Path.Combine(Folder(arch), "model-f32.gguf"), maxContext: 64);
+        var hf = ModelStore.Open(Folder(arch), maxContext: 64);
+        static object Shape(ModelConfig c) => (c.Vocab, c.DModel, c.Layers, c.Heads, c.ResolvedKvHeads, c.ResolvedHeadDim, c.NormEps, c.RopeTheta,
+            c.QkNorm, c.AttentionBias, c.TiedEmbeddings, c.Moe!.Experts, c.Moe.TopK, c.Moe.ExpertHidden, c.Moe.NormalizeTopK,
+            (c.Moe.SharedExperts, c.Moe.SharedHidden, c.Moe.SharedGate));
+        Assert.Equal(Shape(hf.Config), Shape(gguf.Config));
+        Numerics.BitwiseEqual(hf.Arena.Values, gguf.Arena.Values, arch + " parameters");
+        MatchesLlamaCpp(arch, gguf);
+    }
+
+    private static void MatchesLlamaCpp(string arch, MoeTransformer model)
+    {
         using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
         int[] prompt = expected.ReadInt32("prompt"), want = expected.ReadInt32("ids");
         float[] logits = expected.ReadFloat32("logits"); // [S, V]
