@@ -29,7 +29,7 @@ public sealed partial class HfArchitecture
     }
 
     /// <summary>What a GGUF file cannot say about an architecture: llama.cpp fixes these per architecture in its code.</summary>
-    private sealed record Gguf(string Name, string Preset, QkNorm QkNorm, bool NormalizeTopK);
+    private sealed record Gguf(string Name, string Preset, QkNorm QkNorm, bool NormalizeTopK, RopeStyle Rope = RopeStyle.HalfRotate);
 
     /// <summary>The config.json <c>model_type</c> this entry reads.</summary>
     public string ModelType { get; }
@@ -43,7 +43,9 @@ public sealed partial class HfArchitecture
     /// <summary>Every supported architecture.</summary>
     public static IReadOnlyList<HfArchitecture> All { get; } =
     [
-        new("mixtral", (c, s, m) => ModelStore.FromHuggingFace(c, s, m), null),
+        // convert_hf_to_gguf.py writes Mixtral as arch "llama" with q/k rows permuted (LlamaModel.permute) to
+        // llama.cpp's interleaved RoPE, so the same rows computed with interleaved RoPE give the HF model.
+        new("mixtral", (c, s, m) => ModelStore.FromHuggingFace(c, s, m), null, new Gguf("llama", "gguf-llama", QkNorm.None, NormalizeTopK: true, RopeStyle.Interleaved)),
         new("qwen2_moe", Qwen2Moe, QwenName, new Gguf("qwen2moe", "gguf-qwen2-moe", QkNorm.None, NormalizeTopK: false)),
         new("qwen3_moe", Qwen3Moe, QwenName, new Gguf("qwen3moe", "gguf-qwen3-moe", QkNorm.PerHead, NormalizeTopK: true)),
         new("olmoe", Olmoe, QwenName, new Gguf("olmoe", "gguf-olmoe", QkNorm.Whole, NormalizeTopK: false)),
@@ -93,7 +95,7 @@ public sealed partial class HfArchitecture
             Context = maxContext ?? GgufInt(file, $"{g.Name}.context_length") ?? 4096,
             NormEps = (float)(GgufDouble(file, $"{g.Name}.attention.layer_norm_rms_epsilon") ?? 1e-6),
             RopeTheta = (float)(GgufDouble(file, $"{g.Name}.rope.freq_base") ?? 10000),
-            RopeStyle = RopeStyle.HalfRotate,
+            RopeStyle = g.Rope,
             TiedEmbeddings = !file.Contains("output.weight"),
             QkNorm = g.QkNorm,
             AttentionBias = file.Contains("blk.0.attn_q.bias"),

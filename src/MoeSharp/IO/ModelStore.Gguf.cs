@@ -10,7 +10,8 @@ public static partial class ModelStore
 {
     /// <summary>
     /// Loads a GGUF file as llama.cpp's convert_hf_to_gguf.py writes it for one of the architectures whose
-    /// <see cref="HfArchitecture.GgufArchitecture"/> is set (general.architecture qwen2moe, qwen3moe, olmoe). The
+    /// <see cref="HfArchitecture.GgufArchitecture"/> is set (general.architecture llama for Mixtral, qwen2moe,
+    /// qwen3moe, olmoe). The
     /// config comes from the file's metadata and tensors: q/k/v biases when blk.0.attn_q.bias exists, a shared
     /// expert when blk.0.ffn_up_shexp does, a dense block where blk.i.ffn_gate_inp is missing, a tied head when
     /// output.weight is. Any weight format MoeSharp computes with (F32 … MXFP4) is dequantized to float32 as it is

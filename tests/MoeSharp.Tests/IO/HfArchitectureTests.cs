@@ -124,9 +124,9 @@ public class HfArchitectureTests : TempFolderTest
     public void AGgufOfAnotherArchitectureNamesItAndTheSupportedOnes()
     {
         string path = Path.Combine(Folder, "m.gguf");
-        new GgufWriter().Add("general.architecture", GgufValue.Of("llama")).Write(path);
+        new GgufWriter().Add("general.architecture", GgufValue.Of("gpt-oss")).Write(path);
         var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(path));
-        Assert.Contains("general.architecture 'llama' is not supported; expected one of qwen2moe, qwen3moe, olmoe", ex.Message);
+        Assert.Contains("general.architecture 'gpt-oss' is not supported; expected one of llama, qwen2moe, qwen3moe, olmoe", ex.Message);
     }
 
     /// <summary>The whole-sequence (training) path gives the KV-cache path's logits, to 1e-5 of their scale.</summary>
