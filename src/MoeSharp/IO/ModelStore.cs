@@ -181,7 +181,8 @@ public static partial class ModelStore
     {
         using var doc = ParseJson(configPath);
         var root = doc.RootElement;
-        var architecture = HfArchitecture.For(root.TryGetProperty("model_type", out var type) ? type.GetString() : "mixtral", configPath);
+        var architecture = HfArchitecture.For(!root.TryGetProperty("model_type", out var type) ? "mixtral"
+            : type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
         var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
         using var source = SafetensorsModel.Open(weights);
         LoadModel(model.Arena, source, architecture.TensorName);
