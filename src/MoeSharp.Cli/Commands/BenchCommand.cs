@@ -19,7 +19,7 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo?>("--model") { Description = "A run folder or a Hugging Face Mixtral folder; without it, a fresh --preset model." };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "A run folder or a Hugging Face model folder; without it, a fresh --preset model." };
         var preset = new Option<string>("--preset") { Description = "dense, mixtral, qwen-moe, deepseek or switch.", DefaultValueFactory = _ => "mixtral" };
         var batch = CliOptions.Int("--batch", LmTrainOptions.Default.Batch, 1, "Sequences per training step.");
         var steps = CliOptions.Int("--steps", 50, 1, "Timed training steps, after two seconds of untimed ones.");

@@ -5,12 +5,12 @@ using MoeSharp.Models;
 
 namespace MoeSharp.Cli.Commands;
 
-/// <summary><c>moe generate</c>: streams a continuation from a run folder or a Hugging Face Mixtral folder.</summary>
+/// <summary><c>moe generate</c>: streams a continuation from a run folder or a Hugging Face model folder (any <see cref="MoeSharp.IO.HfArchitecture"/>).</summary>
 internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "A run folder, or a Hugging Face Mixtral folder (config.json + safetensors).", Required = true };
+        var model = new Option<DirectoryInfo>("--model") { Description = "A run folder, a Hugging Face folder (config.json + safetensors; model_type mixtral, qwen2_moe, qwen3_moe or olmoe), or a GGUF file (llama for Mixtral, qwen2moe, qwen3moe, olmoe).", Required = true };
         var prompt = new Option<string?>("--prompt") { Description = "Prompt text (needs the run's character vocabulary)." };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 3,14,15." };
         var maxTokens = CliOptions.Int("--max-tokens", 200, 1, "Tokens to generate.");

@@ -12,7 +12,8 @@ namespace MoeSharp.IO;
 /// <summary>
 /// Model weights on disk in the Hugging Face Mixtral layout. MoeSharp keeps each layer's experts stacked
 /// ([E,H,D] for w1/w3, [E,D,H] for w2); on disk they are split into <c>experts.{j}.w1.weight</c> etc., so the file
-/// reads like a Mixtral checkpoint. Also reads Hugging Face Mixtral folders and Mistral's reference layout.
+/// reads like a Mixtral checkpoint. Also reads Hugging Face folders of every <see cref="HfArchitecture"/> (names mapped
+/// per architecture) and Mistral's reference layout.
 /// </summary>
 public static partial class ModelStore
 {
@@ -140,12 +141,14 @@ public static partial class ModelStore
     }
 
     /// <summary>
-    /// Reads a model folder: a MoeSharp run (config.json with a "model" section), a Hugging Face Mixtral folder
-    /// (config.json with model_type "mixtral", model.safetensors or an index of shards), or Mistral's reference
-    /// layout (config.reference.json / params with "dim", model.reference.safetensors).
+    /// Reads a model folder: a MoeSharp run (config.json with a "model" section), a Hugging Face folder (config.json
+    /// whose model_type is one of <see cref="HfArchitecture.All"/>, model.safetensors or an index of shards), or
+    /// Mistral's reference layout (config.reference.json / params with "dim", model.reference.safetensors). A path to
+    /// a <c>.gguf</c> file is read by <see cref="OpenGguf"/>.
     /// </summary>
     public static MoeTransformer Open(string folder, int? maxContext = null)
     {
+        if (File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return OpenGguf(folder, maxContext);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder '{folder}' does not exist.");
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Model folder '{folder}' has no config.json.");
@@ -161,23 +164,28 @@ public static partial class ModelStore
         }
         if (root.TryGetProperty("model_type", out var type))
         {
-            if (type.GetString() != "mixtral")
-                throw new InvalidDataException($"{configPath}: model_type '{type.GetString()}' is not supported; expected 'mixtral'.");
-            var model = new MoeTransformer(FromHuggingFace(root, configPath, maxContext));
+            var architecture = HfArchitecture.For(type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
+            var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
             using var weights = SafetensorsModel.Open(folder);
-            LoadModel(model.Arena, weights);
+            LoadModel(model.Arena, weights, architecture.TensorName);
             return model;
         }
         throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
     }
 
-    /// <summary>Loads a Hugging Face Mixtral config and one weights file (or folder) given separately.</summary>
+    /// <summary>
+    /// Loads a Hugging Face config (any <see cref="HfArchitecture"/>; Mixtral when it names no model_type) and one
+    /// weights file (or folder) given separately.
+    /// </summary>
     public static MoeTransformer OpenHuggingFace(string configPath, string weights, int? maxContext = null)
     {
         using var doc = ParseJson(configPath);
-        var model = new MoeTransformer(FromHuggingFace(doc.RootElement, configPath, maxContext));
+        var root = doc.RootElement;
+        var architecture = HfArchitecture.For(!root.TryGetProperty("model_type", out var type) ? "mixtral"
+            : type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
+        var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
         using var source = SafetensorsModel.Open(weights);
-        LoadModel(model.Arena, source);
+        LoadModel(model.Arena, source, architecture.TensorName);
         return model;
     }
 
@@ -257,7 +265,7 @@ public static partial class ModelStore
         return Validated(config, source);
     }
 
-    private static ModelConfig Validated(ModelConfig config, string source)
+    internal static ModelConfig Validated(ModelConfig config, string source)
     {
         try
         {
@@ -282,7 +290,7 @@ public static partial class ModelStore
         }
     }
 
-    private static int Int(JsonElement c, string field, string source) =>
+    internal static int Int(JsonElement c, string field, string source) =>
         OptionalInt(c, field) ?? throw new InvalidDataException($"{source}: missing integer field '{field}'.");
 
     /// <summary>
@@ -294,9 +302,9 @@ public static partial class ModelStore
     private static int WithinWindow(int context, JsonElement c) =>
         OptionalInt(c, "sliding_window") is int window and > 0 ? Math.Min(context, window) : context;
 
-    private static int? OptionalInt(JsonElement c, string field) =>
+    internal static int? OptionalInt(JsonElement c, string field) =>
         c.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : null;
 
-    private static double? OptionalDouble(JsonElement c, string field) =>
+    internal static double? OptionalDouble(JsonElement c, string field) =>
         c.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
 }

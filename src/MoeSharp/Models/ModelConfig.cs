@@ -48,11 +48,23 @@ public sealed record ModelConfig
     /// <summary>Standard deviation of the normal initialisation of the weights.</summary>
     public float InitStd { get; init; } = 0.02f;
 
+    /// <summary>Biases on the q, k and v projections (Qwen2-MoE).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool AttentionBias { get; init; }
+
+    /// <summary>RMSNorm on q and k before RoPE: per head (Qwen3-MoE) or over the whole projection (OLMoE).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public QkNorm QkNorm { get; init; }
+
     /// <summary>The MoE FFN settings; null for a dense model.</summary>
     public MoeOptions? Moe { get; init; }
 
     /// <summary>Blocks i with i % MoeEvery == MoeEvery − 1 get an MoE FFN (1: every block; 2: every other, as Switch).</summary>
     public int MoeEvery { get; init; } = 1;
+
+    /// <summary>Blocks that keep a dense MLP whatever <see cref="MoeEvery"/> says (Qwen-MoE's mlp_only_layers); null for none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int[]? DenseLayers { get; init; }
 
     /// <summary><see cref="KvHeads"/> with 0 resolved to <see cref="Heads"/>.</summary>
     [JsonIgnore] public int ResolvedKvHeads => KvHeads == 0 ? Heads : KvHeads;
@@ -61,7 +73,8 @@ public sealed record ModelConfig
     [JsonIgnore] public int ResolvedHeadDim => HeadDim == 0 && Heads > 0 ? DModel / Heads : HeadDim;
 
     /// <summary>Whether block <paramref name="layer"/> has an MoE FFN.</summary>
-    public bool IsMoeLayer(int layer) => Moe is not null && layer % MoeEvery == MoeEvery - 1;
+    public bool IsMoeLayer(int layer) =>
+        Moe is not null && layer % MoeEvery == MoeEvery - 1 && (DenseLayers is null || Array.IndexOf(DenseLayers, layer) < 0);
 
     /// <summary>The MoE options of this model, with Dim filled in from DModel.</summary>
     [JsonIgnore] public MoeOptions? ResolvedMoe => Moe is null ? null : Moe with { Dim = DModel, InitStd = Moe.InitStd };
@@ -91,6 +104,10 @@ public sealed record ModelConfig
         if (!(InitStd > 0)) throw new ArgumentException($"Model config: init_std must be positive, got {InitStd}.", nameof(InitStd));
         if (!Enum.IsDefined(RopeStyle)) throw new ArgumentException($"Model config: unknown rope_style {(int)RopeStyle}.", nameof(RopeStyle));
         if (!Enum.IsDefined(Mlp)) throw new ArgumentException($"Model config: unknown mlp {(int)Mlp}.", nameof(Mlp));
+        if (!Enum.IsDefined(QkNorm)) throw new ArgumentException($"Model config: unknown qk_norm {(int)QkNorm}.", nameof(QkNorm));
+        foreach (int layer in DenseLayers ?? [])
+            if ((uint)layer >= (uint)Layers)
+                throw new ArgumentException($"Model config: dense_layers holds {layer}; layers are 0..{Layers - 1}.", nameof(DenseLayers));
         try
         {
             ResolvedMoe?.Validate();

@@ -38,7 +38,8 @@ public sealed class MoeTransformer
         {
             string p = $"model.layers.{i}";
             var attnNorm = new RmsNorm(Arena, p + ".input_layernorm", config.DModel, config.NormEps);
-            var attn = new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd);
+            var attn = new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd,
+                config.AttentionBias, config.QkNorm, config.NormEps);
             var ffnNorm = new RmsNorm(Arena, p + ".post_attention_layernorm", config.DModel, config.NormEps);
             if (config.IsMoeLayer(i))
                 _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, null, new MoeLayer(moe! with { Seed = moe.Seed + (ulong)i }, Arena, p + ".block_sparse_moe"));

@@ -4,26 +4,59 @@ using MoeSharp.Tensors;
 
 namespace MoeSharp.Nn;
 
+/// <summary>Where RMSNorm is applied to the query and key projections, before RoPE.</summary>
+public enum QkNorm
+{
+    /// <summary>No q/k normalisation (Llama, Mixtral, Qwen2-MoE).</summary>
+    None,
+
+    /// <summary>Each head's hd values normalised with one weight [hd] shared by the heads (Qwen3, Qwen3-MoE).</summary>
+    PerHead,
+
+    /// <summary>The whole projection (all heads together) normalised with a weight [H·hd] or [KVH·hd] (OLMoE).</summary>
+    Whole,
+}
+
 /// <summary>
-/// Causal multi-head self-attention with RoPE and grouped-query heads (q_proj, k_proj, v_proj, o_proj, no biases).
+/// Causal multi-head self-attention with RoPE and grouped-query heads (q_proj, k_proj, v_proj, o_proj), optionally
+/// with q/k/v biases (Qwen2) and an RMSNorm on q and k before RoPE (q_norm, k_norm; see <see cref="QkNorm"/>).
 /// Training runs the fused kernel over whole sequences; generation appends to a <see cref="KvCache"/> and attends
 /// over it.
 /// </summary>
 public sealed class CausalSelfAttention : Module
 {
-    /// <summary>Registers <c>{name}.q_proj</c>, k_proj, v_proj (from <paramref name="dim"/> to heads × <paramref name="headDim"/>) and o_proj (back to dim); o_proj draws from N(0, <paramref name="outStd"/>²), the others from N(0, <paramref name="initStd"/>²).</summary>
+    /// <summary>
+    /// Declares the projections in <paramref name="arena"/> under <paramref name="name"/>: q/k/v (from
+    /// <paramref name="dim"/> to heads × <paramref name="headDim"/>) with biases when <paramref name="qkvBias"/>, o_proj
+    /// (back to dim) drawn from N(0, <paramref name="outStd"/>²) and the others from N(0, <paramref name="initStd"/>²),
+    /// and q_norm/k_norm (epsilon <paramref name="normEps"/>) per <paramref name="qkNorm"/>.
+    /// </summary>
     public CausalSelfAttention(ParameterArena arena, string name, int dim, int heads, int kvHeads, int headDim, RopeTable rope,
-        float initStd, float outStd) : base(arena, name)
+        float initStd, float outStd, bool qkvBias = false, QkNorm qkNorm = QkNorm.None, float normEps = 1e-6f) : base(arena, name)
     {
+        if (!Enum.IsDefined(qkNorm)) throw new ArgumentOutOfRangeException(nameof(qkNorm), $"Unknown q/k norm {(int)qkNorm}.");
         Heads = heads;
         KvHeads = kvHeads;
         HeadDim = headDim;
         Rope = rope;
-        Q = new Linear(arena, name + ".q_proj", dim, heads * headDim, initStd: initStd);
-        K = new Linear(arena, name + ".k_proj", dim, kvHeads * headDim, initStd: initStd);
-        V = new Linear(arena, name + ".v_proj", dim, kvHeads * headDim, initStd: initStd);
+        QkNorm = qkNorm;
+        Q = new Linear(arena, name + ".q_proj", dim, heads * headDim, qkvBias, initStd);
+        K = new Linear(arena, name + ".k_proj", dim, kvHeads * headDim, qkvBias, initStd);
+        V = new Linear(arena, name + ".v_proj", dim, kvHeads * headDim, qkvBias, initStd);
         O = new Linear(arena, name + ".o_proj", heads * headDim, dim, initStd: outStd);
+        if (qkNorm == QkNorm.None) return;
+        QNorm = new RmsNorm(arena, name + ".q_norm", qkNorm == QkNorm.PerHead ? headDim : heads * headDim, normEps);
+        KNorm = new RmsNorm(arena, name + ".k_norm", qkNorm == QkNorm.PerHead ? headDim : kvHeads * headDim, normEps);
     }
+
+    /// <summary>Where q and k are normalised before RoPE.</summary>
+    public QkNorm QkNorm { get; }
+
+    /// <summary>The query norm (q_norm), null without one.</summary>
+    public RmsNorm? QNorm { get; }
+
+    /// <summary>The key norm (k_norm), null without one.</summary>
+    public RmsNorm? KNorm { get; }
 
     /// <summary>Query heads H.</summary>
     public int Heads { get; }
@@ -45,8 +78,8 @@ public sealed class CausalSelfAttention : Module
     /// <summary>x [B·T, D] → [B·T, D], positions 0..T−1 in each sequence.</summary>
     public Tensor Forward(Tape tape, Tensor x, int batch, int seq)
     {
-        var q = tape.Rope(Q.Forward(tape, x), Heads, Rope, seq); // [B·T, H·hd]
-        var k = tape.Rope(K.Forward(tape, x), KvHeads, Rope, seq); // [B·T, KVH·hd]
+        var q = tape.Rope(Project(tape, Q, QNorm, x, Heads), Heads, Rope, seq); // [B·T, H·hd]
+        var k = tape.Rope(Project(tape, K, KNorm, x, KvHeads), KvHeads, Rope, seq); // [B·T, KVH·hd]
         var v = V.Forward(tape, x); // [B·T, KVH·hd]
         return O.Forward(tape, tape.CausalAttention(q, k, v, batch, Heads, KvHeads, HeadDim));
     }
@@ -60,8 +93,8 @@ public sealed class CausalSelfAttention : Module
         int n = x.RowCount, start = cache.Length;
         if (start + n > cache.Capacity)
             throw new InvalidOperationException($"The KV cache holds {cache.Capacity} positions; {start + n} are needed.");
-        var q = tape.Rope(Q.Forward(tape, x), Heads, Rope, n, start); // [n, H·hd]
-        var k = tape.Rope(K.Forward(tape, x), KvHeads, Rope, n, start); // [n, KVH·hd]
+        var q = tape.Rope(Project(tape, Q, QNorm, x, Heads), Heads, Rope, n, start); // [n, H·hd]
+        var k = tape.Rope(Project(tape, K, KNorm, x, KvHeads), KvHeads, Rope, n, start); // [n, KVH·hd]
         var v = V.Forward(tape, x); // [n, KVH·hd]
         int width = KvHeads * HeadDim;
         k.Span.CopyTo(cache.Keys.AsSpan(start * width));
@@ -72,6 +105,18 @@ public sealed class CausalSelfAttention : Module
         var shape = new AttentionShape(1, n, cache.Length, Heads, KvHeads, HeadDim, QueryOffset: start);
         Attention.Forward(q.Span, cache.Keys.AsSpan(0, cache.Length * width), cache.Values.AsSpan(0, cache.Length * width), y.Span, lse.Span, shape);
         return O.Forward(tape, y);
+    }
+
+    /// <summary>x [N, D] → [N, heads·hd], normalised per head or as a whole when the layer has q/k norms.</summary>
+    private Tensor Project(Tape tape, Linear projection, RmsNorm? norm, Tensor x, int heads)
+    {
+        var h = projection.Forward(tape, x); // [N, heads·hd]
+        if (norm is null) return h;
+        if (QkNorm == QkNorm.Whole) return norm.Forward(tape, h);
+        int n = h.RowCount;
+        // Rows of hd: each head of each token is its own RMSNorm row, so one call normalises them all.
+        var perHead = norm.Forward(tape, tape.Reshape(h, n * heads, HeadDim)); // [N·heads, hd]
+        return tape.Reshape(perHead, n, heads * HeadDim);
     }
 }
 

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Tiny random MoE models of the published architectures, and their llama.cpp reference outputs.
+
+Needs only the standard library and numpy (/usr/bin/python3 with python3-numpy). Two subcommands:
+
+  model    --arch A --out DIR --gguf FILE
+           Writes DIR/config.json + DIR/model.safetensors (Hugging Face names and layout, F32) and FILE, the same
+           weights as an F32 GGUF laid out the way llama.cpp's convert_hf_to_gguf.py converts that model_type
+           (conversion/qwen.py Qwen2MoeModel / Qwen3MoeModel, conversion/olmo.py OlmoeModel): per-expert tensors
+           stacked into blk.N.ffn_{gate,up,down}_exps [E, out, in], q/k rows NOT permuted (these archs use NEOX
+           RoPE, which is HF's rotate-half), the shared-expert gate [1, D] stored as [D].
+  expected --logits FILE --ids JSON --prompt IDS --vocab V --out FILE
+           Turns llama_run.mjs's check-mode outputs (every step's logits as float32, the greedy ids) into
+           expected.safetensors: prompt [n] I32, ids [S] I32, logits [S, V] F32.
+
+Every feature of each architecture is switched on at a tiny size:
+  qwen3_moe  per-head q/k RMSNorm, head_dim != hidden/heads, GQA, softmax top-k renormalised (norm_topk_prob)
+  olmoe      q/k RMSNorm over the whole projection before the head split, softmax top-k not renormalised
+             (llama.cpp's olmoe needs as many kv heads as heads: its attn_k_norm is [n_embd])
+  qwen2_moe  q/k/v biases, GQA, softmax top-k not renormalised, a sigmoid-gated shared expert of its own width
+llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
+config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
+token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
+N(0, 0.1), norm weights 1 + N(0, 0.1).
+
+The GGUF carries a dummy SentencePiece vocab (node-llama-cpp aborts without a tokenizer; see
+shared/peer/llamacpp/README.md), which is why the vocab is at least 259; ids are fed directly.
+"""
+import argparse
+import json
+import os
+import struct
+
+import numpy as np
+
+GGML_F32 = 0
+GI32, GU32, GF32, GSTR, GARR = 5, 4, 6, 8, 9
+ALIGN = 32
+
+ARCHS = {
+    "qwen3_moe": dict(gguf="qwen3moe", hf="Qwen3MoeForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
+                      head_dim=16, experts=8, top_k=2, moe_inter=16, inter=48, shared_inter=0, qk_norm="head",
+                      bias=False, norm_topk=True, theta=1e6, eps=1e-6),
+    "olmoe": dict(gguf="olmoe", hf="OlmoeForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=4,
+                  head_dim=8, experts=8, top_k=4, moe_inter=16, inter=16, shared_inter=0, qk_norm="whole",
+                  bias=False, norm_topk=False, theta=10000.0, eps=1e-5),
+    "qwen2_moe": dict(gguf="qwen2moe", hf="Qwen2MoeForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
+                      head_dim=8, experts=8, top_k=4, moe_inter=16, inter=48, shared_inter=40, qk_norm=None,
+                      bias=True, norm_topk=False, theta=1e6, eps=1e-6),
+}
+
+
+def hf_config(arch, a):
+    c = {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"], "hidden_size": a["hidden"],
+         "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"],
+         "max_position_embeddings": 4096, "rms_norm_eps": a["eps"], "rope_theta": a["theta"],
+         "tie_word_embeddings": False, "hidden_act": "silu", "torch_dtype": "float32", "initializer_range": 0.02,
+         "attention_dropout": 0.0, "output_router_logits": False, "router_aux_loss_coef": 0.001,
+         "norm_topk_prob": a["norm_topk"], "intermediate_size": a["inter"]}
+    if arch == "olmoe":
+        c.update(num_experts=a["experts"], num_experts_per_tok=a["top_k"], clip_qkv=None, attention_bias=False,
+                 pad_token_id=1, bos_token_id=None, eos_token_id=50279)
+    else:
+        c.update(num_experts=a["experts"], num_experts_per_tok=a["top_k"], moe_intermediate_size=a["moe_inter"],
+                 decoder_sparse_step=1, mlp_only_layers=[], use_sliding_window=False, sliding_window=None,
+                 max_window_layers=a["layers"], bos_token_id=151643, eos_token_id=151645)
+    if arch == "qwen3_moe":
+        c.update(head_dim=a["head_dim"], attention_bias=False)
+    if arch == "qwen2_moe":
+        c.update(shared_expert_intermediate_size=a["shared_inter"])
+    return c
+
+
+def tensors(a):
+    """(hf name or list of per-expert hf names, gguf name, shape, kind) in draw order."""
+    D, V, E, F, hd = a["hidden"], a["vocab"], a["experts"], a["moe_inter"], a["head_dim"]
+    q, kv = a["heads"] * hd, a["kv_heads"] * hd
+    out = [("model.embed_tokens.weight", "token_embd.weight", (V, D), "embed")]
+    for l in range(a["layers"]):
+        p, g = f"model.layers.{l}.", f"blk.{l}."
+        out += [(p + "input_layernorm.weight", g + "attn_norm.weight", (D,), "norm"),
+                (p + "self_attn.q_proj.weight", g + "attn_q.weight", (q, D), "matrix"),
+                (p + "self_attn.k_proj.weight", g + "attn_k.weight", (kv, D), "matrix"),
+                (p + "self_attn.v_proj.weight", g + "attn_v.weight", (kv, D), "matrix")]
+        if a["bias"]:
+            out += [(p + "self_attn.q_proj.bias", g + "attn_q.bias", (q,), "bias"),
+                    (p + "self_attn.k_proj.bias", g + "attn_k.bias", (kv,), "bias"),
+                    (p + "self_attn.v_proj.bias", g + "attn_v.bias", (kv,), "bias")]
+        if a["qk_norm"] == "head":
+            out += [(p + "self_attn.q_norm.weight", g + "attn_q_norm.weight", (hd,), "norm"),
+                    (p + "self_attn.k_norm.weight", g + "attn_k_norm.weight", (hd,), "norm")]
+        elif a["qk_norm"] == "whole":
+            out += [(p + "self_attn.q_norm.weight", g + "attn_q_norm.weight", (q,), "norm"),
+                    (p + "self_attn.k_norm.weight", g + "attn_k_norm.weight", (kv,), "norm")]
+        out += [(p + "self_attn.o_proj.weight", g + "attn_output.weight", (D, q), "matrix"),
+                (p + "post_attention_layernorm.weight", g + "ffn_norm.weight", (D,), "norm"),
+                (p + "mlp.gate.weight", g + "ffn_gate_inp.weight", (E, D), "router")]
+        for w, gg, shape in (("gate_proj", "ffn_gate_exps", (E, F, D)), ("up_proj", "ffn_up_exps", (E, F, D)),
+                             ("down_proj", "ffn_down_exps", (E, D, F))):
+            out.append(([p + f"mlp.experts.{e}.{w}.weight" for e in range(E)], g + gg + ".weight", shape, "matrix"))
+        if a["shared_inter"]:
+            S = a["shared_inter"]
+            out += [(p + "mlp.shared_expert.gate_proj.weight", g + "ffn_gate_shexp.weight", (S, D), "matrix"),
+                    (p + "mlp.shared_expert.up_proj.weight", g + "ffn_up_shexp.weight", (S, D), "matrix"),
+                    (p + "mlp.shared_expert.down_proj.weight", g + "ffn_down_shexp.weight", (D, S), "matrix"),
+                    (p + "mlp.shared_expert_gate.weight", g + "ffn_gate_inp_shexp.weight", (1, D), "matrix")]
+    out += [("model.norm.weight", "output_norm.weight", (D,), "norm"),
+            ("lm_head.weight", "output.weight", (V, D), "matrix")]
+    return out
+
+
+def draw(rng, shape, kind):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    if kind == "norm":
+        return np.float32(1) + np.float32(0.1) * x
+    return x * np.float32({"embed": 1.0, "matrix": 0.1, "bias": 0.1, "router": 0.5}[kind])
+
+
+def write_safetensors(path, named):
+    """named: list of (name, array) with dtype float32 or int32, written in order."""
+    header, off = {}, 0
+    for name, x in named:
+        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}[x.dtype]
+        header[name] = {"dtype": dt, "shape": list(x.shape), "data_offsets": [off, off + x.nbytes]}
+        off += x.nbytes
+    header["__metadata__"] = {"format": "pt"}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for _, x in named:
+            f.write(np.ascontiguousarray(x).astype(x.dtype.newbyteorder("<")).tobytes())
+
+
+def gstr(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gkv(key, vtype, value):
+    out = gstr(key) + struct.pack("<I", vtype)
+    if vtype == GU32:
+        return out + struct.pack("<I", value)
+    if vtype == GF32:
+        return out + struct.pack("<f", value)
+    return out + gstr(value)
+
+
+def garr(key, etype, values):
+    out = gstr(key) + struct.pack("<IIQ", GARR, etype, len(values))
+    if etype == GSTR:
+        return out + b"".join(gstr(v) for v in values)
+    return out + struct.pack(f"<{len(values)}{ {GI32: 'i', GF32: 'f'}[etype]}", *values)
+
+
+def dummy_vocab(n):
+    """The SentencePiece-style vocab of shared/peer/llamacpp/make_models.py: <unk> <s> </s>, 256 bytes, fillers."""
+    tokens, types = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)], [2, 3, 3] + [6] * 256
+    while len(tokens) < n:
+        tokens.append(f"t{len(tokens):05d}")
+        types.append(1)
+    scores = [0.0 if t != 1 else -float(i) for i, t in enumerate(types)]
+    return tokens[:n], scores[:n], types[:n]
+
+
+def write_gguf(path, arch, a, cfg, gg_tensors):
+    """gg_tensors: list of (gguf name, float32 array). Metadata as convert_hf_to_gguf.py writes it."""
+    n = a["gguf"]
+    kvs = [gkv("general.architecture", GSTR, n), gkv("general.name", GSTR, f"tiny-random-{arch}"),
+           gkv("general.alignment", GU32, ALIGN), gkv("general.file_type", GU32, 0),
+           gkv(f"{n}.block_count", GU32, cfg["num_hidden_layers"]),
+           gkv(f"{n}.context_length", GU32, cfg["max_position_embeddings"]),
+           gkv(f"{n}.embedding_length", GU32, cfg["hidden_size"]),
+           gkv(f"{n}.feed_forward_length", GU32, cfg["intermediate_size"]),
+           gkv(f"{n}.attention.head_count", GU32, cfg["num_attention_heads"]),
+           gkv(f"{n}.attention.head_count_kv", GU32, cfg["num_key_value_heads"]),
+           gkv(f"{n}.rope.freq_base", GF32, cfg["rope_theta"]),
+           # OlmoeModel.set_gguf_parameters overwrites the epsilon with 1e-5; the olmoe config uses 1e-5 too
+           gkv(f"{n}.attention.layer_norm_rms_epsilon", GF32, 1e-5 if arch == "olmoe" else cfg["rms_norm_eps"]),
+           gkv(f"{n}.expert_count", GU32, cfg["num_experts"]),
+           gkv(f"{n}.expert_used_count", GU32, cfg["num_experts_per_tok"])]
+    if "head_dim" in cfg:
+        kvs += [gkv(f"{n}.attention.key_length", GU32, cfg["head_dim"]),
+                gkv(f"{n}.attention.value_length", GU32, cfg["head_dim"])]
+    if "moe_intermediate_size" in cfg:
+        kvs.append(gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]))
+    if "shared_expert_intermediate_size" in cfg:
+        kvs.append(gkv(f"{n}.expert_shared_feed_forward_length", GU32, cfg["shared_expert_intermediate_size"]))
+    tokens, scores, types = dummy_vocab(cfg["vocab_size"])
+    kvs += [gkv("tokenizer.ggml.model", GSTR, "llama"), gkv("tokenizer.ggml.pre", GSTR, "default"),
+            garr("tokenizer.ggml.tokens", GSTR, tokens), garr("tokenizer.ggml.scores", GF32, scores),
+            garr("tokenizer.ggml.token_type", GI32, types), gkv("tokenizer.ggml.bos_token_id", GU32, 1),
+            gkv("tokenizer.ggml.eos_token_id", GU32, 2), gkv("tokenizer.ggml.unknown_token_id", GU32, 0)]
+    infos, off, blobs = [], 0, []
+    for name, x in gg_tensors:
+        ne = list(reversed(x.shape))  # GGUF lists ne0 (innermost) first
+        infos.append(gstr(name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}Q", *ne)
+                     + struct.pack("<IQ", GGML_F32, off))
+        b = np.ascontiguousarray(x, dtype="<f4").tobytes()
+        blobs.append((off, b))
+        off += len(b) + (-len(b)) % ALIGN
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(gg_tensors), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * ((-len(head)) % ALIGN)
+    with open(path, "wb") as f:
+        f.write(head)
+        for o, b in blobs:
+            f.seek(len(head) + o)
+            f.write(b)
+
+
+def model(args):
+    a = ARCHS[args.arch]
+    cfg = hf_config(args.arch, a)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    rng = np.random.default_rng(args.seed)
+    hf, gg = [], []
+    for hf_name, gguf_name, shape, kind in tensors(a):
+        x = draw(rng, shape, kind)
+        if isinstance(hf_name, list):
+            hf += [(name, x[e]) for e, name in enumerate(hf_name)]
+        else:
+            hf.append((hf_name, x))
+        gg.append((gguf_name, x.reshape(-1) if gguf_name.endswith("ffn_gate_inp_shexp.weight") else x))
+    write_safetensors(os.path.join(args.out, "model.safetensors"), hf)
+    write_gguf(args.gguf, args.arch, a, cfg, gg)
+
+
+def expected(args):
+    ids = json.loads(open(args.ids).read())["ids"]
+    logits = np.fromfile(args.logits, dtype="<f4").reshape(len(ids), -1)[:, :args.vocab]
+    assert np.isfinite(logits).all() and (logits.argmax(axis=1) == ids).all()
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    print(f"smallest top-1/top-2 gap over {len(ids)} steps: {float((top2[:, 1] - top2[:, 0]).min()):.4g}")
+    prompt = np.array([int(t) for t in args.prompt.split(",")], dtype=np.int32)
+    write_safetensors(args.out, [("prompt", prompt), ("ids", np.array(ids, dtype=np.int32)),
+                                 ("logits", np.ascontiguousarray(logits, dtype=np.float32))])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("--arch", choices=sorted(ARCHS), required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--gguf", required=True)
+    m.add_argument("--seed", type=int, default=13)
+    e = sub.add_parser("expected")
+    e.add_argument("--logits", required=True)
+    e.add_argument("--ids", required=True)
+    e.add_argument("--prompt", required=True)
+    e.add_argument("--vocab", type=int, required=True)
+    e.add_argument("--out", required=True)
+    args = ap.parse_args()
+    model(args) if args.cmd == "model" else expected(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoeSharp.Autograd;
+using MoeSharp.IO;
+using MoeSharp.Models;
+using MoeSharp.Nn;
+using MoeSharp.Tests.Models;
+
+namespace MoeSharp.Tests.IO;
+
+public class HfArchitectureTests : TempFolderTest
+{
+    private static JsonObject GoldenConfig(string arch) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder(arch), "config.json")))!.AsObject();
+
+    private static ModelConfig Read(JsonObject config) =>
+        HfArchitecture.For(config["model_type"]!.GetValue<string>(), "config.json").ReadConfig(JsonDocument.Parse(config.ToJsonString()).RootElement, "config.json");
+
+    [Fact]
+    public void AnUnknownModelTypeNamesItAndTheSupportedOnes()
+    {
+        var config = GoldenConfig("qwen3_moe");
+        config["model_type"] = "qwen9_moe";
+        File.WriteAllText(Path.Combine(Folder, "config.json"), config.ToJsonString());
+        var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(Folder));
+        Assert.Contains("model_type 'qwen9_moe' is not supported", ex.Message);
+        foreach (var a in HfArchitecture.All) Assert.Contains(a.ModelType, ex.Message);
+    }
+
+    [Fact]
+    public void EachArchitectureIsConfigurationOfTheSameModel()
+    {
+        var qwen3 = Read(GoldenConfig("qwen3_moe"));
+        Assert.Equal((QkNorm.PerHead, false, 16, true, 0), (qwen3.QkNorm, qwen3.AttentionBias, qwen3.ResolvedHeadDim, qwen3.Moe!.NormalizeTopK, qwen3.Moe.SharedExperts));
+        var olmoe = Read(GoldenConfig("olmoe"));
+        Assert.Equal((QkNorm.Whole, false, 8, false, 0), (olmoe.QkNorm, olmoe.AttentionBias, olmoe.ResolvedHeadDim, olmoe.Moe!.NormalizeTopK, olmoe.Moe.SharedExperts));
+        var qwen2 = Read(GoldenConfig("qwen2_moe"));
+        Assert.Equal((QkNorm.None, true, 8, false, 1, 40, true), (qwen2.QkNorm, qwen2.AttentionBias, qwen2.ResolvedHeadDim, qwen2.Moe!.NormalizeTopK,
+            qwen2.Moe.SharedExperts, qwen2.Moe.SharedHidden, qwen2.Moe.SharedGate));
+    }
+
+    /// <summary>HF Qwen-MoE: block i is sparse when (i + 1) % decoder_sparse_step == 0 and i is not in mlp_only_layers.</summary>
+    [Theory]
+    [InlineData(1, "[]", "1,1,1,1")]
+    [InlineData(2, "[]", "0,1,0,1")]
+    [InlineData(1, "[0, 2]", "0,1,0,1")]
+    [InlineData(2, "[3]", "0,1,0,0")]
+    public void DecoderSparseStepAndMlpOnlyLayersPickTheMoeBlocks(int step, string mlpOnly, string moe)
+    {
+        var config = GoldenConfig("qwen3_moe");
+        config["num_hidden_layers"] = 4;
+        config["decoder_sparse_step"] = step;
+        config["mlp_only_layers"] = JsonNode.Parse(mlpOnly);
+        var c = Read(config);
+        Assert.Equal(moe, string.Join(",", Enumerable.Range(0, 4).Select(i => c.IsMoeLayer(i) ? 1 : 0)));
+    }
+
+    [Fact]
+    public void ConfigValuesItCannotHonourAreOneClearError()
+    {
+        var olmoe = GoldenConfig("olmoe");
+        olmoe["clip_qkv"] = 8.0;
+        Assert.Contains("clip_qkv 8", Assert.Throws<InvalidDataException>(() => Read(olmoe)).Message);
+        var qwen = GoldenConfig("qwen2_moe");
+        qwen["rope_scaling"] = JsonNode.Parse("""{"type": "yarn", "factor": 4}""");
+        Assert.Contains("rope_scaling", Assert.Throws<InvalidDataException>(() => Read(qwen)).Message);
+        qwen = GoldenConfig("qwen2_moe");
+        qwen["mlp_only_layers"] = JsonNode.Parse("[7]");
+        Assert.Contains("dense_layers holds 7", Assert.Throws<InvalidDataException>(() => Read(qwen)).Message);
+    }
+
+    /// <summary>
+    /// A dense block of a Qwen-MoE checkpoint is Qwen's MLP (mlp.gate_proj/up_proj/down_proj of intermediate_size);
+    /// the golden weights with layer 1's experts replaced by such an MLP load, and with the experts left in, the
+    /// first tensor nothing takes is named.
+    /// </summary>
+    [Fact]
+    public void MlpOnlyLayersReadQwensDenseMlpNames()
+    {
+        string golden = ArchitectureGoldenTests.Folder("qwen3_moe");
+        var config = GoldenConfig("qwen3_moe");
+        config["mlp_only_layers"] = JsonNode.Parse("[1]");
+        File.WriteAllText(Path.Combine(Folder, "config.json"), config.ToJsonString());
+        using (var source = SafetensorsFile.Open(Path.Combine(golden, "model.safetensors")))
+        {
+            var tensors = source.Entries.Where(e => !e.Name.StartsWith("model.layers.1.mlp."))
+                .Select(e => new SafetensorsWriter.Tensor(e.Name, e.Shape, source.ReadFloat32(e.Name))).ToList();
+            int d = config["hidden_size"]!.GetValue<int>(), ff = config["intermediate_size"]!.GetValue<int>();
+            tensors.Add(new("model.layers.1.mlp.gate_proj.weight", [ff, d], Numerics.Random(ff * d, 1, 0.1f)));
+            tensors.Add(new("model.layers.1.mlp.up_proj.weight", [ff, d], Numerics.Random(ff * d, 2, 0.1f)));
+            tensors.Add(new("model.layers.1.mlp.down_proj.weight", [d, ff], Numerics.Random(ff * d, 3, 0.1f)));
+            SafetensorsWriter.Write(Path.Combine(Folder, "model.safetensors"), tensors);
+        }
+        var model = ModelStore.Open(Folder, maxContext: 16);
+        Assert.Equal(2, model.MoeLayers.Count);
+        Assert.Equal(16, Generator.Greedy(model, [1, 17, 42], 16).Length);
+
+        File.Copy(Path.Combine(golden, "model.safetensors"), Path.Combine(Folder, "model.safetensors"), overwrite: true);
+        var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(Folder, maxContext: 16));
+        Assert.Contains("no parameter for checkpoint tensor 'model.layers.1.mlp.", ex.Message);
+    }
+
+    /// <summary>llama.cpp's names (llama-arch.cpp LLM_TENSOR_NAMES) for every kind of parameter, written out by hand.</summary>
+    [Theory]
+    [InlineData("model.embed_tokens.weight", "token_embd.weight")]
+    [InlineData("lm_head.weight", "output.weight")]
+    [InlineData("model.norm.weight", "output_norm.weight")]
+    [InlineData("model.layers.3.input_layernorm.weight", "blk.3.attn_norm.weight")]
+    [InlineData("model.layers.0.self_attn.q_proj.bias", "blk.0.attn_q.bias")]
+    [InlineData("model.layers.0.self_attn.o_proj.weight", "blk.0.attn_output.weight")]
+    [InlineData("model.layers.1.self_attn.q_norm.weight", "blk.1.attn_q_norm.weight")]
+    [InlineData("model.layers.1.self_attn.k_norm.weight", "blk.1.attn_k_norm.weight")]
+    [InlineData("model.layers.2.post_attention_layernorm.weight", "blk.2.ffn_norm.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.gate.weight", "blk.2.ffn_gate_inp.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w1", "blk.2.ffn_gate_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w3", "blk.2.ffn_up_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.experts.w2", "blk.2.ffn_down_exps.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.shared_expert.up_proj.weight", "blk.2.ffn_up_shexp.weight")]
+    [InlineData("model.layers.2.block_sparse_moe.shared_expert_gate.weight", "blk.2.ffn_gate_inp_shexp.weight")]
+    [InlineData("model.layers.10.mlp.down_proj.weight", "blk.10.ffn_down.weight")]
+    public void GgufNamesAreLlamaCpps(string parameter, string gguf) => Assert.Equal(gguf, ModelStore.GgufName(parameter));
+
+    [Fact]
+    public void AGgufOfAnotherArchitectureNamesItAndTheSupportedOnes()
+    {
+        string path = Path.Combine(Folder, "m.gguf");
+        new GgufWriter().Add("general.architecture", GgufValue.Of("gpt-oss")).Write(path);
+        var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(path));
+        Assert.Contains("general.architecture 'gpt-oss' is not supported; expected one of llama, qwen2moe, qwen3moe, olmoe", ex.Message);
+    }
+
+    /// <summary>The whole-sequence (training) path gives the KV-cache path's logits, to 1e-5 of their scale.</summary>
+    [Theory]
+    [MemberData(nameof(ArchitectureGoldenTests.Architectures), MemberType = typeof(ArchitectureGoldenTests))]
+    public void TrainingForwardMatchesTheCachedForward(string arch)
+    {
+        var model = ModelStore.Open(ArchitectureGoldenTests.Folder(arch), maxContext: 16);
+        int[] ids = [1, 17, 42, 99, 5, 260, 3];
+        var tape = new Tape();
+        float[] whole, cached;
+        using (tape.NoGrad())
+        {
+            whole = model.Forward(tape, ids, batch: 1).Logits.ToArray();
+            cached = model.Forward(tape, ids, model.NewCache()).Logits.ToArray();
+        }
+        Numerics.Close(whole, cached, 0, 1e-5f * whole.Max(MathF.Abs), arch);
+    }
+
+    /// <summary>
+    /// The new parameters (per-head and whole q/k norms, q/k/v biases) get the gradient of central differences
+    /// (ε = 1e-3, fp32 forward; |numeric − analytic| ≤ 3e-4 + 2% of numeric).
+    /// </summary>
+    [Theory]
+    [InlineData("qwen3_moe", "model.layers.0.self_attn.q_norm.weight")]
+    [InlineData("qwen3_moe", "model.layers.1.self_attn.k_norm.weight")]
+    [InlineData("olmoe", "model.layers.0.self_attn.q_norm.weight")]
+    [InlineData("olmoe", "model.layers.1.self_attn.k_norm.weight")]
+    [InlineData("qwen2_moe", "model.layers.0.self_attn.q_proj.bias")]
+    [InlineData("qwen2_moe", "model.layers.1.self_attn.k_proj.bias")]
+    public void NewParametersGetFiniteDifferenceGradients(string arch, string name)
+    {
+        var model = ModelStore.Open(ArchitectureGoldenTests.Folder(arch), maxContext: 16);
+        int[] input = [1, 17, 42, 99, 5, 260], target = [17, 42, 99, 5, 260, 3];
+        var tape = new Tape();
+        model.Arena.ZeroGrad();
+        tape.Backward(model.Loss(tape, input, target, batch: 1).Loss);
+        tape.Reset();
+        float Loss()
+        {
+            var t = new Tape();
+            using (t.NoGrad()) return model.Loss(t, input, target, batch: 1).CrossEntropy[0];
+        }
+        var p = model.Arena[name].Value;
+        foreach (int i in new[] { 0, p.Length / 2, p.Length - 1 })
+        {
+            float saved = p[i];
+            p[i] = saved + 1e-3f;
+            float plus = Loss();
+            p[i] = saved - 1e-3f;
+            float minus = Loss();
+            p[i] = saved;
+            float numeric = (plus - minus) / 2e-3f;
+            Assert.True(Math.Abs(numeric - p.Grad![i]) <= 3e-4f + 0.02f * Math.Abs(numeric), $"{name}[{i}]: numeric {numeric:E3}, analytic {p.Grad[i]:E3}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using System.Numerics.Tensors;
+using MoeSharp.Autograd;
+using MoeSharp.IO;
+using MoeSharp.Models;
+
+namespace MoeSharp.Tests.Models;
+
+/// <summary>
+/// Tiny random Qwen3-MoE, OLMoE and Qwen2-MoE models (Golden/&lt;arch&gt;/, every feature of each switched on; see
+/// Golden/README.md) against llama.cpp: the same weights converted to GGUF as llama.cpp's convert_hf_to_gguf.py does
+/// and run by its prebuilt CPU library (node-llama-cpp 3.22.1, F32 weights and KV cache, flash attention off). The
+/// prompt goes through the KV cache in one pass and each greedy token after it one at a time; at every one of the
+/// 16 steps the last row's logits must be within 1e-3 relative of llama.cpp's (|Δ| ≤ 1e-3·|expected| + 1e-5·max|expected|,
+/// the absolute part for logits near zero), and the 16 greedy ids must be llama.cpp's exactly, both from this loop
+/// and from <see cref="Generator.Greedy"/>.
+/// </summary>
+public class ArchitectureGoldenTests
+{
+    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe"];
+
+    internal static string Folder(string arch) => Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Golden", arch);
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void LogitsAndGreedyIdsMatchLlamaCppThroughTheKvCache(string arch) => MatchesLlamaCpp(arch, ModelStore.Open(Folder(arch), maxContext: 64));
+
+    /// <summary>
+    /// The very GGUF file llama.cpp ran (checked in for one architecture to keep the repository small; the generator
+    /// writes it for each) loads to the same outputs, and to the HF folder's parameters exactly.
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2_moe")]
+    public void TheGgufLlamaCppRanLoadsToTheSameModel(string arch)
+    {
+        var gguf = ModelStore.Open(Path.Combine(Folder(arch), "model-f32.gguf"), maxContext: 64);
+        var hf = ModelStore.Open(Folder(arch), maxContext: 64);
+        static object Shape(ModelConfig c) => (c.Vocab, c.DModel, c.Layers, c.Heads, c.ResolvedKvHeads, c.ResolvedHeadDim, c.NormEps, c.RopeTheta,
+            c.QkNorm, c.AttentionBias, c.TiedEmbeddings, c.Moe!.Experts, c.Moe.TopK, c.Moe.ExpertHidden, c.Moe.NormalizeTopK,
+            (c.Moe.SharedExperts, c.Moe.SharedHidden, c.Moe.SharedGate));
+        Assert.Equal(Shape(hf.Config), Shape(gguf.Config));
+        Numerics.BitwiseEqual(hf.Arena.Values, gguf.Arena.Values, arch + " parameters");
+        MatchesLlamaCpp(arch, gguf);
+    }
+
+    private static void MatchesLlamaCpp(string arch, MoeTransformer model)
+    {
+        using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
+        int[] prompt = expected.ReadInt32("prompt"), want = expected.ReadInt32("ids");
+        float[] logits = expected.ReadFloat32("logits"); // [S, V]
+        int vocab = model.Config.Vocab;
+        Assert.Equal(want.Length * vocab, logits.Length);
+        var cache = model.NewCache();
+        var tape = new Tape();
+        int[] input = prompt;
+        for (int step = 0; step < want.Length; step++)
+        {
+            float[] row;
+            using (tape.NoGrad())
+                row = model.Forward(tape, input, cache).Logits.Span.Slice((input.Length - 1) * vocab, vocab).ToArray();
+            tape.Reset();
+            var reference = logits.AsSpan(step * vocab, vocab);
+            Numerics.Close(reference, row, 1e-3f, 1e-5f * MathF.Abs(TensorPrimitives.MaxMagnitude(reference)), $"{arch} step {step} logits");
+            Assert.True(want[step] == TensorPrimitives.IndexOfMax(row), $"{arch} step {step}: greedy id {TensorPrimitives.IndexOfMax(row)}, llama.cpp {want[step]}");
+            input = [want[step]];
+        }
+        Assert.Equal(want, Generator.Greedy(model, prompt, want.Length));
+    }
+}
