@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MoeSharp.Classic.IO;
 using MoeSharp.Cli.Commands;
 using MoeSharp.Diagnostics;
 using MoeSharp.IO;
@@ -46,7 +47,38 @@ public class DefaultsTests
         Assert.Equal(s.Seed, Default<ulong>(generate, "--seed"));
         Assert.Equal(s.Threads, Default<int>(generate, "--threads"));
         var bench = BenchCommand.Create();
-        Assert.Equal(LmTrainOptions.Default.Batch, Default<int>(bench, "--batch"));
-        Assert.Equal(LmTrainOptions.Default.Threads, Default<int>(bench, "--threads"));
+        var b = SpeedBenchOptions.Default;
+        Assert.Equal(b.Batch, Default<int>(bench, "--batch"));
+        Assert.Equal(b.Steps, Default<int>(bench, "--steps"));
+        Assert.Equal(b.Tokens, Default<int>(bench, "--tokens"));
+        Assert.Equal(b.Threads, Default<int>(bench, "--threads"));
+        Assert.Equal(LmTrainOptions.Default.Batch, b.Batch);
+    }
+
+    [Fact]
+    public void FitDefaultsAreTheLibraryDefaults()
+    {
+        var fit = FitCommand.Create();
+        var f = MixtureFitOptions.Default;
+        Assert.Equal(f.Experts, Default<string>(fit, "--experts"));
+        Assert.Equal(f.Phases, FitCommand.ParsePhases(Default<string>(fit, "--phases")));
+        Assert.Equal(f.Partition, Default<string>(fit, "--partition"));
+        Assert.Equal(f.GateHoldout, Default<float>(fit, "--gate-holdout"));
+        Assert.Equal(f.Groups, Default<int>(fit, "--groups"));
+        Assert.Equal(f.TopK, Default<int>(fit, "--top-k"));
+        Assert.Equal(f.GateHidden, Default<int>(fit, "--gate-hidden"));
+        Assert.Equal(f.Hidden, Default<int>(fit, "--hidden"));
+        Assert.Equal(f.ExpertEpochs, Default<int>(fit, "--expert-epochs"));
+        Assert.Equal(f.TreeDepth, Default<int>(fit, "--tree-depth"));
+        Assert.Equal(f.Ridge, Default<float?>(fit, "--ridge"));
+        Assert.Equal(f.Epochs, Default<int>(fit, "--epochs"));
+        Assert.Equal(f.EmIterations, Default<int>(fit, "--em-iterations"));
+        Assert.Equal(f.LearningRate, Default<float>(fit, "--lr"));
+        Assert.Equal(f.Entropy, Default<float>(fit, "--entropy"));
+        Assert.Equal(f.Balance, Default<float>(fit, "--balance"));
+        Assert.Equal(f.TestFraction, Default<float>(fit, "--test-fraction"));
+        Assert.Equal(f.Folds, Default<int>(fit, "--cv"));
+        Assert.Equal(f.Seed, Default<ulong>(fit, "--seed"));
+        Assert.Equal(f.Threads, Default<int>(fit, "--threads"));
     }
 }
