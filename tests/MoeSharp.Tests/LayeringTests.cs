@@ -116,7 +116,6 @@ public sealed partial class LayeringTests
             return sources;
         }
 
-        /// <summary>One line per violation: "file:line: From -> To (the line)", a stray namespace, or an unlisted folder.</summary>
         /// <summary>"Folder.Type" for every top-level type of the core library.</summary>
         public static HashSet<string> CoreTypes()
         {
@@ -130,6 +129,7 @@ public sealed partial class LayeringTests
             return types;
         }
 
+        /// <summary>One line per violation: "file:line: From -> To (the line)", a stray namespace, or an unlisted folder.</summary>
         /// <param name="types">"Folder.Type" names that a partly qualified reference may name.</param>
         public static List<string> Check(IReadOnlyList<string> order, IEnumerable<Source> sources, IReadOnlySet<string> types)
         {

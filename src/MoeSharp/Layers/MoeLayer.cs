@@ -16,8 +16,6 @@ namespace MoeSharp.Layers;
 /// </summary>
 public sealed class MoeLayer : Module
 {
-    private readonly RouterOptions _routing;
-    private readonly BalanceOptions _balance;
     private static readonly RoutingContext s_noContext = new();
     private MoeWorkspace[] _workspaces = []; // the sort and capacity buffers, reused once their tape has reset
 
@@ -26,14 +24,12 @@ public sealed class MoeLayer : Module
     {
         options.Validate();
         Options = options;
-        _routing = options.ToRouterOptions();
-        _balance = options.ToBalanceOptions();
         int e = options.Experts;
         float outStd = options.InitStd;
         if (options.Router == RouterKind.Soft)
             Soft = new SoftMoe(arena, name + ".gate", e, options.SlotsPerExpert, options.Dim, options.InitStd);
         else
-            Router = LinearRouter.Create(arena, name + ".gate", _routing);
+            Router = LinearRouter.Create(arena, name + ".gate", options);
         Bank = new ExpertBank(arena, name + ".experts", e, options.Dim, options.ExpertHidden, options.Activation, options.InitStd, outStd);
         if (options.SharedExperts > 0)
         {
@@ -81,7 +77,7 @@ public sealed class MoeLayer : Module
             if (SharedGate is not null) s = tape.MultiplyRows(s, tape.Sigmoid(SharedGate.Forward(tape, x)));
             y = tape.Add(y, s);
         }
-        return new MoeResult(y, aux, Balance.Weighted(tape, aux, _balance), stats, routing);
+        return new MoeResult(y, aux, Balance.Weighted(tape, aux, Options), stats, routing);
     }
 
     /// <summary>Auxiliary-loss-free balancing after the optimizer step (<see cref="SigmoidBiasRouter.UpdateBias"/>); only the sigmoid router has a bias.</summary>
@@ -92,17 +88,17 @@ public sealed class MoeLayer : Module
         var r = Router!.Route(tape, x, context);
         var ws = MoeWorkspace.Rent(ref _workspaces, tape, x.RowCount, Options.Experts, r.PairExpert.Length);
         var dispatch = r.PairExpert; // [P] expert of each pair after capacity, −1 when dropped
-        if (r.TokenChoice && _routing.CapacityFactor > 0)
+        if (r.TokenChoice && Options.CapacityFactor > 0)
         {
             dispatch = ws.Kept;
-            Capacity.Apply(r, _routing, dispatch, ws.Order, ws.Used);
+            Capacity.Apply(r, Options, dispatch, ws.Order, ws.Used);
         }
         var assignment = ws.Assignment;
         assignment.Plan(r.TokenOffsets, dispatch);
         var y = tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = new int[Options.Experts]; // [E] kept by the statistics
         Balance.Counts(r, context.Mask, counts);
-        var aux = Balance.Terms(tape, r, dispatch, counts, context, _balance.LoadBalanceNormalization);
+        var aux = Balance.Terms(tape, r, dispatch, counts, context, Options.LoadBalanceNormalization);
         return (y, aux, Stats(r, counts, assignment.Dropped, context.Mask), r);
     }
 

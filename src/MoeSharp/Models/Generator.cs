@@ -24,7 +24,7 @@ public sealed record SamplingOptions
     /// <summary>Seeds the sampler, so a (prompt, options) pair always generates the same text.</summary>
     public ulong Seed { get; init; }
 
-    /// <summary>Worker threads for the forward passes (scoped, see <see cref="Kernels.Workers.Limit"/>).</summary>
+    /// <summary>Worker threads for the forward passes (scoped to each call, like <see cref="Kernels.Parallelism.Limit"/>).</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>

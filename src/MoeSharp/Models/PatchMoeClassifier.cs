@@ -22,7 +22,7 @@ public sealed record PatchMoeOptions
     /// <summary>Number of classes C: the logits are [N, C].</summary>
     public int Classes { get; init; } = 10;
 
-    /// <summary>The routed FFN over patch tokens; its <see cref="MoeOptions.Dim"/> is set to <see cref="Dim"/>.</summary>
+    /// <summary>The routed FFN over patch tokens; its <see cref="RouterOptions.Dim"/> is set to <see cref="Dim"/>.</summary>
     public MoeOptions Moe { get; init; } = new() { Experts = 4, TopK = 1, ExpertHidden = 64, Router = RouterKind.SoftmaxTopK, LoadBalanceCoef = 0.01f, ZLossCoef = 0 };
 
     /// <summary>Seeds the initial weights.</summary>

@@ -14,47 +14,6 @@ public enum LoadBalanceNormalization
 }
 
 /// <summary>
-/// The weights of the balancing terms in their sum (each term is also returned on its own), validated once by
-/// <see cref="Validate()"/>, which names the bad field.
-/// </summary>
-public sealed record BalanceOptions
-{
-    /// <summary>Weight of the Switch/Mixtral load-balancing loss.</summary>
-    public float LoadBalanceCoef { get; init; } = 0.01f;
-    /// <summary>Whether expert counts in the load-balancing loss are divided by the assignments or by the tokens.</summary>
-    public LoadBalanceNormalization LoadBalanceNormalization { get; init; } = LoadBalanceNormalization.PerAssignment;
-    /// <summary>Weight of the ST-MoE router z-loss.</summary>
-    public float ZLossCoef { get; init; } = 0.001f;
-    /// <summary>Weight of the importance loss, CV² of the summed gate weights per expert.</summary>
-    public float ImportanceCoef { get; init; }
-    /// <summary>Weight of the load loss, CV² of the summed router probabilities per expert.</summary>
-    public float LoadCoef { get; init; }
-    /// <summary>Weight of DeepSeek-V3's per-sequence balance loss.</summary>
-    public float SequenceBalanceCoef { get; init; }
-
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
-    public void Validate() => Validate(nameof(BalanceOptions));
-
-    /// <summary>Validates under another record's name (<c>MoeOptions</c> carries these fields under the same names).</summary>
-    internal void Validate(string owner)
-    {
-        Require(owner, LoadBalanceCoef, nameof(LoadBalanceCoef));
-        Require(owner, ZLossCoef, nameof(ZLossCoef));
-        Require(owner, ImportanceCoef, nameof(ImportanceCoef));
-        Require(owner, LoadCoef, nameof(LoadCoef));
-        Require(owner, SequenceBalanceCoef, nameof(SequenceBalanceCoef));
-        if (!Enum.IsDefined(LoadBalanceNormalization))
-            throw new ArgumentException($"{owner}.{nameof(LoadBalanceNormalization)}: unknown normalisation {(int)LoadBalanceNormalization}.", nameof(LoadBalanceNormalization));
-    }
-
-    private static void Require(string owner, float value, string field)
-    {
-        if (!(value >= 0 && float.IsFinite(value)))
-            throw new ArgumentException($"{owner}.{field}: must be a non-negative number, got {value}.", field);
-    }
-}
-
-/// <summary>
 /// Every balancing term of a routed layer, unweighted, each documented where it is formed, and the ops they are
 /// made of. Padding tokens (mask false) are left out of every term.
 /// <list type="bullet">
@@ -115,7 +74,7 @@ public static class Balance
     }
 
     /// <summary>Σ coef·term over the terms present with a non-zero weight; null when there is none.</summary>
-    public static Tensor? Weighted(Tape tape, IReadOnlyDictionary<string, Tensor> terms, BalanceOptions o)
+    public static Tensor? Weighted(Tape tape, IReadOnlyDictionary<string, Tensor> terms, RouterOptions o)
     {
         Tensor? total = null;
         Add(tape, terms, LoadBalance, o.LoadBalanceCoef, ref total);

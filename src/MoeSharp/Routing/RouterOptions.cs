@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace MoeSharp.Routing;
 
 /// <summary>How a capacity-limited layer chooses which pairs to drop when an expert is full.</summary>
@@ -11,25 +13,31 @@ public enum DropPolicy
 }
 
 /// <summary>
-/// Every setting a router and its capacity limit read, validated once by <see cref="Validate()"/>, which names the
-/// bad field. <c>MoeLayer</c> builds one from its own options, so users of the layer never need this record.
-/// Dimensions: D model width, E experts, K experts per token.
+/// Every setting of the routing half of an MoE layer: the router, its capacity limit and the weights of the balancing
+/// terms, validated once by <see cref="Validate()"/>, which names the bad field under the record's own type name
+/// (<c>MoeOptions.TopK: ...</c> for a <c>MoeOptions</c>). <c>MoeOptions</c> derives from it and adds the experts, so a
+/// layer's options are the router's options. Dimensions: D model width, E experts, K experts per token.
 /// </summary>
-public sealed record RouterOptions
+public record RouterOptions
 {
+    // The JsonPropertyOrder values keep MoeOptions' config.json in its reading order (shape, experts, router,
+    // balancing, capacity, shared experts, diagnostics, init): serializers otherwise write derived fields first.
     // ---- Shape ----
     /// <summary>Model width D: the router reads x [T,D].</summary>
+    [JsonPropertyOrder(-2)]
     public int Dim { get; init; }
 
     /// <summary>Number of routed experts E.</summary>
+    [JsonPropertyOrder(-2)]
     public int Experts { get; init; } = 8;
 
     /// <summary>Experts per token K (for expert choice: the average, which sets each expert's capacity).</summary>
+    [JsonPropertyOrder(-2)]
     public int TopK { get; init; } = 2;
 
     // ---- Router ----
-    /// <summary>The routing algorithm.</summary>
-    public RouterKind Kind { get; init; } = RouterKind.SoftmaxTopK;
+    /// <summary>How tokens pick experts (or Soft MoE slot mixing).</summary>
+    public RouterKind Router { get; init; } = RouterKind.SoftmaxTopK;
 
     /// <summary>Renormalise the K gate weights to sum to 1 (Mixtral; Qwen's norm_topk_prob; DeepSeek).</summary>
     public bool NormalizeTopK { get; init; } = true;
@@ -55,6 +63,20 @@ public sealed record RouterOptions
     /// <summary>Soft MoE: slots per expert.</summary>
     public int SlotsPerExpert { get; init; } = 1;
 
+    // ---- Balancing (each term is returned separately; these weight their sum) ----
+    /// <summary>Weight of the Switch/Mixtral load-balancing loss.</summary>
+    public float LoadBalanceCoef { get; init; } = 0.01f;
+    /// <summary>Whether expert counts in the load-balancing loss are divided by the assignments or by the tokens.</summary>
+    public LoadBalanceNormalization LoadBalanceNormalization { get; init; } = LoadBalanceNormalization.PerAssignment;
+    /// <summary>Weight of the ST-MoE router z-loss.</summary>
+    public float ZLossCoef { get; init; } = 0.001f;
+    /// <summary>Weight of the importance loss, CV² of the summed gate weights per expert.</summary>
+    public float ImportanceCoef { get; init; }
+    /// <summary>Weight of the load loss, CV² of the summed router probabilities per expert.</summary>
+    public float LoadCoef { get; init; }
+    /// <summary>Weight of DeepSeek-V3's per-sequence balance loss.</summary>
+    public float SequenceBalanceCoef { get; init; }
+
     // ---- Capacity ----
     /// <summary>0 for dropless (the default); otherwise capacity = max(MinCapacity, ⌈factor·T·K/E⌉). Expert choice: its C.</summary>
     public float CapacityFactor { get; init; }
@@ -65,43 +87,48 @@ public sealed record RouterOptions
     public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
 
     // ---- Init ----
-    /// <summary>Standard deviation of the normal initialisation of the gate weights.</summary>
+    /// <summary>Standard deviation of the normal initialisation of the gate weights (of every weight, in a <c>MoeOptions</c>).</summary>
+    [JsonPropertyOrder(2)]
     public float InitStd { get; init; } = 0.02f;
 
     /// <summary>Seeds the router's own randomness (jitter, noise, the hash).</summary>
+    [JsonPropertyOrder(2)]
     public ulong Seed { get; init; }
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
-    public void Validate() => Validate(nameof(RouterOptions), nameof(Kind));
-
-    /// <summary>
-    /// Validates under another record's names: <c>MoeOptions</c> carries these fields under the same names, except
-    /// the router kind, which it calls <paramref name="kindField"/>.
-    /// </summary>
-    internal void Validate(string owner, string kindField)
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field, as <c>TypeName.Field: ...</c>.</summary>
+    public virtual void Validate()
     {
+        string owner = GetType().Name;
         void Require(bool ok, string field, string message)
         {
             if (!ok) throw new ArgumentException($"{owner}.{field}: {message}", field);
         }
         Require(Dim > 0, nameof(Dim), $"must be positive, got {Dim}.");
         Require(Experts > 0, nameof(Experts), $"must be positive, got {Experts}.");
-        Require(Enum.IsDefined(Kind), kindField, $"unknown router kind {(int)Kind}.");
+        Require(Enum.IsDefined(Router), nameof(Router), $"unknown router kind {(int)Router}.");
         Require(TopK > 0 && TopK <= Experts, nameof(TopK), $"must be in [1, Experts = {Experts}], got {TopK}.");
-        Require(Kind is not (RouterKind.Switch or RouterKind.Hash) || TopK == 1, nameof(TopK), $"the {Kind} router sends each token to one expert; TopK must be 1, got {TopK}.");
-        Require(Kind != RouterKind.Dense || TopK == Experts, nameof(TopK), $"the Dense router uses every expert; TopK must equal Experts ({Experts}), got {TopK}.");
+        Require(Router is not (RouterKind.Switch or RouterKind.Hash) || TopK == 1, nameof(TopK), $"the {Router} router sends each token to one expert; TopK must be 1, got {TopK}.");
+        Require(Router != RouterKind.Dense || TopK == Experts, nameof(TopK), $"the Dense router uses every expert; TopK must equal Experts ({Experts}), got {TopK}.");
         Require(JitterEps is >= 0 and < 1, nameof(JitterEps), $"must be in [0, 1), got {JitterEps}.");
         Require(Groups > 0 && Experts % Groups == 0, nameof(Groups), $"must divide Experts ({Experts}), got {Groups}.");
         Require(TopGroups > 0 && TopGroups <= Groups, nameof(TopGroups), $"must be in [1, Groups = {Groups}], got {TopGroups}.");
         Require(TopK <= TopGroups * (Experts / Groups), nameof(TopK), $"{TopK} experts cannot be picked from {TopGroups} groups of {Experts / Groups}.");
         Require(RoutedScaling > 0, nameof(RoutedScaling), $"must be positive, got {RoutedScaling}.");
         Require(BiasUpdateRate >= 0, nameof(BiasUpdateRate), $"must be non-negative, got {BiasUpdateRate}.");
-        Require(BiasUpdateRate == 0 || Kind == RouterKind.SigmoidBias, nameof(BiasUpdateRate), $"bias balancing needs the SigmoidBias router, not {Kind}.");
+        Require(BiasUpdateRate == 0 || Router == RouterKind.SigmoidBias, nameof(BiasUpdateRate), $"bias balancing needs the SigmoidBias router, not {Router}.");
         Require(SinkhornIterations > 0, nameof(SinkhornIterations), $"must be positive, got {SinkhornIterations}.");
         Require(SlotsPerExpert > 0, nameof(SlotsPerExpert), $"must be positive, got {SlotsPerExpert}.");
         Require(CapacityFactor >= 0 && float.IsFinite(CapacityFactor), nameof(CapacityFactor), $"must be 0 (dropless) or positive, got {CapacityFactor}.");
         Require(MinCapacity >= 0, nameof(MinCapacity), $"must be non-negative, got {MinCapacity}.");
         Require(Enum.IsDefined(DropPolicy), nameof(DropPolicy), $"unknown drop policy {(int)DropPolicy}.");
         Require(InitStd > 0, nameof(InitStd), $"must be positive, got {InitStd}.");
+        Require(Weight(LoadBalanceCoef), nameof(LoadBalanceCoef), $"must be a non-negative number, got {LoadBalanceCoef}.");
+        Require(Weight(ZLossCoef), nameof(ZLossCoef), $"must be a non-negative number, got {ZLossCoef}.");
+        Require(Weight(ImportanceCoef), nameof(ImportanceCoef), $"must be a non-negative number, got {ImportanceCoef}.");
+        Require(Weight(LoadCoef), nameof(LoadCoef), $"must be a non-negative number, got {LoadCoef}.");
+        Require(Weight(SequenceBalanceCoef), nameof(SequenceBalanceCoef), $"must be a non-negative number, got {SequenceBalanceCoef}.");
+        Require(Enum.IsDefined(LoadBalanceNormalization), nameof(LoadBalanceNormalization), $"unknown normalisation {(int)LoadBalanceNormalization}.");
     }
+
+    private static bool Weight(float value) => value >= 0 && float.IsFinite(value);
 }

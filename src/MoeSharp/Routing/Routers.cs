@@ -83,7 +83,7 @@ public abstract class LinearRouter : Module, IRouter
     }
 
     /// <summary>Creates the router an options object names.</summary>
-    public static IRouter Create(ParameterArena arena, string name, RouterOptions o) => o.Kind switch
+    public static IRouter Create(ParameterArena arena, string name, RouterOptions o) => o.Router switch
     {
         RouterKind.SoftmaxTopK or RouterKind.Dense => new SoftmaxTopKRouter(arena, name, o),
         RouterKind.TopKSoftmax => new TopKSoftmaxRouter(arena, name, o),
@@ -93,7 +93,7 @@ public abstract class LinearRouter : Module, IRouter
         RouterKind.ExpertChoice => new ExpertChoiceRouter(arena, name, o),
         RouterKind.Sinkhorn => new SinkhornRouter(arena, name, o),
         RouterKind.Hash => new HashRouter(o),
-        _ => throw new ArgumentException($"RouterOptions.Kind: {o.Kind} has no token router (Soft MoE mixes slots, see SoftMoe).", nameof(o)),
+        _ => throw new ArgumentException($"{o.GetType().Name}.Router: {o.Router} has no token router (Soft MoE mixes slots, see SoftMoe).", nameof(o)),
     };
 }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using MoeSharp.Classic.IO;
 using MoeSharp.Cli.Commands;
 using MoeSharp.Diagnostics;
 using MoeSharp.IO;
@@ -18,16 +19,7 @@ public class DefaultsTests
         var train = TrainCommand.Create();
         var t = LmTrainOptions.Default;
         var r = LmRunOptions.Default;
-        Assert.Equal(t.Steps, Default<int>(train, "--steps"));
-        Assert.Equal(t.Batch, Default<int>(train, "--batch"));
-        Assert.Equal(t.LearningRate, Default<float>(train, "--lr"));
-        Assert.Equal(t.Seed, Default<ulong>(train, "--seed"));
-        Assert.Equal(t.Threads, Default<int>(train, "--threads"));
-        Assert.Equal(r.EvalEvery, Default<int>(train, "--eval-every"));
-        Assert.Equal(r.EvalBatches, Default<int>(train, "--eval-batches"));
-        Assert.Equal(r.LogEvery, Default<int>(train, "--log-every"));
-        Assert.Equal(r.SaveEvery, Default<int>(train, "--save-every"));
-        Assert.Equal(r.StopAt, Default<int?>(train, "--stop-at"));
+        AssertDefaults(train, (t.Steps, "--steps"), (t.Batch, "--batch"), (t.LearningRate, "--lr"), (t.Seed, "--seed"), (t.Threads, "--threads"), (r.EvalEvery, "--eval-every"), (r.EvalBatches, "--eval-batches"), (r.LogEvery, "--log-every"), (r.SaveEvery, "--save-every"), (r.StopAt, "--stop-at"));
         // The CLI does not set the floor of the schedule: the library's rule (a tenth of the peak) applies.
         Assert.Equal(t.LearningRate / 10, t.MinLearningRate);
     }
@@ -36,17 +28,34 @@ public class DefaultsTests
     public void EvalGenerateAndBenchDefaultsAreTheLibraryDefaults()
     {
         var eval = EvalCommand.Create();
-        Assert.Equal(LmEvalOptions.Default.MaxTokens, Default<int>(eval, "--max-tokens"));
-        Assert.Equal(LmEvalOptions.Default.Threads, Default<int>(eval, "--threads"));
+        AssertDefaults(eval, (LmEvalOptions.Default.MaxTokens, "--max-tokens"), (LmEvalOptions.Default.Threads, "--threads"));
         var generate = GenerateCommand.Create();
         var s = SamplingOptions.Default;
-        Assert.Equal(s.Temperature, Default<float>(generate, "--temperature"));
-        Assert.Equal(s.TopK, Default<int>(generate, "--top-k"));
-        Assert.Equal(s.TopP, Default<float>(generate, "--top-p"));
-        Assert.Equal(s.Seed, Default<ulong>(generate, "--seed"));
-        Assert.Equal(s.Threads, Default<int>(generate, "--threads"));
+        AssertDefaults(generate, (s.Temperature, "--temperature"), (s.TopK, "--top-k"), (s.TopP, "--top-p"), (s.Seed, "--seed"), (s.Threads, "--threads"));
         var bench = BenchCommand.Create();
-        Assert.Equal(LmTrainOptions.Default.Batch, Default<int>(bench, "--batch"));
-        Assert.Equal(LmTrainOptions.Default.Threads, Default<int>(bench, "--threads"));
+        var b = SpeedBenchOptions.Default;
+        AssertDefaults(bench, (b.Batch, "--batch"), (b.Steps, "--steps"), (b.Tokens, "--tokens"), (b.Threads, "--threads"));
+        Assert.Equal(LmTrainOptions.Default.Batch, b.Batch);
+    }
+
+    [Fact]
+    public void FitDefaultsAreTheLibraryDefaults()
+    {
+        var fit = FitCommand.Create();
+        var f = MixtureFitOptions.Default;
+        Assert.Equal(f.Phases, FitCommand.ParsePhases(Default<string>(fit, "--phases")));
+        AssertDefaults(fit, (f.Experts, "--experts"), (f.Partition, "--partition"), (f.GateHoldout, "--gate-holdout"), (f.Groups, "--groups"),
+            (f.TopK, "--top-k"), (f.GateHidden, "--gate-hidden"), (f.Hidden, "--hidden"), (f.ExpertEpochs, "--expert-epochs"),
+            (f.TreeDepth, "--tree-depth"), (f.Ridge, "--ridge"), (f.Epochs, "--epochs"), (f.EmIterations, "--em-iterations"),
+            (f.LearningRate, "--lr"), (f.Entropy, "--entropy"), (f.Balance, "--balance"), (f.TestFraction, "--test-fraction"),
+            (f.Folds, "--cv"), (f.Seed, "--seed"), (f.Threads, "--threads"));
+    }
+
+    /// <summary>Each option's default, parsed from an empty command line, equals the library value beside it.</summary>
+    private static void AssertDefaults(Command command, params (object? Library, string Option)[] expected)
+    {
+        var parsed = command.Parse([]);
+        foreach (var (library, option) in expected)
+            Assert.True(Equals(library, parsed.GetValue<object?>(option)), $"{command.Name} {option}: the library's default is {library}, the option's {parsed.GetValue<object?>(option)}.");
     }
 }

@@ -98,7 +98,7 @@ public class RouterTests
     private static (RouterOutput Out, float[] W) Route(MoeOptions o, Action<Span<float>, Span<float>>? setup = null, int tokens = 1)
     {
         var arena = new ParameterArena();
-        var router = LinearRouter.Create(arena, "gate", o.ToRouterOptions());
+        var router = LinearRouter.Create(arena, "gate", o);
         arena.Build(0);
         if (arena.TryGet("gate.weight", out var gate))
         {
