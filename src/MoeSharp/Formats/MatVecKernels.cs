@@ -20,6 +20,23 @@ namespace MoeSharp.Formats;
 /// </remarks>
 internal static unsafe class MatVecKernels
 {
+    /// <summary>
+    /// binary16 → binary32 by table, as ggml does without F16C: .NET exposes no vcvtph2ps and converts a scalar Half
+    /// in software, which cost more than the integer dot of a Q8_0 block. 256 KiB, of which the few scales a model
+    /// uses stay cached. Built from <see cref="ScalarCodec.Half"/>, so the values are the same.
+    /// </summary>
+    private static readonly float* HalfTable = BuildHalfTable();
+
+    private static float* BuildHalfTable()
+    {
+        var table = GC.AllocateUninitializedArray<float>(65536, pinned: true); // [2^16]
+        for (int i = 0; i < 65536; i++) table[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+        return (float*)Unsafe.AsPointer(ref table[0]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Scale(byte* p) => HalfTable[Unsafe.ReadUnaligned<ushort>(p)];
+
     /// <summary>y[0..count) = rows w, w + rowBytes, … dotted with x (fp32 for the float formats, else <paramref name="q8"/>).</summary>
     public static void Dot(WeightFormat format, byte* w, long rowBytes, int count, float* x, in Q8Vector q8, int n, float* y)
     {
@@ -251,20 +268,25 @@ internal static unsafe class MatVecKernels
     private static void DotQ8_0(byte* r0, byte* r1, byte* r2, byte* r3, in Q8Vector a, int blocks, float* y)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b += 2)
-        {
-            // An odd last block runs with a zero second half: x, w and its scale are all zero there.
-            bool pair = b + 1 < blocks;
-            long o = 34L * b;
-            Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
-            Vector512<sbyte> negX = -x;
-            Vector512<float> dx = Halves(a.D[b], pair ? a.D[b + 1] : 0f);
-            a0 = Q8_0Pair(Q8_0Weights(r0 + o, pair), Halves(Half(r0 + o), pair ? Half(r0 + o + 34) : 0f), x, negX, dx, a0);
-            a1 = Q8_0Pair(Q8_0Weights(r1 + o, pair), Halves(Half(r1 + o), pair ? Half(r1 + o + 34) : 0f), x, negX, dx, a1);
-            a2 = Q8_0Pair(Q8_0Weights(r2 + o, pair), Halves(Half(r2 + o), pair ? Half(r2 + o + 34) : 0f), x, negX, dx, a2);
-            a3 = Q8_0Pair(Q8_0Weights(r3 + o, pair), Halves(Half(r3 + o), pair ? Half(r3 + o + 34) : 0f), x, negX, dx, a3);
-        }
+        int b = 0;
+        for (; b + 1 < blocks; b += 2) Q8_0Step(r0, r1, r2, r3, a, b, pair: true, ref a0, ref a1, ref a2, ref a3);
+        // An odd last block runs with a zero second half: x, w and its scale are all zero there.
+        if (b < blocks) Q8_0Step(r0, r1, r2, r3, a, b, pair: false, ref a0, ref a1, ref a2, ref a3);
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8_0Step(byte* r0, byte* r1, byte* r2, byte* r3, in Q8Vector a, int b, bool pair,
+        ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
+    {
+        long o = 34L * b;
+        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
+        Vector512<sbyte> negX = -x;
+        Vector512<float> dx = Halves(a.D[b], pair ? a.D[b + 1] : 0f);
+        a0 = Q8_0Pair(Q8_0Weights(r0 + o, pair), Halves(Scale(r0 + o), pair ? Scale(r0 + o + 34) : 0f), x, negX, dx, a0);
+        a1 = Q8_0Pair(Q8_0Weights(r1 + o, pair), Halves(Scale(r1 + o), pair ? Scale(r1 + o + 34) : 0f), x, negX, dx, a1);
+        a2 = Q8_0Pair(Q8_0Weights(r2 + o, pair), Halves(Scale(r2 + o), pair ? Scale(r2 + o + 34) : 0f), x, negX, dx, a2);
+        a3 = Q8_0Pair(Q8_0Weights(r3 + o, pair), Halves(Scale(r3 + o), pair ? Scale(r3 + o + 34) : 0f), x, negX, dx, a3);
     }
 
     /// <summary>Doubled E2M1 values plus 12, so that every entry is unsigned for vpmaddubsw; 12·Σx comes off after.</summary>
@@ -284,32 +306,38 @@ internal static unsafe class MatVecKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Mxfp4Pair(Vector512<byte> nibbles, Vector512<float> dw, Vector512<sbyte> x, Vector512<int> offset,
+    private static Vector512<float> Mxfp4Pair(Vector512<byte> table, Vector512<byte> nibbles, Vector512<float> dw, Vector512<sbyte> x, Vector512<int> offset,
         Vector512<float> dx, Vector512<float> acc)
     {
         // Values + 12 are in 0..24 and |x| ≤ 127: a pair sums to at most 6096.
-        Vector512<int> isum = DotU8S8(Avx512BW.Shuffle(Mxfp4Offset, nibbles), x) + offset;
+        Vector512<int> isum = DotU8S8(Avx512BW.Shuffle(table, nibbles), x) + offset;
         return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dw * dx, acc);
     }
 
     private static void DotMxfp4(byte* r0, byte* r1, byte* r2, byte* r3, in Q8Vector a, int blocks, float* y)
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b += 2)
-        {
-            bool pair = b + 1 < blocks;
-            long o = 17L * b;
-            Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
-            // −12·Σq of each block, in one lane of its half: the lanes are summed in the end anyway.
-            Vector512<int> offset = Vector512.Create(Vector256.CreateScalar(-12 * a.Sums32[b]),
-                Vector256.CreateScalar(pair ? -12 * a.Sums32[b + 1] : 0));
-            Vector512<float> dx = Halves(a.D[b], pair ? a.D[b + 1] : 0f);
-            a0 = Mxfp4Pair(Mxfp4Nibbles(r0 + o, pair), Halves(E8M0Half(r0[o]), pair ? E8M0Half(r0[o + 17]) : 0f), x, offset, dx, a0);
-            a1 = Mxfp4Pair(Mxfp4Nibbles(r1 + o, pair), Halves(E8M0Half(r1[o]), pair ? E8M0Half(r1[o + 17]) : 0f), x, offset, dx, a1);
-            a2 = Mxfp4Pair(Mxfp4Nibbles(r2 + o, pair), Halves(E8M0Half(r2[o]), pair ? E8M0Half(r2[o + 17]) : 0f), x, offset, dx, a2);
-            a3 = Mxfp4Pair(Mxfp4Nibbles(r3 + o, pair), Halves(E8M0Half(r3[o]), pair ? E8M0Half(r3[o + 17]) : 0f), x, offset, dx, a3);
-        }
+        int b = 0;
+        for (; b + 1 < blocks; b += 2) Mxfp4Step(r0, r1, r2, r3, a, b, pair: true, ref a0, ref a1, ref a2, ref a3);
+        if (b < blocks) Mxfp4Step(r0, r1, r2, r3, a, b, pair: false, ref a0, ref a1, ref a2, ref a3);
         y[0] = Vector512.Sum(a0); y[1] = Vector512.Sum(a1); y[2] = Vector512.Sum(a2); y[3] = Vector512.Sum(a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Mxfp4Step(byte* r0, byte* r1, byte* r2, byte* r3, in Q8Vector a, int b, bool pair,
+        ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
+    {
+        long o = 17L * b;
+        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
+        // −12·Σq of each block, in one lane of its half: the lanes are summed in the end anyway.
+        Vector512<int> offset = Vector512.Create(Vector256.CreateScalar(-12 * a.Sums32[b]),
+            Vector256.CreateScalar(pair ? -12 * a.Sums32[b + 1] : 0));
+        Vector512<float> dx = Halves(a.D[b], pair ? a.D[b + 1] : 0f);
+        Vector512<byte> table = Mxfp4Offset;
+        a0 = Mxfp4Pair(table, Mxfp4Nibbles(r0 + o, pair), Halves(E8M0Half(r0[o]), pair ? E8M0Half(r0[o + 17]) : 0f), x, offset, dx, a0);
+        a1 = Mxfp4Pair(table, Mxfp4Nibbles(r1 + o, pair), Halves(E8M0Half(r1[o]), pair ? E8M0Half(r1[o + 17]) : 0f), x, offset, dx, a1);
+        a2 = Mxfp4Pair(table, Mxfp4Nibbles(r2 + o, pair), Halves(E8M0Half(r2[o]), pair ? E8M0Half(r2[o + 17]) : 0f), x, offset, dx, a2);
+        a3 = Mxfp4Pair(table, Mxfp4Nibbles(r3 + o, pair), Halves(E8M0Half(r3[o]), pair ? E8M0Half(r3[o + 17]) : 0f), x, offset, dx, a3);
     }
 
     /// <summary>vpshufb indices that spread scale bytes a and b (of a broadcast qword) over 16 int16 lanes each.</summary>
@@ -336,9 +364,9 @@ internal static unsafe class MatVecKernels
             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent((q0.AsUInt16() >>> 4).AsByte() & nib, x1), Avx512BW.Shuffle(s, SpreadScales(1, 3)).AsInt16())
             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q1 & nib, x2), Avx512BW.Shuffle(s, SpreadScales(4, 6)).AsInt16())
             + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent((q1.AsUInt16() >>> 4).AsByte() & nib, x3), Avx512BW.Shuffle(s, SpreadScales(5, 7)).AsInt16());
-        acc = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(Half(row) * dx), acc);
+        acc = Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(Scale(row) * dx), acc);
         Vector128<int> imin = Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte()), sums);
-        accMin = Vector128.FusedMultiplyAdd(Sse2.ConvertToVector128Single(imin), Vector128.Create(-(Half(row + 2) * dx)), accMin);
+        accMin = Vector128.FusedMultiplyAdd(Sse2.ConvertToVector128Single(imin), Vector128.Create(-(Scale(row + 2) * dx)), accMin);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -398,7 +426,7 @@ internal static unsafe class MatVecKernels
         }
         Vector256<int> offset = Avx2.MultiplyAddAdjacent(sc, sums) << 5;
         isum -= offset.ToVector512();
-        return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(Half(row + 208) * dx), acc);
+        return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), Vector512.Create(Scale(row + 208) * dx), acc);
     }
 
     private static void DotQ6_K(byte* r0, byte* r1, byte* r2, byte* r3, in Q8Vector a, int blocks, float* y)
