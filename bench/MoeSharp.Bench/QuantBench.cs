@@ -7,15 +7,19 @@ namespace MoeSharp.Bench;
 /// <summary>
 /// Decode's figure of merit: matrix-vector GB/s of each weight format against a plain Vector512 read of the same
 /// bytes in the same run, on 1 and N threads. Weights are sized well past the caches, so both are memory reads.
-/// Usage: quant [--mb 256] [--cols 4096] [--threads 1,2]
+/// Prefill's: GFLOP/s of Y[T, N] = X[T, K]·Wᵀ for T = 64 and 512 over a [--prefill-rows, cols] slice of the same
+/// weights, against the FMA peak measured in the same run.
+/// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024] [--threads 1,2]
 /// </summary>
 internal static unsafe class QuantBench
 {
     public static int Run(string[] args)
     {
-        int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096);
+        int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096), prefillRows = Option(args, "--prefill-rows", 1024);
         foreach (int threads in Harness.ThreadList(args))
         {
+            double peak = FmaPeak.Measure(threads);
+            Console.WriteLine($"fma-peak threads={threads} gflops={peak:F1}");
             using var limit = Workers.Limit(threads);
             foreach (var format in WeightFormats.All)
             {
@@ -43,6 +47,19 @@ internal static unsafe class QuantBench
                 double gb = data.Length / 1e9;
                 Console.WriteLine($"quant-matvec format={format} threads={threads} rows={rows} cols={cols} mb={data.Length >> 20} " +
                     $"matvec_gbs={gb / matvec:F1} read_gbs={gb / read:F1} share={read / matvec:P0}");
+
+                int n = Math.Min(rows, prefillRows);
+                var slice = new QuantizedMatrix(data.AsMemory(0, (int)(n * rowBytes)), format, n, cols);
+                foreach (int tokens in new[] { 64, 512 })
+                {
+                    var xs = new float[tokens * cols]; // [T, K]
+                    for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() - 0.5);
+                    var ys = new float[tokens * n]; // [T, N]
+                    double seconds = Harness.Median(() => slice.MatMul(xs, ys, tokens), 3);
+                    double gflops = 2.0 * tokens * n * cols / seconds / 1e9;
+                    Console.WriteLine($"quant-prefill format={format} threads={threads} tokens={tokens} rows={n} cols={cols} " +
+                        $"gflops={gflops:F1} peak_share={gflops / peak:P0}");
+                }
             }
         }
         return 0;

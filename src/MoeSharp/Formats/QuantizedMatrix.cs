@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Formats;
@@ -53,8 +54,10 @@ public sealed unsafe class QuantizedMatrix
     public void DequantizeRow(int row, Span<float> y) => RowKernels.DequantizeRow(Format, Row(row), y);
 
     /// <summary>
-    /// y = W·x, with x [cols] and y [rows]. Rows are split over the worker threads; each row's dot product is
-    /// the same computation whatever the thread count, so results are bitwise identical for 1 and N threads.
+    /// y = W·x, with x [cols] and y [rows]. Q8_0 and MXFP4 quantize x once to 8-bit blocks of 32, Q4_K and Q6_K to
+    /// blocks of 256 (ggml's <c>vec_dot_type</c>), and multiply in integers; the error against the dequantized
+    /// row's exact dot product is at most half a quantization step of x per element, Σ|w|·max|x_block|/254.
+    /// Rows are split over the worker threads in fixed groups, so results are bitwise identical for 1 and N threads.
     /// </summary>
     public void MatVec(ReadOnlySpan<float> x, Span<float> y)
     {
@@ -62,19 +65,55 @@ public sealed unsafe class QuantizedMatrix
             throw new ArgumentException($"x has {x.Length} elements; the matrix has {Cols} columns", nameof(x));
         if (y.Length != Rows)
             throw new ArgumentException($"y has {y.Length} elements; the matrix has {Rows} rows", nameof(y));
+        int block = Q8Activation.BlockFor(Format);
+        Q8Vector q8 = default;
+        if (block != 0)
+        {
+            var activation = Q8Activation.Current;
+            activation.Quantize(x, block);
+            q8 = activation.View;
+        }
         using MemoryHandle pin = Data.Pin();
         fixed (float* px = x)
         fixed (float* py = y)
         {
-            var job = new MatVecJob { W = (byte*)pin.Pointer, X = px, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes };
+            var job = new MatVecJob { W = (byte*)pin.Pointer, X = px, Q8 = q8, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes };
             Workers.For((Rows + RowsPerItem - 1) / RowsPerItem, job);
         }
     }
+
+    /// <summary>
+    /// Prefill: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Tiles of rows are dequantized to fp32 once
+    /// and multiplied for all tokens by the packed GEMM; each tile is one work item, so results do not depend on
+    /// the thread count.
+    /// </summary>
+    public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        if (x.Length != (long)tokens * Cols)
+            throw new ArgumentException($"x has {x.Length} elements; [{tokens}, {Cols}] needs {(long)tokens * Cols}", nameof(x));
+        if (y.Length != (long)tokens * Rows)
+            throw new ArgumentException($"y has {y.Length} elements; [{tokens}, {Rows}] needs {(long)tokens * Rows}", nameof(y));
+        if (tokens == 0 || Rows == 0) return;
+        using MemoryHandle pin = Data.Pin();
+        fixed (float* px = x)
+        fixed (float* py = y)
+        {
+            var job = new MatMulJob { W = (byte*)pin.Pointer, X = px, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes, Tokens = tokens };
+            Workers.For((Rows + TileRows - 1) / TileRows, job);
+        }
+    }
+
+    /// <summary>W rows dequantized per prefill tile: 64 rows of 4096 are 1 MiB of fp32, streamed by the GEMM's B packing.</summary>
+    private const int TileRows = 64;
+
+    [ThreadStatic] private static float[]? t_tile; // [TileRows, cols]
 
     private struct MatVecJob : IWorkItem
     {
         public byte* W;
         public float* X, Y; // [cols], [rows]
+        public Q8Vector Q8;
         public WeightFormat Format;
         public int Rows, Cols;
         public long RowBytes;
@@ -82,7 +121,36 @@ public sealed unsafe class QuantizedMatrix
         public readonly void Invoke(int index)
         {
             int end = Math.Min(Rows, (index + 1) * RowsPerItem);
-            for (int r = index * RowsPerItem; r < end; r++) Y[r] = RowKernels.Dot(Format, W + r * RowBytes, X, Cols);
+            for (int r = index * RowsPerItem; r < end; r += 4)
+                MatVecKernels.Dot(Format, W + r * RowBytes, RowBytes, Math.Min(4, end - r), X, Q8, Cols, Y + r);
+        }
+    }
+
+    private struct MatMulJob : IWorkItem
+    {
+        public byte* W;
+        public float* X, Y; // [tokens, cols], [tokens, rows]
+        public WeightFormat Format;
+        public int Rows, Cols, Tokens;
+        public long RowBytes;
+
+        public readonly void Invoke(int index)
+        {
+            int first = index * TileRows, count = Math.Min(TileRows, Rows - first);
+            float* tile; // [count, cols]
+            if (Format == WeightFormat.F32)
+            {
+                tile = (float*)(W + first * RowBytes);
+            }
+            else
+            {
+                if (t_tile is null || t_tile.Length < TileRows * Cols)
+                    t_tile = GC.AllocateUninitializedArray<float>(TileRows * Cols, pinned: true);
+                tile = (float*)Unsafe.AsPointer(ref t_tile[0]);
+                for (int r = 0; r < count; r++)
+                    RowKernels.DequantizeRow(Format, W + (first + r) * RowBytes, tile + (long)r * Cols, Cols);
+            }
+            Gemm.MultiplyCore(X, Cols, false, tile, Cols, true, Y + first, Rows, Tokens, count, Cols, accumulate: false, parallel: false);
         }
     }
 }
