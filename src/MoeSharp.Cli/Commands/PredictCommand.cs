@@ -1,9 +1,5 @@
 using System.CommandLine;
-using System.Globalization;
-using MoeSharp.Classic.Data;
-using MoeSharp.Classic.Diagnostics;
 using MoeSharp.Classic.IO;
-using MoeSharp.Classic.Models;
 
 namespace MoeSharp.Cli.Commands;
 
@@ -23,53 +19,18 @@ internal static class PredictCommand
         var command = new Command("predict", "Predict with a saved classic mixture.") { model, csv, output, topK, timeout };
         command.SetAction(p =>
         {
-            var saved = MixtureFile.Load(p.GetValue(model)!.FullName);
-            var schema = saved.Schema ?? throw new InvalidDataException($"{p.GetValue(model)!.FullName}: the model has no data schema (it was not saved by 'moe fit').");
-            if (p.GetValue(topK) is { } k)
+            var options = new MixturePredictOptions
             {
-                if (saved.Mixture is null) throw new ArgumentException("--top-k applies to flat mixtures; this model is hierarchical.");
-                saved.Mixture.TopK = k;
-            }
-            var policy = p.GetValue(timeout) is { } ms ? new FaultPolicy { CallBudget = TimeSpan.FromMilliseconds(ms) } : FaultPolicy.Default;
-            var table = CsvTable.Load(p.GetValue(csv)!.FullName);
-            var x = schema.Inputs(table);
-            var prediction = saved.Predict(x.Span, policy);
-            Write(p.GetValue(output)!.FullName, table, schema, prediction.Output);
-            Console.WriteLine($"predicted {table.Rows} rows → {p.GetValue(output)!.FullName}");
-            if (table.HasColumn(schema.Target))
-            {
-                var data = schema.Encode(table);
-                double score = MixtureReport.Evaluate(data, prediction.Output, Enumerable.Range(0, data.Rows).ToArray(), schema.TargetStd);
-                Console.WriteLine(data.IsClassification
-                    ? $"accuracy {score:F4}"
-                    : $"RMSE {score:F4}, R² {MixtureReport.RSquared(data.Targets, prediction.Output):F4}");
-            }
-            if (prediction.Faults.Any) Console.WriteLine("expert failures (left out, gates renormalised):" + Environment.NewLine + prediction.Faults);
+                TopK = p.GetValue(topK),
+                CallBudget = p.GetValue(timeout) is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
+            };
+            var r = MixturePredict.Run(p.GetValue(model)!.FullName, p.GetValue(csv)!.FullName, p.GetValue(output)!.FullName, options);
+            Console.WriteLine($"predicted {r.Rows} rows → {r.OutputPath}");
+            if (r.Score is { } score)
+                Console.WriteLine(r.IsClassification ? $"accuracy {score:F4}" : $"RMSE {score:F4}, R² {r.RSquared:F4}");
+            if (r.Faults.Any) Console.WriteLine("expert failures (left out, gates renormalised):" + Environment.NewLine + r.Faults);
             return 0;
         });
         return command;
-    }
-
-    /// <summary>The input rows, then the prediction (a class value or a value in the target's units), then p_CLASS per class.</summary>
-    private static void Write(string path, CsvTable table, TabularSchema schema, float[] output)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        using var writer = new StreamWriter(path);
-        var header = table.Columns.Append("prediction");
-        if (schema.Task == TabularTask.Classification) header = header.Concat(schema.ClassValues.Select(c => "p_" + c.ToString(inv)));
-        writer.WriteLine(string.Join(',', header));
-        int classes = schema.Classes;
-        for (int r = 0; r < table.Rows; r++)
-        {
-            var fields = Enumerable.Range(0, table.Columns.Length).Select(c => table[r, c].ToString("R", inv));
-            if (schema.Task == TabularTask.Classification)
-            {
-                var row = output.AsSpan(r * classes, classes);
-                int best = row.IndexOf(System.Numerics.Tensors.TensorPrimitives.Max(row));
-                fields = fields.Append(schema.ClassValues[best].ToString("R", inv)).Concat(row.ToArray().Select(v => v.ToString("G6", inv)));
-            }
-            else fields = fields.Append(schema.DecodeValue(output[r]).ToString("G8", inv));
-            writer.WriteLine(string.Join(',', fields));
-        }
     }
 }
