@@ -27,18 +27,24 @@ internal static class GradCheck
             for (int s = 0; s < count; s++)
             {
                 int i = count == x.Length ? s : rng.NextInt(x.Length);
-                float saved = x[i];
-                x[i] = saved + eps;
-                double plus = Loss(f, inputs, g);
-                x[i] = saved - eps;
-                double minus = Loss(f, inputs, g);
-                x[i] = saved;
-                double numeric = (plus - minus) / (2 * eps);
+                double numeric = Central(x, i, eps, () => Loss(f, inputs, g));
                 double a = analytic[n][i];
                 if (!(Math.Abs(a - numeric) <= atol + rtol * Math.Max(Math.Abs(a), Math.Abs(numeric))))
                     Assert.Fail($"{op}: d/d input{n}[{i}] analytic {a:G6} vs numeric {numeric:G6} (eps {eps}, rtol {rtol}, atol {atol})");
             }
         }
+    }
+
+    /// <summary>(loss(v + ε) − loss(v − ε)) / 2ε at <paramref name="values"/>[<paramref name="i"/>], which is restored afterwards.</summary>
+    public static double Central(Span<float> values, int i, float eps, Func<double> loss)
+    {
+        float saved = values[i];
+        values[i] = saved + eps;
+        double plus = loss();
+        values[i] = saved - eps;
+        double minus = loss();
+        values[i] = saved;
+        return (plus - minus) / (2 * eps);
     }
 
     private static double Loss(Func<Tape, Tensor[], Tensor> f, Tensor[] inputs, float[] g)

@@ -5,6 +5,7 @@ using MoeSharp.IO;
 using MoeSharp.Models;
 using MoeSharp.Nn;
 using MoeSharp.Tests.Models;
+using MoeSharp.Tests.Autograd;
 
 namespace MoeSharp.Tests.IO;
 
@@ -173,13 +174,7 @@ public class HfArchitectureTests : TempFolderTest
         var p = model.Arena[name].Value;
         foreach (int i in new[] { 0, p.Length / 2, p.Length - 1 })
         {
-            float saved = p[i];
-            p[i] = saved + 1e-3f;
-            float plus = Loss();
-            p[i] = saved - 1e-3f;
-            float minus = Loss();
-            p[i] = saved;
-            float numeric = (plus - minus) / 2e-3f;
+            float numeric = (float)GradCheck.Central(p.Span, i, 1e-3f, () => Loss());
             Assert.True(Math.Abs(numeric - p.Grad![i]) <= 3e-4f + 0.02f * Math.Abs(numeric), $"{name}[{i}]: numeric {numeric:E3}, analytic {p.Grad[i]:E3}");
         }
     }

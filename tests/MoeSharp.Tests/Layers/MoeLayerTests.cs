@@ -5,6 +5,7 @@ using MoeSharp.Layers;
 using MoeSharp.Nn;
 using MoeSharp.Routing;
 using MoeSharp.Tensors;
+using MoeSharp.Tests.Autograd;
 
 namespace MoeSharp.Tests.Layers;
 
@@ -156,13 +157,7 @@ public class MoeLayerTests
             for (int s = 0; s < samples; s++)
             {
                 int i = rng.NextInt(values.Length);
-                float saved = values[i];
-                values[i] = saved + 1e-3f;
-                double plus = Loss();
-                values[i] = saved - 1e-3f;
-                double minus = Loss();
-                values[i] = saved;
-                double numeric = (plus - minus) / 2e-3, analytic = grads[i];
+                double numeric = GradCheck.Central(values, i, 1e-3f, () => Loss()), analytic = grads[i];
                 Assert.True(Math.Abs(analytic - numeric) <= 2e-4 + 2e-3 * Math.Max(Math.Abs(analytic), Math.Abs(numeric)),
                     $"{router} {what}[{i}]: analytic {analytic:G6} vs numeric {numeric:G6}");
             }
