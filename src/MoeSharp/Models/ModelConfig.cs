@@ -120,7 +120,7 @@ public sealed record ModelConfig
             }
             catch (ArgumentException ex)
             {
-                throw new ArgumentException($"Model config: {ex.Message}", ex.ParamName, ex);
+                throw new ArgumentException($"Model config: {ex.Message}", nameof(Mla), ex);
             }
             if (QkNorm != QkNorm.None || AttentionBias)
                 throw new ArgumentException("Model config: latent attention (mla) has no q/k norms or q/k/v biases; qk_norm must be none and attention_bias false.", nameof(Mla));

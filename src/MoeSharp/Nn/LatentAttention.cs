@@ -35,12 +35,15 @@ public sealed record MlaOptions
     /// <summary>Query/key width of one head: <see cref="QkNopeHeadDim"/> + <see cref="QkRopeHeadDim"/>.</summary>
     public int QkHeadDim => QkNopeHeadDim + QkRopeHeadDim;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field (snake_case, as in config.json).</summary>
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the first invalid field (snake_case, as in config.json); the
+    /// message is one line of its own, without a parameter suffix, so a config loader can prefix its file name.
+    /// </summary>
     public void Validate()
     {
         static void Require(bool ok, string field, string message)
         {
-            if (!ok) throw new ArgumentException($"mla.{field}: {message}", field);
+            if (!ok) throw new ArgumentException($"mla.{field}: {message}");
         }
         Require(QLoraRank >= 0, "q_lora_rank", $"must be 0 (no query compression) or positive, got {QLoraRank}.");
         Require(KvLoraRank > 0, "kv_lora_rank", $"must be positive, got {KvLoraRank}.");
