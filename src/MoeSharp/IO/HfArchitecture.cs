@@ -49,6 +49,7 @@ public sealed partial class HfArchitecture
         new("qwen2_moe", Qwen2Moe, QwenName, new Gguf("qwen2moe", "gguf-qwen2-moe", QkNorm.None, NormalizeTopK: false)),
         new("qwen3_moe", Qwen3Moe, QwenName, new Gguf("qwen3moe", "gguf-qwen3-moe", QkNorm.PerHead, NormalizeTopK: true)),
         new("olmoe", Olmoe, QwenName, new Gguf("olmoe", "gguf-olmoe", QkNorm.Whole, NormalizeTopK: false)),
+        new("deepseek_v3", DeepseekV3, DeepseekName),
     ];
 
     /// <summary>The architecture of <paramref name="modelType"/>; an unknown one is an error naming it and the supported list.</summary>
@@ -165,6 +166,82 @@ public sealed partial class HfArchitecture
         }, source);
     }
 
+    /// <summary>
+    /// DeepSeek-V3: multi-head latent attention (q_lora_rank, kv_lora_rank, qk_nope/qk_rope/v head dims) with
+    /// interleaved-pair RoPE on the rotary parts (rope_interleave, true by default), the first first_k_dense_replace
+    /// blocks dense, then sigmoid routing with e_score_correction_bias limited to topk_group of n_group groups,
+    /// weights renormalised per norm_topk_prob and scaled by routed_scaling_factor, and n_shared_experts shared experts
+    /// of moe_intermediate_size. What V2's configs set differently (softmax scoring, greedy group selection) or
+    /// MoeSharp does not run yet (rope_scaling) is refused by name.
+    /// </summary>
+    private static ModelConfig DeepseekV3(JsonElement c, string source, int? maxContext)
+    {
+        if (c.TryGetProperty("rope_scaling", out var scaling) && scaling.ValueKind != JsonValueKind.Null)
+            throw new InvalidDataException($"{source}: rope_scaling {scaling.GetRawText()} is not supported; expected null.");
+        Expect(c, source, "scoring_func", "sigmoid");
+        Expect(c, source, "topk_method", "noaux_tc");
+        if (ModelStore.OptionalInt(c, "moe_layer_freq") is int freq && freq != 1)
+            throw new InvalidDataException($"{source}: moe_layer_freq {freq} is not supported; expected 1.");
+        if (Bool(c, "attention_bias") == true)
+            throw new InvalidDataException($"{source}: attention_bias true is not supported for deepseek_v3; expected false.");
+        int layers = ModelStore.Int(c, "num_hidden_layers", source);
+        int dense = ModelStore.OptionalInt(c, "first_k_dense_replace") ?? 0;
+        if (dense < 0 || dense > layers)
+            throw new InvalidDataException($"{source}: first_k_dense_replace must be in [0, num_hidden_layers = {layers}], got {dense}.");
+        int expertHidden = ModelStore.Int(c, "moe_intermediate_size", source);
+        int shared = ModelStore.OptionalInt(c, "n_shared_experts") ?? 0;
+        if (shared < 0) throw new InvalidDataException($"{source}: n_shared_experts must be non-negative, got {shared}.");
+        double theta = ModelStore.OptionalDouble(c, "rope_theta") ?? 10000;
+        var config = new ModelConfig
+        {
+            Preset = "hf-deepseek-v3",
+            Vocab = ModelStore.Int(c, "vocab_size", source),
+            DModel = ModelStore.Int(c, "hidden_size", source),
+            Layers = layers,
+            Heads = ModelStore.Int(c, "num_attention_heads", source),
+            DFF = ModelStore.Int(c, "intermediate_size", source),
+            Context = maxContext ?? ModelStore.OptionalInt(c, "max_position_embeddings") ?? 4096,
+            NormEps = (float)(ModelStore.OptionalDouble(c, "rms_norm_eps") ?? 1e-6),
+            RopeTheta = (float)theta,
+            // HF de-interleaves the rotary parts before rotate_half; that is interleaved-pair RoPE up to a
+            // permutation that q and k share, so scores are the same (llama.cpp runs it as LLAMA_ROPE_TYPE_NORM).
+            RopeStyle = Bool(c, "rope_interleave") ?? true ? RopeStyle.Interleaved : RopeStyle.HalfRotate,
+            TiedEmbeddings = Bool(c, "tie_word_embeddings") ?? false,
+            Mla = new MlaOptions
+            {
+                QLoraRank = ModelStore.OptionalInt(c, "q_lora_rank") ?? 0,
+                KvLoraRank = ModelStore.Int(c, "kv_lora_rank", source),
+                QkNopeHeadDim = ModelStore.Int(c, "qk_nope_head_dim", source),
+                QkRopeHeadDim = ModelStore.Int(c, "qk_rope_head_dim", source),
+                VHeadDim = ModelStore.Int(c, "v_head_dim", source),
+            },
+            DenseLayers = dense > 0 ? Enumerable.Range(0, dense).ToArray() : null,
+            Moe = new MoeOptions
+            {
+                Experts = ModelStore.Int(c, "n_routed_experts", source),
+                TopK = ModelStore.Int(c, "num_experts_per_tok", source),
+                ExpertHidden = expertHidden,
+                Router = RouterKind.SigmoidBias,
+                NormalizeTopK = Bool(c, "norm_topk_prob") ?? true,
+                Groups = ModelStore.OptionalInt(c, "n_group") ?? 1,
+                TopGroups = ModelStore.OptionalInt(c, "topk_group") ?? 1,
+                RoutedScaling = (float)(ModelStore.OptionalDouble(c, "routed_scaling_factor") ?? 1),
+                SharedExperts = shared,
+                SharedHidden = expertHidden,
+                LoadBalanceCoef = 0,
+                ZLossCoef = 0,
+            },
+        };
+        return ModelStore.Validated(config, source);
+    }
+
+    /// <summary>A string field that, when present, must hold <paramref name="expected"/>.</summary>
+    private static void Expect(JsonElement c, string source, string field, string expected)
+    {
+        if (c.TryGetProperty(field, out var v) && v.ValueKind != JsonValueKind.Null && !(v.ValueKind == JsonValueKind.String && v.GetString() == expected))
+            throw new InvalidDataException($"{source}: {field} {v.GetRawText()} is not supported; expected \"{expected}\".");
+    }
+
     /// <summary>What the Qwen-MoE and OLMoE configs share; experts of width <paramref name="expertHidden"/>.</summary>
     private static ModelConfig Common(JsonElement c, string source, int? maxContext, string preset, int expertHidden)
     {
@@ -226,6 +303,9 @@ public sealed partial class HfArchitecture
 
     [GeneratedRegex(@"\.experts\.(\d+)\.w([123])\.weight$")]
     private static partial Regex MixtralExpert();
+
+    /// <summary>DeepSeek names: Qwen's, with the fused shared experts under <c>mlp.shared_experts</c>.</summary>
+    private static string DeepseekName(string name) => QwenName(name).Replace(".mlp.shared_expert.", ".mlp.shared_experts.");
 
     /// <summary>Qwen-MoE and OLMoE names: the MoE block is <c>mlp</c> and its experts use Llama's projection names.</summary>
     private static string QwenName(string name) =>

@@ -56,6 +56,13 @@ public sealed record ModelConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public QkNorm QkNorm { get; init; }
 
+    /// <summary>
+    /// Multi-head latent attention (DeepSeek-V2/V3) instead of grouped-query attention; null for the latter. With it,
+    /// <see cref="KvHeads"/> and <see cref="HeadDim"/> are unused and RoPE rotates qk_rope_head_dim elements.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public MlaOptions? Mla { get; init; }
+
     /// <summary>The MoE FFN settings; null for a dense model.</summary>
     public MoeOptions? Moe { get; init; }
 
@@ -71,6 +78,9 @@ public sealed record ModelConfig
 
     /// <summary><see cref="HeadDim"/> with 0 resolved to <see cref="DModel"/> / <see cref="Heads"/>.</summary>
     [JsonIgnore] public int ResolvedHeadDim => HeadDim == 0 && Heads > 0 ? DModel / Heads : HeadDim;
+
+    /// <summary>Elements RoPE rotates per head: the head dimension, or qk_rope_head_dim with latent attention.</summary>
+    [JsonIgnore] public int RopeDim => Mla?.QkRopeHeadDim ?? ResolvedHeadDim;
 
     /// <summary>Whether block <paramref name="layer"/> has an MoE FFN.</summary>
     public bool IsMoeLayer(int layer) =>
@@ -93,12 +103,28 @@ public sealed record ModelConfig
         Positive(DFF, "d_ff");
         Positive(Context, nameof(Context));
         Positive(MoeEvery, nameof(MoeEvery));
-        if (KvHeads < 0 || Heads % ResolvedKvHeads != 0)
-            throw new ArgumentException($"Model config: kv_heads ({KvHeads}) must divide heads ({Heads}).", nameof(KvHeads));
-        if (HeadDim == 0 && DModel % Heads != 0)
-            throw new ArgumentException($"Model config: d_model ({DModel}) must be a multiple of heads ({Heads}) unless head_dim is set.", nameof(DModel));
-        if (ResolvedHeadDim <= 0 || ResolvedHeadDim % 2 != 0)
-            throw new ArgumentException($"Model config: the head dimension must be even and positive for RoPE, got {ResolvedHeadDim}.", nameof(HeadDim));
+        if (Mla is null)
+        {
+            if (KvHeads < 0 || Heads % ResolvedKvHeads != 0)
+                throw new ArgumentException($"Model config: kv_heads ({KvHeads}) must divide heads ({Heads}).", nameof(KvHeads));
+            if (HeadDim == 0 && DModel % Heads != 0)
+                throw new ArgumentException($"Model config: d_model ({DModel}) must be a multiple of heads ({Heads}) unless head_dim is set.", nameof(DModel));
+            if (ResolvedHeadDim <= 0 || ResolvedHeadDim % 2 != 0)
+                throw new ArgumentException($"Model config: the head dimension must be even and positive for RoPE, got {ResolvedHeadDim}.", nameof(HeadDim));
+        }
+        else
+        {
+            try
+            {
+                Mla.Validate();
+            }
+            catch (ArgumentException ex)
+            {
+                throw new ArgumentException($"Model config: {ex.Message}", nameof(Mla), ex);
+            }
+            if (QkNorm != QkNorm.None || AttentionBias)
+                throw new ArgumentException("Model config: latent attention (mla) has no q/k norms or q/k/v biases; qk_norm must be none and attention_bias false.", nameof(Mla));
+        }
         if (!(NormEps > 0)) throw new ArgumentException($"Model config: norm_eps must be positive, got {NormEps}.", nameof(NormEps));
         if (!(RopeTheta > 0)) throw new ArgumentException($"Model config: rope_theta must be positive, got {RopeTheta}.", nameof(RopeTheta));
         if (!(InitStd > 0)) throw new ArgumentException($"Model config: init_std must be positive, got {InitStd}.", nameof(InitStd));

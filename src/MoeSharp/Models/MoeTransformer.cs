@@ -30,7 +30,7 @@ public sealed class MoeTransformer
         int hd = config.ResolvedHeadDim, kvh = config.ResolvedKvHeads;
         // GPT-2's scaled init for the projections that write into the residual stream.
         float outStd = config.InitStd / MathF.Sqrt(2f * config.Layers);
-        Rope = new RopeTable(hd, config.Context, config.RopeTheta, config.RopeStyle);
+        Rope = new RopeTable(config.RopeDim, config.Context, config.RopeTheta, config.RopeStyle);
         Embed = new Embedding(Arena, "model.embed_tokens", config.Vocab, config.DModel, config.InitStd);
         _blocks = new Block[config.Layers];
         var moe = config.ResolvedMoe;
@@ -38,8 +38,10 @@ public sealed class MoeTransformer
         {
             string p = $"model.layers.{i}";
             var attnNorm = new RmsNorm(Arena, p + ".input_layernorm", config.DModel, config.NormEps);
-            var attn = new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd,
-                config.AttentionBias, config.QkNorm, config.NormEps);
+            ISelfAttention attn = config.Mla is { } mla
+                ? new LatentAttention(Arena, p + ".self_attn", config.DModel, config.Heads, mla, Rope, config.InitStd, outStd, config.NormEps)
+                : new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd,
+                    config.AttentionBias, config.QkNorm, config.NormEps);
             var ffnNorm = new RmsNorm(Arena, p + ".post_attention_layernorm", config.DModel, config.NormEps);
             if (config.IsMoeLayer(i))
                 _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, null, new MoeLayer(moe! with { Seed = moe.Seed + (ulong)i }, Arena, p + ".block_sparse_moe"));
@@ -56,7 +58,7 @@ public sealed class MoeTransformer
     public ModelConfig Config { get; }
     /// <summary>Every weight in one flat buffer (gradients in a second), named as Hugging Face names them.</summary>
     public ParameterArena Arena { get; }
-    /// <summary>The RoPE cos/sin table [Context, HeadDim / 2], shared by every attention layer.</summary>
+    /// <summary>The RoPE cos/sin table [Context, RopeDim / 2], shared by every attention layer.</summary>
     internal RopeTable Rope { get; }
     /// <summary>The token embedding [V, D] (model.embed_tokens).</summary>
     public Embedding Embed { get; }
@@ -144,6 +146,8 @@ public sealed class MoeTransformer
     {
         int n = capacity ?? Config.Context;
         if (n <= 0 || n > Config.Context) throw new ArgumentOutOfRangeException(nameof(capacity), $"A KV cache holds 1..{Config.Context} positions, asked for {n}.");
+        // Latent attention caches [latent | rotary key] per position and no values (see LatentAttention).
+        if (Config.Mla is { } mla) return new(Config.Layers, n, mla.KvLoraRank + mla.QkRopeHeadDim, 0);
         return new(Config.Layers, n, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
     }
 
@@ -181,7 +185,7 @@ public sealed class MoeTransformer
         throw new NonFiniteException($"Inference produced {values[at]} in the output of '{layer}' (token {at / width} of {values.Length / width}) from a finite input: the layer's weights or activations are beyond float32's range.");
     }
 
-    private sealed record Block(string Name, RmsNorm AttnNorm, CausalSelfAttention Attn, RmsNorm FfnNorm, Mlp? Mlp, MoeLayer? Moe)
+    private sealed record Block(string Name, RmsNorm AttnNorm, ISelfAttention Attn, RmsNorm FfnNorm, Mlp? Mlp, MoeLayer? Moe)
     {
         public string FfnName { get; } = Name + (Mlp is null ? ".block_sparse_moe" : ".mlp");
     }

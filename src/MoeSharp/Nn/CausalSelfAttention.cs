@@ -18,12 +18,26 @@ public enum QkNorm
 }
 
 /// <summary>
+/// A block's attention sublayer: whole sequences for training, or new positions appended to a
+/// <see cref="KvCache.Layer"/> for generation. Grouped-query attention (<see cref="CausalSelfAttention"/>) and
+/// multi-head latent attention (<see cref="LatentAttention"/>) differ only in what they project and cache.
+/// </summary>
+public interface ISelfAttention
+{
+    /// <summary>x [B·T, D] → [B·T, D], positions 0..T−1 in each sequence.</summary>
+    Tensor Forward(Tape tape, Tensor x, int batch, int seq);
+
+    /// <summary>Inference on n new positions of one sequence: x [n, D] at positions cache.Length.., appended to the cache.</summary>
+    Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache);
+}
+
+/// <summary>
 /// Causal multi-head self-attention with RoPE and grouped-query heads (q_proj, k_proj, v_proj, o_proj), optionally
 /// with q/k/v biases (Qwen2) and an RMSNorm on q and k before RoPE (q_norm, k_norm; see <see cref="QkNorm"/>).
 /// Training runs the fused kernel over whole sequences; generation appends to a <see cref="KvCache"/> and attends
 /// over it.
 /// </summary>
-public sealed class CausalSelfAttention : Module
+public sealed class CausalSelfAttention : Module, ISelfAttention
 {
     /// <summary>
     /// Declares the projections in <paramref name="arena"/> under <paramref name="name"/>: q/k/v (from
@@ -120,14 +134,23 @@ public sealed class CausalSelfAttention : Module
     }
 }
 
-/// <summary>Keys and values [capacity, KVH·hd] per layer for one sequence being generated.</summary>
+/// <summary>
+/// Keys and values per layer for one sequence being generated: [capacity, KVH·hd] each for grouped-query attention,
+/// or one [capacity, kv_lora_rank + qk_rope_head_dim] row of latent and shared rotary key (and no values) for
+/// multi-head latent attention.
+/// </summary>
 public sealed class KvCache
 {
     /// <summary>An empty cache of <paramref name="layers"/> layers, each holding <paramref name="capacity"/> positions of <paramref name="kvWidth"/> (KVH·hd) keys and as many values.</summary>
-    public KvCache(int layers, int capacity, int kvWidth)
+    public KvCache(int layers, int capacity, int kvWidth) : this(layers, capacity, kvWidth, kvWidth)
+    {
+    }
+
+    /// <summary>An empty cache of <paramref name="layers"/> layers, each holding <paramref name="capacity"/> positions of <paramref name="keyWidth"/> key floats and <paramref name="valueWidth"/> value floats.</summary>
+    public KvCache(int layers, int capacity, int keyWidth, int valueWidth)
     {
         Layers = new Layer[layers];
-        for (int i = 0; i < layers; i++) Layers[i] = new Layer(capacity, kvWidth);
+        for (int i = 0; i < layers; i++) Layers[i] = new Layer(capacity, keyWidth, valueWidth);
     }
 
     /// <summary>One cache per attention layer, in model order.</summary>
@@ -139,21 +162,36 @@ public sealed class KvCache
     /// <summary>Positions the cache can hold.</summary>
     public int Capacity => Layers.Length == 0 ? 0 : Layers[0].Capacity;
 
+    /// <summary>Bytes one position takes over all layers: what a longer context costs in memory.</summary>
+    public long BytesPerPosition
+    {
+        get
+        {
+            long bytes = 0;
+            foreach (var l in Layers) bytes += (long)(l.KeyWidth + l.ValueWidth) * sizeof(float);
+            return bytes;
+        }
+    }
+
     /// <summary>Forgets every position (keeps the buffers) so the cache can serve a new sequence.</summary>
     public void Clear()
     {
         foreach (var l in Layers) l.Length = 0;
     }
 
-    /// <summary>One layer's keys and values: <paramref name="capacity"/> positions of <paramref name="width"/> (KVH·hd) floats each.</summary>
-    public sealed class Layer(int capacity, int width)
+    /// <summary>One layer's keys and values: <paramref name="capacity"/> positions of <paramref name="keyWidth"/> key and <paramref name="valueWidth"/> value floats each.</summary>
+    public sealed class Layer(int capacity, int keyWidth, int valueWidth)
     {
         /// <summary>Positions this layer can hold.</summary>
         public int Capacity { get; } = capacity;
-        /// <summary>Keys after RoPE, [capacity, KVH·hd]; rows [0, <see cref="Length"/>) are valid.</summary>
-        public float[] Keys { get; } = new float[capacity * width]; // [capacity, KVH·hd]
-        /// <summary>Values, [capacity, KVH·hd]; rows [0, <see cref="Length"/>) are valid.</summary>
-        public float[] Values { get; } = new float[capacity * width]; // [capacity, KVH·hd]
+        /// <summary>Floats per position in <see cref="Keys"/>.</summary>
+        public int KeyWidth { get; } = keyWidth;
+        /// <summary>Floats per position in <see cref="Values"/>; 0 when the keys carry everything (latent attention).</summary>
+        public int ValueWidth { get; } = valueWidth;
+        /// <summary>Keys after RoPE, [capacity, KeyWidth]; rows [0, <see cref="Length"/>) are valid.</summary>
+        public float[] Keys { get; } = new float[capacity * keyWidth]; // [capacity, KeyWidth]
+        /// <summary>Values, [capacity, ValueWidth]; rows [0, <see cref="Length"/>) are valid.</summary>
+        public float[] Values { get; } = new float[capacity * valueWidth]; // [capacity, ValueWidth]
         /// <summary>Positions written so far.</summary>
         public int Length { get; set; }
     }

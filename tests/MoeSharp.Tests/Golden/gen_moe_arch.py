@@ -18,6 +18,11 @@ Every feature of each architecture is switched on at a tiny size:
   olmoe      q/k RMSNorm over the whole projection before the head split, softmax top-k not renormalised
              (llama.cpp's olmoe needs as many kv heads as heads: its attn_k_norm is [n_embd])
   qwen2_moe  q/k/v biases, GQA, softmax top-k not renormalised, a sigmoid-gated shared expert of its own width
+  deepseek_v3  multi-head latent attention with q_lora_rank set, v_head_dim != qk head dim, interleaved RoPE on the
+             rotary parts, a dense first layer (first_k_dense_replace 1), sigmoid routing with e_score_correction_bias,
+             n_group 4 > topk_group 2, routed_scaling_factor 2.5, two shared experts. As DeepseekV2Model converts it
+             (conversion/deepseek.py): kv_b_proj split per head into attn_k_b [H, r, dn] (transposed) and attn_v_b
+             [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position.
 llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
 config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
 token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
@@ -34,7 +39,7 @@ import struct
 import numpy as np
 
 GGML_F32 = 0
-GI32, GU32, GF32, GSTR, GARR = 5, 4, 6, 8, 9
+GI32, GU32, GF32, GBOOL, GSTR, GARR = 5, 4, 6, 7, 8, 9
 ALIGN = 32
 
 ARCHS = {
@@ -47,10 +52,77 @@ ARCHS = {
     "qwen2_moe": dict(gguf="qwen2moe", hf="Qwen2MoeForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
                       head_dim=8, experts=8, top_k=4, moe_inter=16, inter=48, shared_inter=40, qk_norm=None,
                       bias=True, norm_topk=False, theta=1e6, eps=1e-6),
+    "deepseek_v3": dict(gguf="deepseek2", hf="DeepseekV3ForCausalLM", vocab=288, hidden=32, layers=3, heads=4,
+                        q_lora=24, kv_lora=16, qk_nope=8, qk_rope=4, v_head=6, experts=8, top_k=3, groups=4,
+                        topk_group=2, moe_inter=16, inter=48, shared=2, dense=1, scaling=2.5, norm_topk=True,
+                        theta=10000.0, eps=1e-6),
 }
 
 
+def deepseek_config(a):
+    return {"architectures": [a["hf"]], "model_type": "deepseek_v3", "vocab_size": a["vocab"],
+            "hidden_size": a["hidden"], "intermediate_size": a["inter"], "moe_intermediate_size": a["moe_inter"],
+            "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"], "num_key_value_heads": a["heads"],
+            "n_shared_experts": a["shared"], "n_routed_experts": a["experts"], "routed_scaling_factor": a["scaling"],
+            "kv_lora_rank": a["kv_lora"], "q_lora_rank": a["q_lora"], "qk_rope_head_dim": a["qk_rope"],
+            "v_head_dim": a["v_head"], "qk_nope_head_dim": a["qk_nope"], "n_group": a["groups"],
+            "topk_group": a["topk_group"], "num_experts_per_tok": a["top_k"], "first_k_dense_replace": a["dense"],
+            "norm_topk_prob": a["norm_topk"], "hidden_act": "silu", "max_position_embeddings": 4096,
+            "initializer_range": 0.02, "rms_norm_eps": a["eps"], "tie_word_embeddings": False,
+            "rope_theta": a["theta"], "rope_scaling": None, "rope_interleave": True, "attention_bias": False,
+            "attention_dropout": 0.0, "torch_dtype": "float32", "bos_token_id": 0, "eos_token_id": 1}
+
+
+def deepseek_tensors(a):
+    D, V, E, F, H = a["hidden"], a["vocab"], a["experts"], a["moe_inter"], a["heads"]
+    qk, r, dr = a["qk_nope"] + a["qk_rope"], a["kv_lora"], a["qk_rope"]
+    out = [("model.embed_tokens.weight", "token_embd.weight", (V, D), "embed")]
+    for l in range(a["layers"]):
+        p, g = f"model.layers.{l}.", f"blk.{l}."
+        out += [(p + "input_layernorm.weight", g + "attn_norm.weight", (D,), "norm"),
+                (p + "self_attn.q_a_proj.weight", g + "attn_q_a.weight", (a["q_lora"], D), "matrix"),
+                (p + "self_attn.q_a_layernorm.weight", g + "attn_q_a_norm.weight", (a["q_lora"],), "norm"),
+                (p + "self_attn.q_b_proj.weight", g + "attn_q_b.weight", (H * qk, a["q_lora"]), "matrix"),
+                (p + "self_attn.kv_a_proj_with_mqa.weight", g + "attn_kv_a_mqa.weight", (r + dr, D), "matrix"),
+                (p + "self_attn.kv_a_layernorm.weight", g + "attn_kv_a_norm.weight", (r,), "norm"),
+                (p + "self_attn.kv_b_proj.weight", g + "attn_kv_b.weight", (H * (a["qk_nope"] + a["v_head"]), r), "matrix"),
+                (p + "self_attn.o_proj.weight", g + "attn_output.weight", (D, H * a["v_head"]), "matrix"),
+                (p + "post_attention_layernorm.weight", g + "ffn_norm.weight", (D,), "norm")]
+        if l < a["dense"]:
+            I = a["inter"]
+            out += [(p + "mlp.gate_proj.weight", g + "ffn_gate.weight", (I, D), "matrix"),
+                    (p + "mlp.up_proj.weight", g + "ffn_up.weight", (I, D), "matrix"),
+                    (p + "mlp.down_proj.weight", g + "ffn_down.weight", (D, I), "matrix")]
+            continue
+        out += [(p + "mlp.gate.weight", g + "ffn_gate_inp.weight", (E, D), "router"),
+                (p + "mlp.gate.e_score_correction_bias", g + "exp_probs_b.bias", (E,), "bias")]
+        for w, gg, shape in (("gate_proj", "ffn_gate_exps", (E, F, D)), ("up_proj", "ffn_up_exps", (E, F, D)),
+                             ("down_proj", "ffn_down_exps", (E, D, F))):
+            out.append(([p + f"mlp.experts.{e}.{w}.weight" for e in range(E)], g + gg + ".weight", shape, "matrix"))
+        S = a["shared"] * F
+        out += [(p + "mlp.shared_experts.gate_proj.weight", g + "ffn_gate_shexp.weight", (S, D), "matrix"),
+                (p + "mlp.shared_experts.up_proj.weight", g + "ffn_up_shexp.weight", (S, D), "matrix"),
+                (p + "mlp.shared_experts.down_proj.weight", g + "ffn_down_shexp.weight", (D, S), "matrix")]
+    out += [("model.norm.weight", "output_norm.weight", (D,), "norm"),
+            ("lm_head.weight", "output.weight", (V, D), "matrix")]
+    return out
+
+
+def to_gguf(gguf_name, x, a):
+    """The GGUF tensors for one drawn HF tensor, as convert_hf_to_gguf.py reshapes or splits it."""
+    if gguf_name.endswith("ffn_gate_inp_shexp.weight"):
+        return [(gguf_name, x.reshape(-1))]
+    if gguf_name.endswith("attn_kv_b.weight"):  # DeepseekV2Model.modify_tensors
+        kv_b = x.reshape(a["heads"], a["qk_nope"] + a["v_head"], x.shape[-1])
+        k_b, v_b = kv_b[:, :a["qk_nope"], :], kv_b[:, a["qk_nope"]:, :]
+        return [(gguf_name.replace("attn_kv_b", "attn_k_b"), np.ascontiguousarray(k_b.transpose(0, 2, 1))),
+                (gguf_name.replace("attn_kv_b", "attn_v_b"), np.ascontiguousarray(v_b))]
+    return [(gguf_name, x)]
+
+
 def hf_config(arch, a):
+    if arch == "deepseek_v3":
+        return deepseek_config(a)
     c = {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"], "hidden_size": a["hidden"],
          "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"],
          "max_position_embeddings": 4096, "rms_norm_eps": a["eps"], "rope_theta": a["theta"],
@@ -73,6 +145,8 @@ def hf_config(arch, a):
 
 def tensors(a):
     """(hf name or list of per-expert hf names, gguf name, shape, kind) in draw order."""
+    if "kv_lora" in a:
+        return deepseek_tensors(a)
     D, V, E, F, hd = a["hidden"], a["vocab"], a["experts"], a["moe_inter"], a["head_dim"]
     q, kv = a["heads"] * hd, a["kv_heads"] * hd
     out = [("model.embed_tokens.weight", "token_embd.weight", (V, D), "embed")]
@@ -143,6 +217,8 @@ def gkv(key, vtype, value):
         return out + struct.pack("<I", value)
     if vtype == GF32:
         return out + struct.pack("<f", value)
+    if vtype == GBOOL:
+        return out + struct.pack("<B", 1 if value else 0)
     return out + gstr(value)
 
 
@@ -177,12 +253,30 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
            gkv(f"{n}.rope.freq_base", GF32, cfg["rope_theta"]),
            # OlmoeModel.set_gguf_parameters overwrites the epsilon with 1e-5; the olmoe config uses 1e-5 too
            gkv(f"{n}.attention.layer_norm_rms_epsilon", GF32, 1e-5 if arch == "olmoe" else cfg["rms_norm_eps"]),
-           gkv(f"{n}.expert_count", GU32, cfg["num_experts"]),
+           gkv(f"{n}.expert_count", GU32, cfg.get("num_experts", cfg.get("n_routed_experts"))),
            gkv(f"{n}.expert_used_count", GU32, cfg["num_experts_per_tok"])]
+    if arch == "deepseek_v3":  # DeepseekV2Model.set_gguf_parameters, TextModel's expert group and gating keys
+        r, dr = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
+        kvs = [kv for kv in kvs if not kv.startswith(gstr(f"{n}.attention.head_count_kv"))]
+        kvs += [gkv(f"{n}.attention.head_count_kv", GU32, 1), gkv(f"{n}.vocab_size", GU32, cfg["vocab_size"]),
+                gkv(f"{n}.leading_dense_block_count", GU32, cfg["first_k_dense_replace"]),
+                gkv(f"{n}.attention.q_lora_rank", GU32, cfg["q_lora_rank"]),
+                gkv(f"{n}.attention.kv_lora_rank", GU32, r),
+                gkv(f"{n}.attention.key_length", GU32, r + dr), gkv(f"{n}.attention.value_length", GU32, r),
+                gkv(f"{n}.attention.key_length_mla", GU32, cfg["qk_nope_head_dim"] + dr),
+                gkv(f"{n}.attention.value_length_mla", GU32, cfg["v_head_dim"]),
+                gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]),
+                gkv(f"{n}.expert_shared_count", GU32, cfg["n_shared_experts"]),
+                gkv(f"{n}.expert_weights_scale", GF32, cfg["routed_scaling_factor"]),
+                gkv(f"{n}.expert_weights_norm", GBOOL, cfg["norm_topk_prob"]),
+                gkv(f"{n}.expert_group_count", GU32, cfg["n_group"]),
+                gkv(f"{n}.expert_group_used_count", GU32, cfg["topk_group"]),
+                gkv(f"{n}.expert_gating_func", GU32, 2),  # sigmoid (scoring_func's default in DeepseekV3Config)
+                gkv(f"{n}.rope.dimension_count", GU32, dr)]
     if "head_dim" in cfg:
         kvs += [gkv(f"{n}.attention.key_length", GU32, cfg["head_dim"]),
                 gkv(f"{n}.attention.value_length", GU32, cfg["head_dim"])]
-    if "moe_intermediate_size" in cfg:
+    if "moe_intermediate_size" in cfg and arch != "deepseek_v3":
         kvs.append(gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]))
     if "shared_expert_intermediate_size" in cfg:
         kvs.append(gkv(f"{n}.expert_shared_feed_forward_length", GU32, cfg["shared_expert_intermediate_size"]))
@@ -223,7 +317,7 @@ def model(args):
             hf += [(name, x[e]) for e, name in enumerate(hf_name)]
         else:
             hf.append((hf_name, x))
-        gg.append((gguf_name, x.reshape(-1) if gguf_name.endswith("ffn_gate_inp_shexp.weight") else x))
+        gg += to_gguf(gguf_name, x, a)
     write_safetensors(os.path.join(args.out, "model.safetensors"), hf)
     write_gguf(args.gguf, args.arch, a, cfg, gg)
 

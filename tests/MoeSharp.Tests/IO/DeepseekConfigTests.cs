@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoeSharp.Autograd;
+using MoeSharp.IO;
+using MoeSharp.Kernels;
+using MoeSharp.Models;
+using MoeSharp.Routing;
+using MoeSharp.Tests.Models;
+
+namespace MoeSharp.Tests.IO;
+
+/// <summary>How a DeepSeek-V3 config.json maps onto MoeTransformer options, what it refuses, and a training step on it.</summary>
+public class DeepseekConfigTests
+{
+    private static JsonObject Golden() =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder("deepseek_v3"), "config.json")))!.AsObject();
+
+    private static ModelConfig Read(JsonObject config) =>
+        HfArchitecture.For("deepseek_v3", "config.json").ReadConfig(JsonDocument.Parse(config.ToJsonString()).RootElement, "config.json");
+
+    [Fact]
+    public void EveryFeatureBecomesAnOption()
+    {
+        var c = Read(Golden());
+        Assert.Equal((24, 16, 8, 4, 6), (c.Mla!.QLoraRank, c.Mla.KvLoraRank, c.Mla.QkNopeHeadDim, c.Mla.QkRopeHeadDim, c.Mla.VHeadDim));
+        Assert.Equal((RopeStyle.Interleaved, 4), (c.RopeStyle, c.RopeDim));
+        Assert.Equal([0], c.DenseLayers!);
+        Assert.False(c.IsMoeLayer(0));
+        Assert.True(c.IsMoeLayer(1));
+        var m = c.Moe!;
+        Assert.Equal((RouterKind.SigmoidBias, 8, 3, 4, 2, 2.5f, true, 2, 16), (m.Router, m.Experts, m.TopK, m.Groups, m.TopGroups, m.RoutedScaling, m.NormalizeTopK, m.SharedExperts, m.SharedHidden));
+    }
+
+    [Theory]
+    [InlineData("scoring_func", "\"softmax\"", "scoring_func \"softmax\" is not supported; expected \"sigmoid\".")]
+    [InlineData("topk_method", "\"group_limited_greedy\"", "topk_method \"group_limited_greedy\" is not supported; expected \"noaux_tc\".")]
+    [InlineData("rope_scaling", "{\"type\":\"yarn\",\"factor\":40}", "rope_scaling {\"type\":\"yarn\",\"factor\":40} is not supported; expected null.")]
+    [InlineData("first_k_dense_replace", "5", "first_k_dense_replace must be in [0, num_hidden_layers = 3], got 5.")]
+    [InlineData("topk_group", "5", "TopGroups: must be in [1, Groups = 4], got 5.")]
+    public void AnUnsupportedOrInvalidFieldIsNamed(string field, string value, string message)
+    {
+        var config = Golden();
+        config[field] = JsonNode.Parse(value);
+        var ex = Assert.ThrowsAny<Exception>(() => Read(config));
+        Assert.True(ex is InvalidDataException, ex.GetType().Name);
+        Assert.StartsWith("config.json: ", ex.Message);
+        Assert.Contains(message, ex.Message);
+    }
+
+    /// <summary>A training step reaches every parameter but the selection bias, which only bias balancing moves.</summary>
+    [Fact]
+    public void ATrainingStepGivesEveryTrainableParameterAGradient()
+    {
+        var model = ModelStore.Open(ArchitectureGoldenTests.Folder("deepseek_v3"), maxContext: 16);
+        var tape = new Tape();
+        model.Arena.ZeroGrad();
+        var (loss, _, _) = model.Loss(tape, [1, 17, 42, 99, 5, 260, 7, 8], [17, 42, 99, 5, 260, 7, 8, 9], batch: 2, training: true);
+        tape.Backward(loss);
+        Assert.True(float.IsFinite(loss.Span[0]));
+        foreach (var p in model.Arena.Parameters)
+        {
+            var g = model.Arena.Grads.AsSpan(p.Offset, p.Length);
+            Assert.True(System.Numerics.Tensors.TensorPrimitives.IsFiniteAll(g), p.Name);
+            if (p.Trainable && !p.Name.Contains(".experts.", StringComparison.Ordinal))
+                Assert.True(g.ToArray().Any(v => v != 0), $"{p.Name} got no gradient");
+        }
+    }
+}
