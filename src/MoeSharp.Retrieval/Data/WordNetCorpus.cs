@@ -85,7 +85,7 @@ public static class WordNetCorpus
             if (set.Count >= max * 6 / 10) break;
             var s = synsets[off];
             var targets = s.Pointers.Where(p => p.Type is "part_meronym" or "member_meronym" or "hyponym").Select(p => p.Target).ToList();
-            if (targets.Count < 2 || targets.Count > 40) continue;
+            if (targets.Count < 2 || targets.Count > 40 || set.Count + 1 + s.Pointers.Count > max) continue;
             set.Add(off);
             foreach (var p in s.Pointers) if (synsets.ContainsKey(p.Target)) set.Add(p.Target);
         }
