@@ -349,6 +349,22 @@ public sealed class HybridRetriever
         return new RoutingStats { Layer = name, Tokens = weights.Count, TokensPerExpert = counts, Importance = importance, Entropy = (float)entropy, LoadCv = RoutingStats.Cv(counts) };
     }
 
+    /// <summary>The sparse gate's routing statistics per query kind (Layer = the kind) over one split's queries.</summary>
+    public List<RoutingStats> SparseRouting(string split = "test")
+    {
+        var gate = SparseGate ?? throw new InvalidDataException($"{_store.Location}: no trained gate; run 'moe rag train' first");
+        var byKind = new SortedDictionary<string, List<float[]>>(StringComparer.Ordinal);
+        foreach (var q in _store.Queries())
+        {
+            if (q.Split != split) continue;
+            if (!byKind.TryGetValue(q.Kind, out var list)) byKind[q.Kind] = list = [];
+            list.Add((float[])gate.Forward(CheapFeatures(Analyze(q.Text))).Clone());
+        }
+        var stats = new List<RoutingStats>();
+        foreach (var (kind, weights) in byKind) stats.Add(Stats(kind, weights));
+        return stats;
+    }
+
     /// <summary>
     /// Runs every test query through each mode, timing each whole retrieval (analysis, encoding, expert searches,
     /// gate, fusion), and reports nDCG@10 and recall@20 per query kind and overall.

@@ -123,6 +123,9 @@ internal static class RagCommand
             Console.WriteLine("|---|---|---:|---:|---:|---:|---:|");
             foreach (var r in rows)
                 Console.WriteLine($"| {r.Mode.ToString().ToLowerInvariant()} | {r.Kind} | {r.Queries} | {r.Ndcg10:F3} | {r.Recall20:F3} | {r.P50Ms:F1} | {r.P95Ms:F1} |");
+            if (retriever.SparseGate is not null)
+                foreach (var s in retriever.SparseRouting())
+                    Console.WriteLine($"top-1 gate on {s.Layer} queries: {Names(retriever)} = [{string.Join(", ", s.TokensPerExpert)}], mean weights [{string.Join(", ", s.Importance.Select(F))}]");
             return 0;
         });
         return command;

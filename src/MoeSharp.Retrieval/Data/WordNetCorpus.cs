@@ -48,7 +48,7 @@ public static class WordNetCorpus
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: WordNet folder not found");
         var synsets = ReadData(Path.Combine(dir, "data.noun"));
         var senses = ReadIndex(Path.Combine(dir, "index.noun"));
-        var synonyms = Synonyms(dir);
+        var synonyms = Synonyms(dir, synsets, senses);
         var chosen = Choose(synsets, options.MaxSynsets);
         var corpus = new Corpus();
         var index = new Dictionary<long, int>();
@@ -147,7 +147,11 @@ public static class WordNetCorpus
                 foreach (var w in words)
                 {
                     if (own.Contains(w)) continue;
-                    if (!TextNormalizer.StopWords.Contains(w) && synonyms.TryGetValue(w, out var syn)) { para.Add(syn); changed++; }
+                    if (!TextNormalizer.StopWords.Contains(w) && Synonym(synonyms, w) is { } syn)
+                    {
+                        foreach (var t in syn.Split(' ')) if (!own.Contains(t)) para.Add(t);
+                        changed++;
+                    }
                     else para.Add(w);
                 }
                 if (changed < 2) continue;
@@ -157,14 +161,27 @@ public static class WordNetCorpus
         }
     }
 
-    /// <summary>For each word, another single-word lemma of its most common synset in any part of speech.</summary>
-    private static Dictionary<string, string> Synonyms(string dir)
+    private static readonly (string Suffix, string Base)[] Inflections =
+        [("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("er", ""), ("est", "")];
+
+    /// <summary>The synonym of <paramref name="word"/> or, failing that, of its base form with a regular inflection removed.</summary>
+    private static string? Synonym(Dictionary<string, string> map, string word)
+    {
+        if (map.TryGetValue(word, out var s)) return s;
+        foreach (var (suffix, stem) in Inflections)
+            if (word.Length > suffix.Length + 2 && word.EndsWith(suffix, StringComparison.Ordinal) && map.TryGetValue(word[..^suffix.Length] + stem, out s))
+                return s;
+        return null;
+    }
+
+    /// <summary>For each word, another lemma (spaces for underscores) of its most common synset in any part of speech.</summary>
+    private static Dictionary<string, string> Synonyms(string dir, Dictionary<long, Synset> nouns, Dictionary<string, List<long>> nounIndex)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var pos in new[] { "noun", "verb", "adj", "adv" })
         {
-            var data = ReadData(Path.Combine(dir, "data." + pos));
-            foreach (var (lemma, offsets) in ReadIndex(Path.Combine(dir, "index." + pos)))
+            var data = pos == "noun" ? nouns : ReadData(Path.Combine(dir, "data." + pos));
+            foreach (var (lemma, offsets) in pos == "noun" ? nounIndex : ReadIndex(Path.Combine(dir, "index." + pos)))
             {
                 if (map.ContainsKey(lemma) || lemma.Contains('_') || offsets.Count == 0 || !data.TryGetValue(offsets[0], out var s)) continue;
                 foreach (var other in s.Lemmas)
@@ -172,7 +189,7 @@ public static class WordNetCorpus
                     string o = other.ToLowerInvariant();
                     int paren = o.IndexOf('(');
                     if (paren >= 0) o = o[..paren];
-                    if (o != lemma && !o.Contains('_') && !o.Contains('-')) { map[lemma] = o; break; }
+                    if (o != lemma && !o.Contains('-')) { map[lemma] = o.Replace('_', ' '); break; }
                 }
             }
         }

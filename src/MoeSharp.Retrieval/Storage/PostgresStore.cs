@@ -78,7 +78,7 @@ public sealed class PostgresStore : SqlStore
             throw new IOException($"{Redact(location)}: cannot connect ({ex.Message.ReplaceLineEndings(" ")})", ex);
         }
         using var tx = c.BeginTransaction();
-        Execute(c, tx, "DROP TABLE IF EXISTS meta, docs, names, edges, vectors, queries, fts, blobs;" + CommonSchema("BYTEA")
+        Execute(c, tx, "DROP TABLE IF EXISTS meta, docs, names, edges, vectors, queries, fts, blobs, terms;" + CommonSchema("BYTEA")
             + "CREATE TABLE fts(idx INTEGER PRIMARY KEY, tsv TSVECTOR NOT NULL); CREATE TABLE blobs(name TEXT PRIMARY KEY, data BYTEA NOT NULL);");
         using var fts = new NpgsqlCommand("INSERT INTO fts(idx, tsv) VALUES (@a, to_tsvector('simple', @b))", c, tx);
         var a = fts.Parameters.Add("a", NpgsqlTypes.NpgsqlDbType.Integer);
@@ -94,7 +94,9 @@ public sealed class PostgresStore : SqlStore
             blob.Parameters.AddWithValue("d", index.AsBytes().ToArray());
             blob.ExecuteNonQuery();
         }
-        Execute(c, tx, "CREATE INDEX fts_tsv ON fts USING GIN (tsv); ANALYZE");
+        // Document frequencies once, at index time, instead of a count over the GIN index for every query term.
+        Execute(c, tx, "CREATE INDEX fts_tsv ON fts USING GIN (tsv); CREATE TABLE terms AS SELECT word AS term, ndoc::float8 AS n FROM ts_stat('SELECT tsv FROM fts');"
+            + "ALTER TABLE terms ADD PRIMARY KEY (term); ANALYZE");
         tx.Commit();
     }
 
@@ -107,8 +109,8 @@ public sealed class PostgresStore : SqlStore
         // FTS5's bm25(): idf = ln((N − n + 0.5) / (n + 0.5)), floored at 1e-6; tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avgdl)).
         const string sql = """
             WITH t AS (SELECT DISTINCT unnest(@terms) AS term),
-            df AS (SELECT t.term, (SELECT count(*) FROM fts WHERE fts.tsv @@ to_tsquery('simple', t.term))::float8 AS n FROM t),
-            idf AS (SELECT term, CASE WHEN ln((@docs - n + 0.5) / (n + 0.5)) <= 0 THEN 1e-6 ELSE ln((@docs - n + 0.5) / (n + 0.5)) END AS w FROM df),
+            idf AS (SELECT t.term, CASE WHEN ln((@docs - n + 0.5) / (n + 0.5)) <= 0 THEN 1e-6 ELSE ln((@docs - n + 0.5) / (n + 0.5)) END AS w
+                    FROM t JOIN terms ON terms.term = t.term),
             hit AS (SELECT f.idx, u.lexeme, array_length(u.positions, 1)::float8 AS tf
                     FROM fts f, unnest(f.tsv) u WHERE f.tsv @@ to_tsquery('simple', @or) AND u.lexeme = ANY(@terms))
             SELECT hit.idx, SUM(idf.w * hit.tf * 2.2 / (hit.tf + 1.2 * (0.25 + 0.75 * d.len / @avgdl))) AS s
