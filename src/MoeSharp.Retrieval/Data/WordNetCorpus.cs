@@ -174,7 +174,7 @@ public static class WordNetCorpus
         return null;
     }
 
-    /// <summary>For each word, another lemma (spaces for underscores) of its most common synset in any part of speech.</summary>
+    /// <summary>For each word, another lemma of its most common synset in any part of speech (one word if there is one).</summary>
     private static Dictionary<string, string> Synonyms(string dir, Dictionary<long, Synset> nouns, Dictionary<string, List<long>> nounIndex)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -184,13 +184,16 @@ public static class WordNetCorpus
             foreach (var (lemma, offsets) in pos == "noun" ? nounIndex : ReadIndex(Path.Combine(dir, "index." + pos)))
             {
                 if (map.ContainsKey(lemma) || lemma.Contains('_') || offsets.Count == 0 || !data.TryGetValue(offsets[0], out var s)) continue;
+                // A one-word synonym if the synset has one ("have" → "hold", not "have got"), else a phrase.
+                string? phrase = null;
                 foreach (var other in s.Lemmas)
                 {
                     string o = other.ToLowerInvariant();
-                    int paren = o.IndexOf('(');
-                    if (paren >= 0) o = o[..paren];
-                    if (o != lemma && !o.Contains('-')) { map[lemma] = o.Replace('_', ' '); break; }
+                    if (o == lemma || o.Contains('-')) continue;
+                    if (!o.Contains('_')) { map[lemma] = o; phrase = null; break; }
+                    phrase ??= o.Replace('_', ' ');
                 }
+                if (phrase is not null) map[lemma] = phrase;
             }
         }
         return map;
