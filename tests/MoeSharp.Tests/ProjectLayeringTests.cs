@@ -4,8 +4,9 @@ namespace MoeSharp.Tests;
 
 /// <summary>
 /// The projects depend downwards only, as docs/architecture.md says: the core (src/MoeSharp) references no project;
-/// Classic, Retrieval, Server and Cluster are siblings above it that reference none of each other; the CLI sits on top
-/// and nothing references it. Test projects mirror source projects: tests/MoeSharp.X.Tests for src/MoeSharp.X, except
+/// Classic, Retrieval, Server and Cluster are siblings above it that reference none of each other; integrations with
+/// native parts (Retrieval.Onnx) sit above those, and only they may carry a native package; the CLI sits on top and
+/// nothing references it. Test projects mirror source projects: tests/MoeSharp.X.Tests for src/MoeSharp.X, except
 /// the CLI, whose tests live in tests/MoeSharp.Tests/Cli. The checker reads every src/*/*.csproj's ProjectReference
 /// items; it works on names so that a synthetic set can show it fails.
 /// </summary>
@@ -20,6 +21,25 @@ public sealed class ProjectLayeringTests
             ProjectLayering.ReadTestProjects(Path.Combine(root, "tests")),
             cliTestsFolderExists: Directory.Exists(Path.Combine(root, "tests", "MoeSharp.Tests", "Cli")));
         Assert.True(violations.Count == 0, string.Join(Environment.NewLine, violations));
+    }
+
+    [Fact]
+    public void OnlyNativeIntegrationProjectsCarryNativePackages()
+    {
+        // ONNX Runtime (directly, or through SentenceTransformers) ships native libraries; the guide keeps them in
+        // integration projects of their own, so the core and its siblings stay pure managed.
+        string[] native = ["Microsoft.ML.OnnxRuntime", "SentenceTransformers"];
+        foreach (var dir in Directory.GetDirectories(Path.Combine(TestPaths.RepoRoot, "src")))
+        {
+            if (Path.GetFileName(dir).EndsWith(".Onnx", StringComparison.Ordinal)) continue;
+            foreach (var csproj in Directory.GetFiles(dir, "*.csproj"))
+            {
+                var packages = XDocument.Load(csproj).Descendants().Where(e => e.Name.LocalName == "PackageReference")
+                    .Select(e => (string?)e.Attribute("Include") ?? "");
+                foreach (string package in packages)
+                    Assert.False(native.Any(n => package.StartsWith(n, StringComparison.Ordinal)), $"{csproj}: {package} is native; it belongs in an integration project (*.Onnx)");
+            }
+        }
     }
 
     [Fact]
@@ -39,9 +59,9 @@ public sealed class ProjectLayeringTests
         string[] expected =
         [
             "src/MoeSharp.Cli.csproj: no project may reference the CLI, but src/MoeSharp.Retrieval does",
-            "src/MoeSharp.Classic -> MoeSharp.Retrieval: a project may reference only projects beneath it (core < Classic, Retrieval, Server, Cluster < Cli)",
+            "src/MoeSharp.Classic -> MoeSharp.Retrieval: a project may reference only projects beneath it (core < Classic, Retrieval, Server, Cluster < Retrieval.Onnx < Cli)",
             "src/MoeSharp -> MoeSharp.Classic: the core must reference no project",
-            "src/MoeSharp.Extra: the project is not in the layering order (core < Classic, Retrieval, Server, Cluster < Cli)",
+            "src/MoeSharp.Extra: the project is not in the layering order (core < Classic, Retrieval, Server, Cluster < Retrieval.Onnx < Cli)",
             "src/MoeSharp.Server -> MoeSharp.Nowhere: no such project under src/",
             "src/MoeSharp.Server: has no test project tests/MoeSharp.Server.Tests",
             "tests/MoeSharp.Cli.Tests: the CLI's tests belong in tests/MoeSharp.Tests/Cli, not in a project of their own",
@@ -86,9 +106,9 @@ public sealed class ProjectLayeringTests
     internal static class ProjectLayering
     {
         private const string Core = "MoeSharp", Cli = "MoeSharp.Cli", TestSuffix = ".Tests";
-        private const string Order = "(core < Classic, Retrieval, Server, Cluster < Cli)";
+        private const string Order = "(core < Classic, Retrieval, Server, Cluster < Retrieval.Onnx < Cli)";
 
-        // 0 the core, 1 the sibling projects over it, 2 the CLI.
+        // 0 the core, 1 the sibling projects over it, 2 their native integrations, 3 the CLI.
         private static readonly Dictionary<string, int> Rank = new(StringComparer.Ordinal)
         {
             [Core] = 0,
@@ -96,7 +116,8 @@ public sealed class ProjectLayeringTests
             ["MoeSharp.Retrieval"] = 1,
             ["MoeSharp.Server"] = 1,
             ["MoeSharp.Cluster"] = 1,
-            [Cli] = 2,
+            ["MoeSharp.Retrieval.Onnx"] = 2,
+            [Cli] = 3,
         };
 
         /// <summary>Each src/&lt;Name&gt;/&lt;Name&gt;.csproj by folder name, with the names of the projects it references.</summary>
