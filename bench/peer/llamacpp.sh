@@ -16,6 +16,7 @@ PY=${PY:-/usr/bin/python3}
 source bench/peer/common.sh
 peer_setup llamacpp "$@"
 W=${WORK:-$(mktemp -d)}
+mkdir -p "$W"
 here=bench/peer/llamacpp
 small=${SMALL:-0}; threads=${THREADS:-1 2}; pp=${PP:-512}; decode=${DECODE:-128}
 echo "# scratch folder: $W"
@@ -27,11 +28,10 @@ if [ ! -d "$W/node_modules/node-llama-cpp" ]; then
     { cat "$W/npm.txt"; exit 1; }
 fi
 # headers of the exact llama.cpp source the prebuilt library was built from, shipped inside the package
-[ -d "$W/llama.cpp-src" ] || git clone -q "$W/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$W/llama.cpp-src"
+[ -d "$W/llama.cpp-src" ] || git -c advice.detachedHead=false clone -q "$W/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$W/llama.cpp-src"
 B=$W/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-libs=$(cd "$B" && for l in libllama libggml libggml-base; do ls $l.so* $l.v*.so 2>/dev/null | head -1; done)
 gcc -O2 -o "$W/driver" $here/driver.c -I"$W/llama.cpp-src/include" -I"$W/llama.cpp-src/ggml/include" \
-    -L"$B" $(for l in $libs; do printf ' -l:%s' "$l"; done) -Wl,-rpath,"$B"
+    -L"$B" -l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -l:libggml-base.so -Wl,-rpath,"$B"
 gcc -O3 -march=native -pthread -o "$W/membw" $here/membw.c
 
 vocab=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$W/model/hf/config.json")
