@@ -20,6 +20,7 @@ internal static class Harness
         ["mmoe"] = MmoeBench.Run,
         ["patch"] = PatchBench.Run,
         ["quant"] = QuantBench.Run,
+        ["infer"] = InferBench.Run,
     };
 
     public static int Usage()

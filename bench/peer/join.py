@@ -3,7 +3,8 @@
 Reads bench lines of the form `<kind> impl=<name> key=value ...` from the files given (or stdin, or `-`),
 ignores every other line (build noise, `#` comments), and prints one markdown table per kind, joining lines on
 all their fields except impl and the metrics; rows sorted by threads, then the other fields. The ratio columns are MoeSharp over each peer (>1: MoeSharp is
-faster). Later lines for the same (kind, impl, key) replace earlier ones.
+faster). Lines aggregated by rounds.py (`tok_s=MEDIAN tok_s_min=.. tok_s_max=.. runs=..`) show as `median [min, max]`,
+and the ratios are ratios of medians. Later lines for the same (kind, impl, key) replace earlier ones.
 
 Kinds understood:
     gemm impl=torch layout=NN m=1024 n=1024 k=1024 threads=1 gflops=74.1
@@ -22,7 +23,12 @@ KINDS = {  # kind -> (metric, unit, fields merged into one "shape" column)
     "moe": ("tok_s", "tok/s", ()),
     "lm": ("tok_s", "tok/s", ()),
 }
-METRICS = {"gflops", "tok_s", "ms", "loss"}
+METRICS = {"gflops", "tok_s", "ms", "loss", "runs", "rejected"}
+
+
+def is_metric(field):
+    """Metrics and the spread fields that rounds.py adds to each (tok_s_min, tok_s_max, runs, rejected)."""
+    return field in METRICS or field.removesuffix("_min") in METRICS or field.removesuffix("_max") in METRICS
 
 
 def parse(lines):
@@ -37,13 +43,23 @@ def parse(lines):
             peaks[fields["threads"]] = float(fields["gflops"])
         elif kind in KINDS and "impl" in fields and KINDS[kind][0] in fields:
             impl = fields.pop("impl")
-            key = tuple((f, v) for f, v in fields.items() if f not in METRICS)
+            key = tuple((f, v) for f, v in fields.items() if not is_metric(f))
             rows.setdefault(kind, {}).setdefault(key, {})[impl] = fields
     return rows, peaks
 
 
 def fmt(x, metric):
     return "–" if x is None else (f"{x:.1f}" if metric == "gflops" else f"{x:.0f}")
+
+
+def cell(fields, metric):
+    """The median as `value [min, max]` when rounds.py aggregated it, else the single value."""
+    if fields is None:
+        return "–"
+    text = fmt(float(fields[metric]), metric)
+    if f"{metric}_min" in fields:
+        text += f" [{fmt(float(fields[metric + '_min']), metric)}, {fmt(float(fields[metric + '_max']), metric)}]"
+    return text
 
 
 def table(kind, by_key, peaks):
@@ -73,7 +89,7 @@ def table(kind, by_key, peaks):
         kd = dict(key)
         cells = (["×".join(kd.get(f, "?") for f in shape)] if shape else []) + [kd.get(f, "") for f in key_fields]
         vals = {i: float(per_impl[i][metric]) if i in per_impl else None for i in impls}
-        cells += [fmt(vals[i], metric) for i in impls]
+        cells += [cell(per_impl.get(i), metric) for i in impls]
         if BASE in impls:
             b = vals[BASE]
             cells += ["–" if b is None or not vals[p] else f"{b / vals[p]:.2f}×" for p in peers]
@@ -128,6 +144,9 @@ lm impl=torch preset=dense phase=train threads=2 tok_s=4700
     assert "| 512×1024×2048 | TN | 1 | – | 70.0 | – | – |" in lines, text
     assert "| fwd | 2048 | 512 | 1024 | 8 | 2 | 2 | 26200 | 12300 | 13100 | 2.13× | 2.00× |" in lines, text
     assert "| dense | train | 2 | 9400 | 4700 | 2.00× |" in lines, text
+    spread = render(["lm impl=moesharp preset=dense phase=train threads=2 tok_s=9400 tok_s_min=9000 tok_s_max=9900 runs=5 rejected=1",
+                     "lm impl=torch preset=dense phase=train threads=2 tok_s=4700 tok_s_min=4600 tok_s_max=5000 runs=5 rejected=0"])
+    assert "| dense | train | 2 | 9400 [9000, 9900] | 4700 [4600, 5000] | 2.00× |" in spread.splitlines(), spread
     print(text)
     print("\njoin.py self-test ok")
 

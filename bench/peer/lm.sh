@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# LM peer: trains the plain-torch char-level LM (bench/peer/lm.py) for a few steps with each preset (dense,
-# mixtral) at 2 threads, then times greedy KV-cache generation. Prints the bench lines; when a file with
-# MoeSharp's `lm impl=moesharp ...` lines is given, also prints the ratio table.
-# Run from anywhere:  bench/peer/lm.sh     STEPS=60 THREADS=2 override the defaults.
+# LM side by side: MoeSharp (bench/MoeSharp.Bench lm) vs the plain-torch char-level LM (bench/peer/lm.py), dense
+# and mixtral presets: training tok/s (forward, backward, AdamW) and greedy KV-cache generation, in interleaved
+# rounds (bench/peer/rounds.py), printed as a markdown table of medians [min, max] with the ratio of medians.
+# Run from anywhere:  bench/peer/lm.sh     ROUNDS=5 STEPS=60 THREADS=2 GEN_TOKENS=200 override the defaults.
 # Both sides use the presets' sizes: d_model 128, 4 layers, context 64, batch 12; mixtral = 8 experts of 256, top-2.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 source bench/peer/ensure_torch.sh
-out=runs/peer/lm-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$out"
-dotnet build -c Release bench/MoeSharp.Bench >"$out/build.txt" 2>&1 || { cat "$out/build.txt"; exit 1; }
-dotnet run -c Release --no-build --project bench/MoeSharp.Bench -- lm --threads "${THREADS:-2}" | tee "$out/moesharp.txt"
+source bench/peer/common.sh
+peer_setup lm "$@"
+threads=${THREADS:-2}
+peer=""
 for preset in dense mixtral; do
-  "$PY" bench/peer/lm.py --preset "$preset" --expert-ff 256 --data ../shared/datasets/tinyshakespeare/input.txt \
-    --steps "${STEPS:-60}" --threads "${THREADS:-2}" | tee -a "$out/torch.txt"
+  peer+="$PY bench/peer/lm.py --preset $preset --expert-ff 256 --data ../shared/datasets/tinyshakespeare/input.txt"
+  peer+=" --steps ${STEPS:-60} --threads $threads --gen-tokens ${GEN_TOKENS:-200} && "
 done
+rounds --side moesharp "$BENCH lm --threads $threads" --side torch "${peer% && }"
 echo
-"$PY" bench/peer/join.py "$out/moesharp.txt" "$out/torch.txt" | tee "$out/table.md"
+{ peer_header; echo; "$PY" bench/peer/join.py "$out/summary.txt"; } | tee "$out/table.md"
