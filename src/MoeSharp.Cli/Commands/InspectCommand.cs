@@ -22,7 +22,7 @@ internal static class InspectCommand
         {
             string dir = p.GetValue(runDir)!.FullName;
             string? text = p.GetValue(prompt), ids = p.GetValue(promptIds);
-            if (text is null && ids is null && new RunFolder(dir).IsRun)
+            if (text is null && ids is null && !IsModel(dir))
             {
                 Console.WriteLine(HtmlReport.Write(dir));
                 return 0;
@@ -39,6 +39,23 @@ internal static class InspectCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>A GGUF file or a Hugging Face folder (config.json with model_type); anything else is taken as a run folder.</summary>
+    private static bool IsModel(string path)
+    {
+        if (File.Exists(path)) return true;
+        string config = Path.Combine(path, "config.json");
+        if (!File.Exists(config)) return false;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(config));
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("model_type", out _);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
     }
 
     private static int[] ParseIds(string ids) =>
