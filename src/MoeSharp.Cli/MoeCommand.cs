@@ -17,6 +17,8 @@ internal static class MoeCommand
             FitCommand.Create(),
             BenchCommand.Create(),
             PredictCommand.Create(),
+            ChatCommand.Create(),
+            TokenizeCommand.Create(),
             RagCommand.Create(),
         };
         // System.CommandLine's own reports would print the help page after a parse error and a stack trace after an

@@ -19,16 +19,20 @@ internal static class GenerateCommand
         var topP = CliOptions.Number("--top-p", SamplingOptions.Default.TopP, 0f, 1f, minExcluded: true, "Sample from the smallest set of tokens whose probability reaches p (1: all).");
         var seed = CliOptions.Seed(SamplingOptions.Default.Seed);
         var printIds = new Option<bool>("--print-ids") { Description = "Print the generated token ids, comma-separated, instead of text." };
+        var chat = new Option<string?>("--chat") { Description = "A question, answered as one chat turn with the model folder's tokenizer and chat template." };
         var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
         var command = new Command("generate", "Generate text with the KV cache.")
         {
-            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads,
+            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat,
         };
         command.SetAction(p =>
         {
             var dir = p.GetValue(model)!.FullName;
             int max = p.GetValue(maxTokens);
+            var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
+            if (p.GetValue(chat) is { } question)
+                return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting));
             var folder = new RunFolder(dir);
             ITextTokenizer? tokenizer = null;
             MoeTransformer lm;
@@ -43,15 +47,16 @@ internal static class GenerateCommand
                 lm = ModelStore.Open(dir, maxContext: Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1));
             }
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
-            var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));
+            // The prompt's routing first (the shared experts once), then each generated token's.
+            if (routing) RoutingTable.PrintPrompt(lm, ids, tokenizer is null ? RoutingTable.Shower(null) : id => Visible(tokenizer.Decode([id])), sampling.Threads);
             var generated = new List<int>();
             foreach (var token in Generator.Stream(lm, ids, max, sampling))
             {
                 generated.Add(token.Id);
                 string shown = tokenizer is null ? token.Id.ToString() : Visible(tokenizer.Decode([token.Id]));
-                if (routing) Console.WriteLine($"{shown,-6} " + string.Join("  ", token.Experts.Select((e, l) => $"L{l}:[{string.Join(",", e)}]")));
+                if (routing) Console.WriteLine(RoutingTable.Line(shown, lm.Config, token.Experts));
                 else if (!asIds) Console.Write(tokenizer!.Decode([token.Id]));
             }
             if (asIds && !routing) Console.WriteLine(string.Join(",", generated));
