@@ -28,12 +28,21 @@ public sealed record MoeOptions
     /// <summary>Expert nonlinearity: SwiGLU (W1, W3, W2) or GELU (W1, W2).</summary>
     public ExpertActivation Activation { get; init; } = ExpertActivation.SwiGlu;
 
+    /// <summary>Per-expert biases after each projection (GPT-OSS).</summary>
+    public bool ExpertBias { get; init; }
+
+    /// <summary>GPT-OSS's clamped SwiGLU (SwiGLU only); null for the plain activation.</summary>
+    public SwiGluClamp? SwiGluClamp { get; init; }
+
     // ---- Router ----
     /// <summary>How tokens pick experts (or Soft MoE slot mixing).</summary>
     public RouterKind Router { get; init; } = RouterKind.SoftmaxTopK;
 
     /// <summary>Renormalise the K gate weights to sum to 1 (Mixtral; Qwen's norm_topk_prob; DeepSeek).</summary>
     public bool NormalizeTopK { get; init; } = true;
+
+    /// <summary>A bias [E] on the gate logits (GPT-OSS's router.bias).</summary>
+    public bool GateBias { get; init; }
 
     /// <summary>Switch: the router sees x·U(1−ε, 1+ε) during training.</summary>
     public float JitterEps { get; init; }
@@ -108,7 +117,7 @@ public sealed record MoeOptions
         Dim = Dim, Experts = Experts, TopK = TopK, Kind = Router, NormalizeTopK = NormalizeTopK, JitterEps = JitterEps,
         Groups = Groups, TopGroups = TopGroups, RoutedScaling = RoutedScaling, BiasUpdateRate = BiasUpdateRate,
         SinkhornIterations = SinkhornIterations, SlotsPerExpert = SlotsPerExpert, CapacityFactor = CapacityFactor,
-        MinCapacity = MinCapacity, DropPolicy = DropPolicy, InitStd = InitStd, Seed = Seed,
+        MinCapacity = MinCapacity, DropPolicy = DropPolicy, InitStd = InitStd, Seed = Seed, GateBias = GateBias,
     };
 
     /// <summary>The weights of the balancing terms, field for field.</summary>
@@ -129,6 +138,8 @@ public sealed record MoeOptions
         Require(Experts > 0, nameof(Experts), $"must be positive, got {Experts}.");
         Require(ExpertHidden > 0, nameof(ExpertHidden), $"must be positive, got {ExpertHidden}.");
         Require(Enum.IsDefined(Activation), nameof(Activation), $"unknown activation {(int)Activation}.");
+        Require(SwiGluClamp is null || Activation == ExpertActivation.SwiGlu && SwiGluClamp.Value.Alpha > 0 && SwiGluClamp.Value.Limit > 0,
+            nameof(SwiGluClamp), $"needs the SwiGLU activation and a positive alpha and limit, got {Activation}, {SwiGluClamp}.");
         ToRouterOptions().Validate(nameof(MoeOptions), nameof(Router));
         ToBalanceOptions().Validate(nameof(MoeOptions));
         Require(SharedExperts >= 0, nameof(SharedExperts), $"must be non-negative, got {SharedExperts}.");

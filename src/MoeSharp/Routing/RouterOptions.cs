@@ -64,6 +64,9 @@ public sealed record RouterOptions
     /// <summary>Which pairs an over-full expert drops: the latest tokens or the lowest gate weights.</summary>
     public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
 
+    /// <summary>A bias [E] on the gate logits (GPT-OSS's router.bias); softmax top-k and top-k-then-softmax routers only.</summary>
+    public bool GateBias { get; init; }
+
     // ---- Init ----
     /// <summary>Standard deviation of the normal initialisation of the gate weights.</summary>
     public float InitStd { get; init; } = 0.02f;
@@ -103,5 +106,6 @@ public sealed record RouterOptions
         Require(MinCapacity >= 0, nameof(MinCapacity), $"must be non-negative, got {MinCapacity}.");
         Require(Enum.IsDefined(DropPolicy), nameof(DropPolicy), $"unknown drop policy {(int)DropPolicy}.");
         Require(InitStd > 0, nameof(InitStd), $"must be positive, got {InitStd}.");
+        Require(!GateBias || Kind is RouterKind.SoftmaxTopK or RouterKind.TopKSoftmax, nameof(GateBias), $"a gate bias needs the SoftmaxTopK or TopKSoftmax router, not {Kind}.");
     }
 }
