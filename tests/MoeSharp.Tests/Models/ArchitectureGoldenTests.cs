@@ -6,7 +6,7 @@ using MoeSharp.Models;
 namespace MoeSharp.Tests.Models;
 
 /// <summary>
-/// Tiny random Qwen3-MoE, OLMoE and Qwen2-MoE models (Golden/&lt;arch&gt;/, every feature of each switched on; see
+/// Tiny random Qwen3-MoE, OLMoE, Qwen2-MoE and GPT-OSS models (Golden/&lt;arch&gt;/, every feature of each switched on; see
 /// Golden/README.md) against llama.cpp: the same weights converted to GGUF as llama.cpp's convert_hf_to_gguf.py does
 /// and run by its prebuilt CPU library (node-llama-cpp 3.22.1, F32 weights and KV cache, flash attention off). The
 /// prompt goes through the KV cache in one pass and each greedy token after it one at a time; at every one of the
@@ -16,7 +16,7 @@ namespace MoeSharp.Tests.Models;
 /// </summary>
 public class ArchitectureGoldenTests
 {
-    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe"];
+    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "gpt_oss"];
 
     internal static string Folder(string arch) => Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Golden", arch);
 
