@@ -42,6 +42,31 @@ public class ArchitectureGoldenTests
         MatchesLlamaCpp(arch, gguf);
     }
 
+    /// <summary>
+    /// The training path (one pass over all 21 positions, the fused kernel with the window and sinks) gives the
+    /// same logits as llama.cpp's cached steps at every position past the prompt, within the tolerance above.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss")]
+    public void WholeSequenceForwardMatchesLlamaCpp(string arch)
+    {
+        var model = ModelStore.Open(Folder(arch), maxContext: 64);
+        using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
+        int[] prompt = expected.ReadInt32("prompt"), want = expected.ReadInt32("ids");
+        float[] logits = expected.ReadFloat32("logits"); // [S, V]
+        int vocab = model.Config.Vocab;
+        int[] ids = [.. prompt, .. want[..^1]];
+        var tape = new Tape();
+        float[] all;
+        using (tape.NoGrad()) all = model.Forward(tape, ids, batch: 1).Logits.ToArray(); // [T, V]
+        for (int step = 0; step < want.Length; step++)
+        {
+            var reference = logits.AsSpan(step * vocab, vocab);
+            Numerics.Close(reference, all.AsSpan((prompt.Length - 1 + step) * vocab, vocab), 1e-3f,
+                1e-5f * MathF.Abs(TensorPrimitives.MaxMagnitude(reference)), $"{arch} position {prompt.Length - 1 + step} logits");
+        }
+    }
+
     private static void MatchesLlamaCpp(string arch, MoeTransformer model)
     {
         using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
