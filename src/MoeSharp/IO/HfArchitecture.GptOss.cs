@@ -115,8 +115,10 @@ public sealed partial class HfArchitecture
     /// the even columns and up in the odd ones (its bias [E, 2F] likewise), down_proj [E, F, D] (input-major, the
     /// transpose of MoeSharp's [E, D, F]), down_proj_bias [E, D]; they are split and transposed here into W1, W3, W2
     /// and their biases. Everything else is read tensor by tensor under <see cref="GptOssName"/>. The released
-    /// checkpoints hold the expert matrices as MXFP4 (<c>*_blocks</c>, <c>*_scales</c>): those are refused, naming
-    /// the tensor, until issue 11's MXFP4 reading lands.
+    /// checkpoints hold the two expert matrices as MXFP4 instead, output-major: <c>gate_up_proj_blocks</c>
+    /// [E, 2F, D/32, 16] and <c>gate_up_proj_scales</c> [E, 2F, D/32] (rows alternate gate and up), likewise
+    /// <c>down_proj_*</c> [E, D, F/32, …]; those are dequantized to float32 on load through
+    /// <see cref="Formats.WeightFormat.MXFP4"/>'s row kernel (see <see cref="Mxfp4Rows"/>), so the model then computes in float32.
     /// </summary>
     private static void LoadGptOss(ParameterArena arena, SafetensorsModel source)
     {
@@ -127,8 +129,9 @@ public sealed partial class HfArchitecture
         foreach (var (layer, _, _) in experts)
         {
             string prefix = layer + ".mlp.experts.";
-            foreach (string n in new[] { "gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias" })
-                if (!consumed.Contains(prefix + n)) consumed.Add(prefix + n);
+            foreach (string n in new[] { "gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias",
+                         "gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales" })
+                if (!consumed.Contains(prefix + n) && source.Contains(prefix + n)) consumed.Add(prefix + n);
         }
         ModelStore.LoadModel(arena, source, GptOssName, p => GptOssExpert().IsMatch(p.Name), consumed);
         foreach (var (layer, w, p) in experts)
@@ -142,8 +145,15 @@ public sealed partial class HfArchitecture
                 {
                     // W1/W3 [E, F, D] from gate_up_proj [E, D, 2F]: W1[e, f, d] = gu[e, d, 2f], W3 the odd column 2f + 1.
                     int f = p.Shape[1], d = p.Shape[2];
-                    var gu = Read(source, prefix + "gate_up_proj", [e, d, 2 * f]);
                     int odd = w == "w3" ? 1 : 0;
+                    if (Mxfp4Rows(source, prefix + "gate_up_proj", e, 2 * f, d) is { } rows) // [E, 2F, D]
+                    {
+                        for (int x = 0; x < e; x++)
+                            for (int r = 0; r < f; r++)
+                                rows.AsSpan((x * 2 * f + 2 * r + odd) * d, d).CopyTo(target.Slice((x * f + r) * d, d));
+                        break;
+                    }
+                    var gu = Read(source, prefix + "gate_up_proj", [e, d, 2 * f]);
                     for (int x = 0; x < e; x++)
                         for (int r = 0; r < f; r++)
                             for (int col = 0; col < d; col++)
@@ -162,6 +172,11 @@ public sealed partial class HfArchitecture
                 {
                     // W2 [E, D, F] from down_proj [E, F, D].
                     int d = p.Shape[1], f = p.Shape[2];
+                    if (Mxfp4Rows(source, prefix + "down_proj", e, d, f) is { } rows) // [E, D, F], already W2's layout
+                    {
+                        rows.CopyTo(target);
+                        break;
+                    }
                     var down = Read(source, prefix + "down_proj", [e, f, d]);
                     for (int x = 0; x < e; x++)
                         for (int r = 0; r < d; r++)
@@ -174,6 +189,50 @@ public sealed partial class HfArchitecture
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// The MXFP4 matrix <paramref name="name"/>_blocks/_scales dequantized to [experts, rows, columns] float32; null
+    /// when the checkpoint stores <paramref name="name"/> unquantized. HF packs element 2i of a 32-block in the low
+    /// nibble of byte i and 2i + 1 in the high one, with scale 2^(s − 127) on the values ±{0, ½, 1, 1½, 2, 3, 4, 6};
+    /// ggml's block (<see cref="Formats.WeightFormat.MXFP4"/>) is the scale byte, then element j in the low nibble of byte j
+    /// and j + 16 in the high one, with the values doubled and the scale halved. Each block is repacked to ggml's
+    /// order and dequantized by the format's row kernel.
+    /// </summary>
+    private static float[]? Mxfp4Rows(SafetensorsModel source, string name, int experts, int rows, int columns)
+    {
+        string blocksName = name + "_blocks", scalesName = name + "_scales";
+        if (!source.Contains(blocksName)) return null;
+        if (!source.Contains(scalesName)) throw new InvalidDataException($"{source.PathOf(blocksName)}: '{blocksName}' has no '{scalesName}' beside it.");
+        int groups = columns / 32;
+        if (columns % 32 != 0) throw new InvalidDataException($"{source.PathOf(blocksName)}: MXFP4 rows of {columns} columns; expected a multiple of 32.");
+        int[] blocksShape = [experts, rows, groups, 16], scalesShape = [experts, rows, groups];
+        if (!source.Entry(blocksName).Shape.AsSpan().SequenceEqual(blocksShape))
+            throw new InvalidDataException($"{source.PathOf(blocksName)}: '{blocksName}' has shape {Tensors.Shapes.Format(source.Entry(blocksName).Shape)}; expected {Tensors.Shapes.Format(blocksShape)}.");
+        if (!source.Entry(scalesName).Shape.AsSpan().SequenceEqual(scalesShape))
+            throw new InvalidDataException($"{source.PathOf(scalesName)}: '{scalesName}' has shape {Tensors.Shapes.Format(source.Entry(scalesName).Shape)}; expected {Tensors.Shapes.Format(scalesShape)}.");
+        byte[] blocks = source.ReadBytes(blocksName), scales = source.ReadBytes(scalesName);
+        var values = new float[(long)experts * rows * columns]; // [E, rows, columns]
+        var row = new byte[groups * 17]; // one row in ggml's MXFP4 layout
+        for (long r = 0; r < (long)experts * rows; r++)
+        {
+            for (int g = 0; g < groups; g++)
+            {
+                long at = (r * groups + g) * 16;
+                row[g * 17] = scales[r * groups + g];
+                for (int j = 0; j < 16; j++)
+                {
+                    // ggml element j is HF element j (byte j/2), element j + 16 is HF element j + 16 (byte 8 + j/2).
+                    int lo = (blocks[at + j / 2] >> (4 * (j & 1))) & 0xF, hi = (blocks[at + 8 + j / 2] >> (4 * (j & 1))) & 0xF;
+                    row[g * 17 + 1 + j] = (byte)(lo | hi << 4);
+                }
+            }
+            Formats.RowKernels.DequantizeRow(Formats.WeightFormat.MXFP4, row, values.AsSpan((int)(r * columns), columns));
+        }
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i]))
+                throw new InvalidDataException($"{source.PathOf(scalesName)}: '{name}' dequantizes to {values[i]} at flat index {i}; weights must be finite.");
+        return values;
     }
 
     /// <summary>A fused expert tensor as float32, checked for presence, shape and finiteness, each failure naming the tensor.</summary>

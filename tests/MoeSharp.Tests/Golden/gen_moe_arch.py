@@ -22,7 +22,10 @@ Every feature of each architecture is switched on at a tiny size:
              0 and 2 (layer_types), YaRN (factor 4, original context 64, truncate as llama.cpp does), a biased
              router with top-k-then-softmax, biased experts with the clamped SwiGLU (alpha 1.702, limit 7);
              written F32 in HF's unquantized layout (gate_up_proj [E, D, 2F], gate even / up odd columns;
-             down_proj [E, F, D]) and converted as conversion/gpt_oss.py does (transpose, split even/odd)
+             down_proj [E, F, D]) and converted as conversion/gpt_oss.py does (transpose, split even/odd).
+             The expert matrices are rounded to MXFP4 first (blocks of 32 along the input, nearest code, scale
+             2^ceil(log2(max/6))), so gpt_oss/mxfp4/ holds the same model as the released checkpoints store it:
+             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8
 llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
 config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
 token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
@@ -53,7 +56,7 @@ ARCHS = {
                       head_dim=8, experts=8, top_k=4, moe_inter=16, inter=48, shared_inter=40, qk_norm=None,
                       bias=True, norm_topk=False, theta=1e6, eps=1e-6),
     "gpt_oss": dict(gguf="gpt-oss", hf="GptOssForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
-                    head_dim=16, experts=8, top_k=2, moe_inter=16, inter=16, shared_inter=0, qk_norm=None,
+                    head_dim=16, experts=4, top_k=2, moe_inter=32, inter=32, shared_inter=0, qk_norm=None,
                     bias=True, norm_topk=False, theta=150000.0, eps=1e-5, window=4, yarn_factor=4.0, yarn_orig=64),
 }
 
@@ -155,6 +158,20 @@ def gpt_oss_tensors(a):
     return out
 
 
+FP4 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float32)
+
+
+def mxfp4(t):
+    """t [..., K] (K % 32 == 0) -> HF blocks [..., K/32, 16] U8, scales [..., K/32] U8, and the exact dequantized t."""
+    g = t.reshape(*t.shape[:-1], t.shape[-1] // 32, 32).astype(np.float64)
+    e = np.ceil(np.log2(np.maximum(np.abs(g).max(-1), 1e-30) / 6)).astype(np.int64)
+    d = np.exp2(e)[..., None]
+    codes = np.abs(FP4[None, :] * d[..., None] - g[..., None]).argmin(-1).astype(np.uint8)  # [..., G, 32]
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    deq = (FP4[codes] * d).astype(np.float32).reshape(t.shape)
+    return blocks, (e + 127).astype(np.uint8), deq
+
+
 def gpt_oss_gguf(gguf_name, hf_name, x):
     """conversion/gpt_oss.py's modify_tensors on unquantized experts: transpose, gate = even, up = odd."""
     blk = hf_name.split(".")[2] if hf_name.startswith("model.layers.") else None
@@ -179,7 +196,7 @@ def write_safetensors(path, named):
     """named: list of (name, array) with dtype float32 or int32, written in order."""
     header, off = {}, 0
     for name, x in named:
-        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}[x.dtype]
+        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8"}[x.dtype]
         header[name] = {"dtype": dt, "shape": list(x.shape), "data_offsets": [off, off + x.nbytes]}
         off += x.nbytes
     header["__metadata__"] = {"format": "pt"}
@@ -286,12 +303,25 @@ def model(args):
     rng = np.random.default_rng(args.seed)
     hf, gg = [], []
     if args.arch == "gpt_oss":
+        quantized = []
         for hf_name, gguf_name, shape, kind in gpt_oss_tensors(a):
             x = draw(rng, shape, kind)
+            if kind == "expert":  # HF [E, in, out] -> MXFP4 rows [E, out, in]
+                blocks, scales, deq = mxfp4(np.ascontiguousarray(x.transpose(0, 2, 1)))
+                x = np.ascontiguousarray(deq.transpose(0, 2, 1))
+                quantized += [(hf_name + "_blocks", blocks), (hf_name + "_scales", scales)]
+            else:
+                quantized.append((hf_name, x))
             hf.append((hf_name, x))
             gg += gpt_oss_gguf(gguf_name, hf_name, x)
         write_safetensors(os.path.join(args.out, "model.safetensors"), hf)
         write_gguf(args.gguf, args.arch, a, cfg, gg)
+        os.makedirs(os.path.join(args.out, "mxfp4"), exist_ok=True)
+        with open(os.path.join(args.out, "mxfp4", "config.json"), "w") as f:
+            json.dump(dict(cfg, quantization_config={"quant_method": "mxfp4", "modules_to_not_convert": [
+                "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}), f, indent=2)
+            f.write("\n")
+        write_safetensors(os.path.join(args.out, "mxfp4", "model.safetensors"), quantized)
         return
     for hf_name, gguf_name, shape, kind in tensors(a):
         x = draw(rng, shape, kind)

@@ -67,6 +67,20 @@ public class ArchitectureGoldenTests
         }
     }
 
+    /// <summary>
+    /// The same GPT-OSS model with its expert matrices stored as the released checkpoints store them (MXFP4
+    /// *_blocks/*_scales, Golden/gpt_oss/mxfp4/; the generator rounded them to MXFP4 before writing either folder)
+    /// dequantizes on load to the F32 folder's parameters exactly, and so matches llama.cpp.
+    /// </summary>
+    [Fact]
+    public void GptOssMxfp4ExpertsDequantizeToTheF32Model()
+    {
+        var f32 = ModelStore.Open(Folder("gpt_oss"), maxContext: 64);
+        var mxfp4 = ModelStore.Open(Path.Combine(Folder("gpt_oss"), "mxfp4"), maxContext: 64);
+        Numerics.BitwiseEqual(f32.Arena.Values, mxfp4.Arena.Values, "gpt_oss MXFP4 parameters");
+        MatchesLlamaCpp("gpt_oss", mxfp4);
+    }
+
     private static void MatchesLlamaCpp(string arch, MoeTransformer model)
     {
         using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
