@@ -7,7 +7,8 @@ namespace MoeSharp.Dispatch;
 
 /// <summary>
 /// The fused sparse expert FFN: gather each expert's rows, run the grouped GEMMs over the stacked weights, and
-/// combine y[t] = Σ_pairs w·expert(x[t]).
+/// combine y[t] = Σ_pairs w·expert(x[t]). The bank's options switch on per-expert biases (added after each GEMM, B2
+/// before the gate weight as GPT-OSS does) and the clamped SwiGLU (<see cref="SwiGluClamp"/>).
 /// </summary>
 /// <remarks>
 /// Dimensions: T tokens, D model width, H expert width, E experts, P (token, expert) pairs, R placed rows.
@@ -36,7 +37,11 @@ internal static unsafe class ExpertFfnOp
         var w1 = bank.W1.Value;
         var w3 = bank.W3?.Value;
         var w2 = bank.W2.Value;
-        bool tracked = tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad || w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true });
+        var b1 = bank.B1?.Value;
+        var b3 = bank.B3?.Value;
+        var b2 = bank.B2?.Value;
+        bool tracked = tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad || w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true }
+            || b1 is { RequiresGrad: true } || b3 is { RequiresGrad: true } || b2 is { RequiresGrad: true });
         int rows = Math.Max(1, a.Placed);
         var s = new Saved
         {
@@ -49,9 +54,11 @@ internal static unsafe class ExpertFfnOp
         };
         var y = tape.Output(tracked, x.RowCount, d);
         fixed (float* px = x.Span, pxs = s.Xs.Span, pg = s.G.Span, pu = s.U is null ? default : s.U.Span, pact = s.Act.Span, pys = s.Ys.Span,
-               pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span, pwt = weights.Span, py = y.Span)
+               pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span, pwt = weights.Span, py = y.Span,
+               pb1 = b1 is null ? default : b1.Span, pb3 = b3 is null ? default : b3.Span, pb2 = b2 is null ? default : b2.Span)
         {
-            Workers.For(a.RowItemCount, new ForwardItem(a, d, h, bank.Activation, px, pxs, pg, pu, pact, pys, pw1, pw3, pw2));
+            var biases = new Biases(pb1, pb3, pb2);
+            Workers.For(a.RowItemCount, new ForwardItem(a, d, h, bank.Activation, bank.Clamp, px, pxs, pg, pu, pact, pys, pw1, pw3, pw2, biases));
             Workers.For(a.Tokens, new CombineItem(a, d, pys, pwt, py));
         }
         if (tracked) tape.Record(new ExpertFfnNode(y, s));
@@ -66,8 +73,33 @@ internal static unsafe class ExpertFfnOp
         public required ExpertBank Bank;
     }
 
-    private readonly struct ForwardItem(Assignment a, int d, int h, ExpertActivation act,
-        float* x, float* xs, float* g, float* u, float* hact, float* ys, float* w1, float* w3, float* w2) : IWorkItem
+    /// <summary>The bank's biases, B1 and B3 [E,H] and B2 [E,D]; each null when the bank has none.</summary>
+    private readonly struct Biases(float* b1, float* b3, float* b2)
+    {
+        public readonly float* B1 = b1, B3 = b3, B2 = b2;
+    }
+
+    /// <summary>Adds bias row <paramref name="bias"/> [width] to each of <paramref name="n"/> rows of <paramref name="rows"/>; nothing when null.</summary>
+    private static void AddRows(float* rows, int n, float* bias, int width)
+    {
+        if (bias == null) return;
+        var b = new ReadOnlySpan<float>(bias, width);
+        for (int r = 0; r < n; r++)
+        {
+            var row = new Span<float>(rows + (long)r * width, width);
+            TensorPrimitives.Add(row, b, row);
+        }
+    }
+
+    /// <summary>Adds the column sums of <paramref name="n"/> rows [n, width] (leading dimension <paramref name="ld"/>) into <paramref name="sum"/>.</summary>
+    private static void SumRows(float* rows, int n, int ld, float* sum, int width)
+    {
+        var acc = new Span<float>(sum, width);
+        for (int r = 0; r < n; r++) TensorPrimitives.Add(acc, new ReadOnlySpan<float>(rows + (long)r * ld, width), acc);
+    }
+
+    private readonly struct ForwardItem(Assignment a, int d, int h, ExpertActivation act, SwiGluClamp? clamp,
+        float* x, float* xs, float* g, float* u, float* hact, float* ys, float* w1, float* w3, float* w2, Biases b) : IWorkItem
     {
         public void Invoke(int index)
         {
@@ -77,19 +109,24 @@ internal static unsafe class ExpertFfnOp
             long eh = (long)e * h * d;
             float* rx = xs + (long)r0 * d, rg = g + (long)r0 * h, ract = hact + (long)r0 * h;
             Gemm.MultiplyCore(rx, d, false, w1 + eh, d, true, rg, h, n, h, d, false, false); // G = Xs·W1ᵀ
+            AddRows(rg, n, b.B1 == null ? null : b.B1 + (long)e * h, h);                          //   + B1[e]
             var gs = new ReadOnlySpan<float>(rg, n * h);
             var acts = new Span<float>(ract, n * h);
             if (act == ExpertActivation.SwiGlu)
             {
                 float* ru = u + (long)r0 * h;
                 Gemm.MultiplyCore(rx, d, false, w3 + eh, d, true, ru, h, n, h, d, false, false); // U = Xs·W3ᵀ
-                Activations.SwiGluForward(gs, new ReadOnlySpan<float>(ru, n * h), acts);
+                AddRows(ru, n, b.B3 == null ? null : b.B3 + (long)e * h, h);                          //   + B3[e]
+                var us = new ReadOnlySpan<float>(ru, n * h);
+                if (clamp is { } c) Activations.ClampedSwiGluForward(gs, us, acts, c.Alpha, c.Limit);
+                else Activations.SwiGluForward(gs, us, acts);
             }
             else
             {
                 Activations.GeluForward(gs, acts);
             }
             Gemm.MultiplyCore(ract, h, false, w2 + (long)e * d * h, h, true, ys + (long)r0 * d, d, n, d, h, false, false); // Ys = Act·W2ᵀ
+            AddRows(ys + (long)r0 * d, n, b.B2 == null ? null : b.B2 + (long)e * d, d);                                   //    + B2[e]
         }
     }
 
@@ -130,14 +167,20 @@ internal static unsafe class ExpertFfnOp
                    pact = s.Act.Span, pxs = s.Xs.Span, pw1 = w1.Span, pw3 = w3 is null ? default : w3.Span, pw2 = w2.Span,
                    pdw = dweights)
             {
-                var rowsItem = new BackwardRows(a, d, h, bank.Activation, pdy, pys, pwt, pdw, pdys, pdact, pdg, pdu, pdxs, pg, pu, pw1, pw3, pw2);
+                var rowsItem = new BackwardRows(a, d, h, bank.Activation, bank.Clamp, pdy, pys, pwt, pdw, pdys, pdact, pdg, pdu, pdxs, pg, pu, pw1, pw3, pw2);
                 Workers.For(a.RowItemCount, rowsItem);
-                if (w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true })
+                var b1 = bank.B1?.Value;
+                var b3 = bank.B3?.Value;
+                var b2 = bank.B2?.Value;
+                if (w1.RequiresGrad || w2.RequiresGrad || w3 is { RequiresGrad: true }
+                    || b1 is { RequiresGrad: true } || b3 is { RequiresGrad: true } || b2 is { RequiresGrad: true })
                 {
                     int columns = a.PlanColumns(h, ColumnBlock);
                     fixed (float* gw1 = w1.RequiresGrad ? tape.GradOf(w1) : default, gw2 = w2.RequiresGrad ? tape.GradOf(w2) : default,
-                           gw3 = w3 is { RequiresGrad: true } ? tape.GradOf(w3) : default)
-                        Workers.For(columns, new WeightGradients(a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2));
+                           gw3 = w3 is { RequiresGrad: true } ? tape.GradOf(w3) : default,
+                           gb1 = b1 is { RequiresGrad: true } ? tape.GradOf(b1) : default, gb3 = b3 is { RequiresGrad: true } ? tape.GradOf(b3) : default,
+                           gb2 = b2 is { RequiresGrad: true } ? tape.GradOf(b2) : default)
+                        Workers.For(columns, new WeightGradients(a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2, new Biases(gb1, gb3, gb2)));
                 }
                 if (s.X.RequiresGrad)
                     fixed (float* pdx = tape.GradOf(s.X))
@@ -147,7 +190,7 @@ internal static unsafe class ExpertFfnOp
     }
 
     /// <summary>Per row block: dYs = w·dy[token], dw = dy[token]·Ys, then back through W2, the activation, W1 and W3.</summary>
-    private readonly struct BackwardRows(Assignment a, int d, int h, ExpertActivation act,
+    private readonly struct BackwardRows(Assignment a, int d, int h, ExpertActivation act, SwiGluClamp? clamp,
         float* dy, float* ys, float* weights, float* dweights, float* dys, float* dact, float* dg, float* du, float* dxs,
         float* g, float* u, float* w1, float* w3, float* w2) : IWorkItem
     {
@@ -170,7 +213,9 @@ internal static unsafe class ExpertFfnOp
             if (act == ExpertActivation.SwiGlu)
             {
                 float* rdu = du + (long)r0 * h;
-                Activations.SwiGluBackward(dActs, gs, new ReadOnlySpan<float>(u + (long)r0 * h, n * h), dgs, new Span<float>(rdu, n * h));
+                var us = new ReadOnlySpan<float>(u + (long)r0 * h, n * h);
+                if (clamp is { } c) Activations.ClampedSwiGluBackward(dActs, gs, us, dgs, new Span<float>(rdu, n * h), c.Alpha, c.Limit);
+                else Activations.SwiGluBackward(dActs, gs, us, dgs, new Span<float>(rdu, n * h));
                 Gemm.MultiplyCore(rdg, h, false, w1 + eh, d, false, rdxs, d, n, d, h, false, false); // dXs = dG·W1
                 Gemm.MultiplyCore(rdu, h, false, w3 + eh, d, false, rdxs, d, n, d, h, true, false);  //     + dU·W3
             }
@@ -182,9 +227,13 @@ internal static unsafe class ExpertFfnOp
         }
     }
 
-    /// <summary>Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs, dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, over all of e's rows.</summary>
+    /// <summary>
+    /// Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs, dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, dB1[e, hb] and dB3[e, hb]
+    /// += column sums of dG and dU, over all of e's rows; dB2[e] += column sums of dYs by the item of e's first block,
+    /// so each bias element has one writer too.
+    /// </summary>
     private readonly struct WeightGradients(Assignment a, int d, int h,
-        float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2) : IWorkItem
+        float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2, Biases gb) : IWorkItem
     {
         public void Invoke(int index)
         {
@@ -197,6 +246,9 @@ internal static unsafe class ExpertFfnOp
                 Gemm.MultiplyCore(du + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw3 + eh + (long)c0 * d, d, nc, d, n, true, false);
             if (gw2 != null)
                 Gemm.MultiplyCore(dys + (long)r0 * d, d, true, hact + (long)r0 * h + c0, h, false, gw2 + (long)e * d * h + c0, h, d, nc, n, true, false);
+            if (gb.B1 != null) SumRows(dg + (long)r0 * h + c0, n, h, gb.B1 + (long)e * h + c0, nc);
+            if (gb.B3 != null) SumRows(du + (long)r0 * h + c0, n, h, gb.B3 + (long)e * h + c0, nc);
+            if (gb.B2 != null && c0 == 0) SumRows(dys + (long)r0 * d, n, d, gb.B2 + (long)e * d, d);
         }
     }
 

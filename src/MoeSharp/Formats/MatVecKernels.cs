@@ -25,13 +25,16 @@ internal static unsafe class MatVecKernels
     /// in software, which cost more than the integer dot of a Q8_0 block. 256 KiB, of which the few scales a model
     /// uses stay cached. Built from <see cref="ScalarCodec.Half"/>, so the values are the same.
     /// </summary>
-    private static readonly float* HalfTable = BuildHalfTable();
+    // The array must stay referenced: a pinned array is still collected once unreachable, and the pointer alone
+    // does not keep it alive (after a GC the kernels read freed memory).
+    private static readonly float[] HalfValues = BuildHalfTable(); // [2^16]
+    private static readonly float* HalfTable = (float*)Unsafe.AsPointer(ref HalfValues[0]);
 
-    private static float* BuildHalfTable()
+    private static float[] BuildHalfTable()
     {
         var table = GC.AllocateUninitializedArray<float>(65536, pinned: true); // [2^16]
         for (int i = 0; i < 65536; i++) table[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
-        return (float*)Unsafe.AsPointer(ref table[0]);
+        return table;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -280,7 +283,9 @@ internal static unsafe class MatVecKernels
         ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
     {
         long o = 34L * b;
-        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
+        // The odd last block spells out its zero upper half: with ToVector512() the optimised JIT folded the 256-bit
+        // load into a 512-bit one and read the next 32 bytes of the buffer (stale q of an earlier, longer vector).
+        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector512.Create(Vector256.Load(a.Q + 32 * b), Vector256<sbyte>.Zero);
         Vector512<sbyte> negX = -x;
         Vector512<float> dx = Halves(a.D[b], pair ? a.D[b + 1] : 0f);
         a0 = Q8_0Pair(Q8_0Weights(r0 + o, pair), Halves(Scale(r0 + o), pair ? Scale(r0 + o + 34) : 0f), x, negX, dx, a0);
@@ -328,7 +333,9 @@ internal static unsafe class MatVecKernels
         ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
     {
         long o = 17L * b;
-        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector256.Load(a.Q + 32 * b).ToVector512();
+        // The odd last block spells out its zero upper half: with ToVector512() the optimised JIT folded the 256-bit
+        // load into a 512-bit one and read the next 32 bytes of the buffer (stale q of an earlier, longer vector).
+        Vector512<sbyte> x = pair ? Vector512.Load(a.Q + 32 * b) : Vector512.Create(Vector256.Load(a.Q + 32 * b), Vector256<sbyte>.Zero);
         // −12·Σq of each block, in one lane of its half: the lanes are summed in the end anyway.
         Vector512<int> offset = Vector512.Create(Vector256.CreateScalar(-12 * a.Sums32[b]),
             Vector256.CreateScalar(pair ? -12 * a.Sums32[b + 1] : 0));

@@ -19,13 +19,26 @@ public sealed partial class HfArchitecture
     private readonly Func<JsonElement, string, int?, ModelConfig> _config;
     private readonly Func<string, string>? _tensorName;
     private readonly Gguf? _gguf;
+    private readonly Action<ParameterArena, SafetensorsModel>? _load;
 
-    private HfArchitecture(string modelType, Func<JsonElement, string, int?, ModelConfig> config, Func<string, string>? tensorName, Gguf? gguf = null)
+    private HfArchitecture(string modelType, Func<JsonElement, string, int?, ModelConfig> config, Func<string, string>? tensorName, Gguf? gguf = null,
+        Action<ParameterArena, SafetensorsModel>? load = null)
     {
         ModelType = modelType;
         _config = config;
         _tensorName = tensorName;
         _gguf = gguf;
+        _load = load;
+    }
+
+    /// <summary>
+    /// Fills every parameter of <paramref name="arena"/> from the checkpoint <paramref name="source"/>: tensor by
+    /// tensor under <see cref="TensorName"/>, except where the architecture stores tensors fused or quantized.
+    /// </summary>
+    public void LoadWeights(ParameterArena arena, SafetensorsModel source)
+    {
+        if (_load is null) ModelStore.LoadModel(arena, source, _tensorName);
+        else _load(arena, source);
     }
 
     /// <summary>What a GGUF file cannot say about an architecture: llama.cpp fixes these per architecture in its code.</summary>
@@ -50,6 +63,7 @@ public sealed partial class HfArchitecture
         new("qwen3_moe", Qwen3Moe, QwenName, new Gguf("qwen3moe", "gguf-qwen3-moe", QkNorm.PerHead, NormalizeTopK: true)),
         new("olmoe", Olmoe, QwenName, new Gguf("olmoe", "gguf-olmoe", QkNorm.Whole, NormalizeTopK: false)),
         new("deepseek_v3", DeepseekV3, DeepseekName),
+        new("gpt_oss", GptOss, GptOssName, load: LoadGptOss),
     ];
 
     /// <summary>The architecture of <paramref name="modelType"/>; an unknown one is an error naming it and the supported list.</summary>

@@ -47,9 +47,11 @@ public static partial class ModelStore
     /// naming the file's tensor, rather than as garbage or a NaN loss later. The source may hold other tensors too
     /// (gradients beside weights, the parts of a mixture); <see cref="Open"/> refuses those for a whole model.
     /// </summary>
-    public static void Load(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null)
+    public static void Load(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null) => LoadPlanned(arena, source, rename, null);
+
+    private static void LoadPlanned(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename, Func<Parameter, bool>? custom)
     {
-        var plan = Plan(arena, rename);
+        var plan = Plan(arena, rename, custom);
         foreach (var (stored, target, _, shape) in plan)
         {
             if (!source.Contains(stored))
@@ -75,23 +77,30 @@ public static partial class ModelStore
     /// <see cref="Load"/> for a whole model: a tensor that no parameter takes means the config describes another
     /// model than the weights (fewer layers or experts, say), which would otherwise load silently.
     /// </summary>
-    private static void LoadModel(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null)
+    /// <remarks>
+    /// Parameters for which <paramref name="custom"/> is true are left to the caller (an architecture whose checkpoint
+    /// stores them fused or quantized), which names the tensors it reads for them in <paramref name="consumed"/>.
+    /// </remarks>
+    internal static void LoadModel(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null,
+        Func<Parameter, bool>? custom = null, IEnumerable<string>? consumed = null)
     {
-        var wanted = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var entry in Plan(arena, rename)) wanted.Add(entry.Stored);
+        var wanted = new HashSet<string>(consumed ?? [], StringComparer.Ordinal);
+        foreach (var entry in Plan(arena, rename, custom)) wanted.Add(entry.Stored);
         var unused = source.Names.Where(n => !wanted.Contains(n)).ToArray();
         if (unused.Length > 0)
             throw new InvalidDataException($"{source.Location}: the model has no parameter for checkpoint tensor '{unused[0]}'" +
                 (unused.Length > 1 ? $" (nor for {unused.Length - 1} more)" : "") + $"{LayerCounts(arena, source)}.");
-        Load(arena, source, rename);
+        LoadPlanned(arena, source, rename, custom);
     }
 
     /// <summary>Where each parameter's values are stored: the tensor name, the parameter, the offset into it, the tensor's shape.</summary>
-    private static List<(string Stored, Parameter Target, int Offset, int[] Shape)> Plan(ParameterArena arena, Func<string, string>? rename)
+    private static List<(string Stored, Parameter Target, int Offset, int[] Shape)> Plan(ParameterArena arena, Func<string, string>? rename,
+        Func<Parameter, bool>? custom = null)
     {
         var plan = new List<(string Stored, Parameter Target, int Offset, int[] Shape)>();
         foreach (var p in arena.Parameters)
         {
+            if (custom is not null && custom(p)) continue;
             var m = StackedExperts().Match(p.Name);
             if (!m.Success)
             {
@@ -167,7 +176,7 @@ public static partial class ModelStore
             var architecture = HfArchitecture.For(type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
             var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
             using var weights = SafetensorsModel.Open(folder);
-            LoadModel(model.Arena, weights, architecture.TensorName);
+            architecture.LoadWeights(model.Arena, weights);
             return model;
         }
         throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
@@ -185,7 +194,7 @@ public static partial class ModelStore
             : type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
         var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
         using var source = SafetensorsModel.Open(weights);
-        LoadModel(model.Arena, source, architecture.TensorName);
+        architecture.LoadWeights(model.Arena, source);
         return model;
     }
 

@@ -126,6 +126,17 @@ public sealed class SafetensorsFile : IDisposable
         return result;
     }
 
+    /// <summary>Reads a one-byte tensor (U8, I8, BOOL) as its raw bytes: packed blocks such as MXFP4's.</summary>
+    public byte[] ReadBytes(string name)
+    {
+        var entry = this[name];
+        if (entry.DType is not (SafetensorsDType.U8 or SafetensorsDType.I8 or SafetensorsDType.BOOL))
+            throw new SafetensorsFormatException(Path, $"tensor '{name}' has dtype {entry.DType}; ReadBytes expects U8, I8 or BOOL");
+        var result = new byte[ArrayLength(entry)];
+        ReadRaw(entry, result);
+        return result;
+    }
+
     /// <summary>Unmaps the file.</summary>
     public void Dispose() => _handle.Dispose();
 

@@ -59,6 +59,9 @@ public sealed class SafetensorsModel : IDisposable
     /// <inheritdoc cref="SafetensorsFile.ReadFloat32(string)"/>
     public float[] ReadFloat32(string name) => FileOf(name).ReadFloat32(name);
 
+    /// <summary>Reads a one-byte tensor (U8, I8, BOOL) as its raw bytes.</summary>
+    public byte[] ReadBytes(string name) => FileOf(name).ReadBytes(name);
+
     /// <inheritdoc cref="SafetensorsFile.ReadFloat32(string, Span{float})"/>
     public void ReadFloat32(string name, Span<float> destination) => FileOf(name).ReadFloat32(name, destination);
 

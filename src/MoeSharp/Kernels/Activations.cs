@@ -41,6 +41,35 @@ internal static class Activations
         }
     }
 
+    /// <summary>
+    /// GPT-OSS's clamped SwiGLU: y = (clamp(b, −limit, limit) + 1)·g·σ(α·g), g = min(a, limit). <paramref name="y"/>
+    /// may alias neither input.
+    /// </summary>
+    public static void ClampedSwiGluForward(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y, float alpha, float limit)
+    {
+        for (int i = 0; i < a.Length; i++)
+        {
+            float g = MathF.Min(a[i], limit), u = Math.Clamp(b[i], -limit, limit);
+            y[i] = (u + 1) * g / (1 + MathF.Exp(-alpha * g));
+        }
+    }
+
+    /// <summary>
+    /// da += dy·(u + 1)·σ(αg)(1 + αg(1 − σ(αg))) where a &lt; limit (the clamp passes nothing above it);
+    /// db += dy·g·σ(αg) where |b| &lt; limit.
+    /// </summary>
+    public static void ClampedSwiGluBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> da, Span<float> db,
+        float alpha, float limit)
+    {
+        for (int i = 0; i < dy.Length; i++)
+        {
+            float g = MathF.Min(a[i], limit), u = Math.Clamp(b[i], -limit, limit);
+            float s = 1 / (1 + MathF.Exp(-alpha * g));
+            if (a[i] < limit) da[i] += dy[i] * (u + 1) * s * (1 + alpha * g * (1 - s));
+            if (Math.Abs(b[i]) < limit) db[i] += dy[i] * g * s;
+        }
+    }
+
     /// <summary>y = a·σ(a).</summary>
     public static void SiluForward(ReadOnlySpan<float> a, Span<float> y)
     {
@@ -109,6 +138,16 @@ internal static class Activations
     public static void SwiGluReference(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y)
     {
         for (int i = 0; i < a.Length; i++) y[i] = (float)(a[i] / (1 + Math.Exp(-(double)a[i])) * b[i]);
+    }
+
+    /// <summary>Scalar twin of <see cref="ClampedSwiGluForward"/> in double.</summary>
+    public static void ClampedSwiGluReference(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> y, float alpha, float limit)
+    {
+        for (int i = 0; i < a.Length; i++)
+        {
+            double g = Math.Min(a[i], limit), u = Math.Min(Math.Max(b[i], -limit), limit);
+            y[i] = (float)((u + 1) * g / (1 + Math.Exp(-alpha * g)));
+        }
     }
 
     /// <summary>Scalar twin of <see cref="GeluForward"/> in double.</summary>

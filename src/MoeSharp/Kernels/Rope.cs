@@ -11,29 +11,99 @@ public enum RopeStyle
 }
 
 /// <summary>
+/// YaRN context extension (Peng et al. 2023), as Hugging Face's <c>_compute_yarn_parameters</c> computes it: pair
+/// frequencies with fewer than <see cref="BetaSlow"/> turns over the original context are interpolated (divided by
+/// <see cref="Factor"/>), those with more than <see cref="BetaFast"/> kept, a linear ramp between; cos and sin are
+/// then multiplied by the attention factor, so every q·k logit is scaled by its square.
+/// </summary>
+/// <param name="Factor">The context extension s (rope_scaling.factor), ≥ 1.</param>
+/// <param name="OriginalContext">The context the model was pre-trained on (original_max_position_embeddings).</param>
+/// <param name="BetaFast">Turns above which a frequency is extrapolated (kept): beta_fast, 32 by default.</param>
+/// <param name="BetaSlow">Turns below which a frequency is interpolated: beta_slow, 1 by default.</param>
+/// <param name="AttentionFactor">attention_factor; null computes it from the mscales as HF does.</param>
+/// <param name="Mscale">DeepSeek's mscale; with <paramref name="MscaleAllDim"/> the factor is mscale(s, Mscale) / mscale(s, MscaleAllDim).</param>
+/// <param name="MscaleAllDim">DeepSeek's mscale_all_dim.</param>
+/// <param name="Truncate">Round the ramp's ends to whole dimensions (HF's truncate, true by default and in llama.cpp; GPT-OSS sets false).</param>
+public sealed record YarnScaling(float Factor, int OriginalContext, float BetaFast = 32, float BetaSlow = 1, float? AttentionFactor = null,
+    float? Mscale = null, float? MscaleAllDim = null, bool Truncate = true)
+{
+    /// <summary>The factor cos and sin are multiplied by: <see cref="AttentionFactor"/>, else 0.1·m·ln s + 1 per the mscales.</summary>
+    public double ResolvedAttentionFactor
+    {
+        get
+        {
+            if (AttentionFactor is float a) return a;
+            static double Get(double scale, double m) => scale <= 1 ? 1 : 0.1 * m * Math.Log(scale) + 1;
+            return Mscale is float m && m != 0 && MscaleAllDim is float all && all != 0 ? Get(Factor, m) / Get(Factor, all) : Get(Factor, 1);
+        }
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public void Validate()
+    {
+        if (!(Factor >= 1)) throw new ArgumentException($"YaRN factor must be at least 1, got {Factor}.", nameof(Factor));
+        if (OriginalContext <= 0) throw new ArgumentException($"YaRN original_max_position_embeddings must be positive, got {OriginalContext}.", nameof(OriginalContext));
+        if (!(BetaFast > 0) || !(BetaSlow > 0)) throw new ArgumentException($"YaRN beta_fast and beta_slow must be positive, got {BetaFast} and {BetaSlow}.", nameof(BetaFast));
+        if (AttentionFactor is float a && !(a > 0)) throw new ArgumentException($"YaRN attention_factor must be positive, got {a}.", nameof(AttentionFactor));
+    }
+
+    /// <summary>
+    /// The inverse frequency of each of the <paramref name="headDim"/>/2 pairs: θ^(−2i/hd) extrapolated, the same
+    /// divided by the factor interpolated, mixed by the ramp over [low, high] from the correction dimensions.
+    /// </summary>
+    internal double[] InverseFrequencies(int headDim, double theta)
+    {
+        int half = headDim / 2;
+        double CorrectionDim(double turns) => headDim * Math.Log(OriginalContext / (turns * 2 * Math.PI)) / (2 * Math.Log(theta));
+        double low = CorrectionDim(BetaFast), high = CorrectionDim(BetaSlow);
+        if (Truncate)
+        {
+            low = Math.Floor(low);
+            high = Math.Ceiling(high);
+        }
+        low = Math.Max(low, 0);
+        high = Math.Min(high, headDim - 1);
+        if (low == high) high += 0.001; // HF's guard against a zero-width ramp
+        var inv = new double[half]; // [hd/2]
+        for (int i = 0; i < half; i++)
+        {
+            double extrapolated = Math.Pow(theta, -2.0 * i / headDim), interpolated = extrapolated / Factor;
+            double keep = 1 - Math.Clamp((i - low) / (high - low), 0, 1); // share of the extrapolated frequency
+            inv[i] = interpolated * (1 - keep) + extrapolated * keep;
+        }
+        return inv;
+    }
+}
+
+/// <summary>
 /// Rotary position embedding. Pair i of a head at position p turns by p·θ^(−2i/hd). The table holds cos and sin
-/// [positions, hd/2], computed in double so positions far out stay accurate.
+/// [positions, hd/2], computed in double so positions far out stay accurate. With <see cref="YarnScaling"/> the
+/// frequencies and the magnitude follow YaRN.
 /// </summary>
 public sealed class RopeTable
 {
-    /// <summary>Builds the table for heads of <paramref name="headDim"/> (even) elements over positions [0, <paramref name="maxPositions"/>), with base <paramref name="theta"/> (10000 in Llama, 1e6 in Mixtral).</summary>
-    public RopeTable(int headDim, int maxPositions, float theta, RopeStyle style)
+    /// <summary>Builds the table for heads of <paramref name="headDim"/> (even) elements over positions [0, <paramref name="maxPositions"/>), with base <paramref name="theta"/> (10000 in Llama, 1e6 in Mixtral), YaRN-scaled when <paramref name="yarn"/> is set.</summary>
+    public RopeTable(int headDim, int maxPositions, float theta, RopeStyle style, YarnScaling? yarn = null)
     {
+        yarn?.Validate();
         if (headDim <= 0 || headDim % 2 != 0) throw new ArgumentException($"RoPE head dimension must be even and positive, got {headDim}.", nameof(headDim));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxPositions);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(theta);
         HeadDim = headDim;
         MaxPositions = maxPositions;
         Style = style;
+        Yarn = yarn;
         int half = headDim / 2;
+        double[]? inv = yarn?.InverseFrequencies(headDim, theta); // [hd/2]
+        double magnitude = yarn?.ResolvedAttentionFactor ?? 1;
         Cos = new float[maxPositions * half]; // [positions, hd/2]
         Sin = new float[maxPositions * half]; // [positions, hd/2]
         for (int p = 0; p < maxPositions; p++)
             for (int i = 0; i < half; i++)
             {
-                double angle = p * Math.Pow(theta, -2.0 * i / headDim);
-                Cos[p * half + i] = (float)Math.Cos(angle);
-                Sin[p * half + i] = (float)Math.Sin(angle);
+                double angle = p * (inv is null ? Math.Pow(theta, -2.0 * i / headDim) : inv[i]);
+                Cos[p * half + i] = (float)(magnitude * Math.Cos(angle));
+                Sin[p * half + i] = (float)(magnitude * Math.Sin(angle));
             }
     }
 
@@ -46,6 +116,9 @@ public sealed class RopeTable
     /// <summary>Which element pairs are rotated together.</summary>
     public RopeStyle Style { get; }
 
+    /// <summary>The YaRN scaling the table was built with; null for plain RoPE.</summary>
+    public YarnScaling? Yarn { get; }
+
     internal float[] Cos { get; }
     internal float[] Sin { get; }
 }
@@ -54,7 +127,8 @@ internal static class Rope
 {
     /// <summary>
     /// Rotates x [rows, heads·hd] in place. Row r sits at position <paramref name="positionOffset"/> + r mod
-    /// <paramref name="sequenceLength"/>. <paramref name="inverse"/> turns the other way, which is the backward.
+    /// <paramref name="sequenceLength"/>. <paramref name="inverse"/> turns the other way, which is the backward (a
+    /// rotation by −angle scaled by the same magnitude: the transpose of the forward's scaled rotation).
     /// </summary>
     public static void Apply(Span<float> x, int heads, RopeTable table, int sequenceLength, int positionOffset, bool inverse = false)
     {

@@ -30,7 +30,8 @@ public sealed class MoeLayer : Module
             Soft = new SoftMoe(arena, name + ".gate", e, options.SlotsPerExpert, options.Dim, options.InitStd);
         else
             Router = LinearRouter.Create(arena, name + ".gate", options);
-        Bank = new ExpertBank(arena, name + ".experts", e, options.Dim, options.ExpertHidden, options.Activation, options.InitStd, outStd);
+        Bank = new ExpertBank(arena, name + ".experts", e, options.Dim, options.ExpertHidden, options.Activation, options.InitStd, outStd,
+            options.ExpertBias, options.SwiGluClamp);
         if (options.SharedExperts > 0)
         {
             int width = options.SharedExperts * (options.SharedHidden > 0 ? options.SharedHidden : options.ExpertHidden);

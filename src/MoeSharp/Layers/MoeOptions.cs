@@ -21,6 +21,12 @@ public sealed record MoeOptions : RouterOptions
     [JsonPropertyOrder(-1)]
     public ExpertActivation Activation { get; init; } = ExpertActivation.SwiGlu;
 
+    /// <summary>Per-expert biases after each projection (GPT-OSS).</summary>
+    public bool ExpertBias { get; init; }
+
+    /// <summary>GPT-OSS's clamped SwiGLU (SwiGLU only); null for the plain activation.</summary>
+    public SwiGluClamp? SwiGluClamp { get; init; }
+
     // ---- Shared experts ----
     /// <summary>Always-on experts run on every token (Qwen-MoE, DeepSeek), fused into one MLP of width SharedExperts·SharedHidden.</summary>
     [JsonPropertyOrder(1)]
@@ -53,6 +59,8 @@ public sealed record MoeOptions : RouterOptions
         base.Validate();
         Require(ExpertHidden > 0, nameof(ExpertHidden), $"must be positive, got {ExpertHidden}.");
         Require(Enum.IsDefined(Activation), nameof(Activation), $"unknown activation {(int)Activation}.");
+        Require(SwiGluClamp is null || Activation == ExpertActivation.SwiGlu && SwiGluClamp.Value.Alpha > 0 && SwiGluClamp.Value.Limit > 0,
+            nameof(SwiGluClamp), $"needs the SwiGLU activation and a positive alpha and limit, got {Activation}, {SwiGluClamp}.");
         Require(SharedExperts >= 0, nameof(SharedExperts), $"must be non-negative, got {SharedExperts}.");
         Require(SharedHidden >= 0, nameof(SharedHidden), $"must be non-negative, got {SharedHidden}.");
         Require(!SharedGate || SharedExperts > 0, nameof(SharedGate), "needs at least one shared expert.");

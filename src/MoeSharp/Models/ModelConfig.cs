@@ -63,6 +63,26 @@ public sealed record ModelConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public MlaOptions? Mla { get; init; }
 
+    /// <summary>A bias on the attention output projection o_proj (GPT-OSS).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool AttentionOutBias { get; init; }
+
+    /// <summary>A learned sink logit per head in every attention softmax (GPT-OSS's self_attn.sinks).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool AttentionSinks { get; init; }
+
+    /// <summary>Sliding-window attention: position P of a sliding layer sees keys P − W + 1 .. P; 0 for none.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int SlidingWindow { get; init; }
+
+    /// <summary>The blocks whose attention slides (GPT-OSS's layer_types); null means every block when <see cref="SlidingWindow"/> is set.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int[]? SlidingLayers { get; init; }
+
+    /// <summary>YaRN scaling of RoPE (rope_scaling of type yarn); null for plain RoPE.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public YarnScaling? Yarn { get; init; }
+
     /// <summary>The MoE FFN settings; null for a dense model.</summary>
     public MoeOptions? Moe { get; init; }
 
@@ -81,6 +101,10 @@ public sealed record ModelConfig
 
     /// <summary>Elements RoPE rotates per head: the head dimension, or qk_rope_head_dim with latent attention.</summary>
     [JsonIgnore] public int RopeDim => Mla?.QkRopeHeadDim ?? ResolvedHeadDim;
+
+    /// <summary>The attention window of block <paramref name="layer"/>: <see cref="SlidingWindow"/> on a sliding block, else 0 (all keys).</summary>
+    public int WindowOf(int layer) =>
+        SlidingWindow > 0 && (SlidingLayers is null || Array.IndexOf(SlidingLayers, layer) >= 0) ? SlidingWindow : 0;
 
     /// <summary>Whether block <paramref name="layer"/> has an MoE FFN.</summary>
     public bool IsMoeLayer(int layer) =>
@@ -131,6 +155,18 @@ public sealed record ModelConfig
         if (!Enum.IsDefined(RopeStyle)) throw new ArgumentException($"Model config: unknown rope_style {(int)RopeStyle}.", nameof(RopeStyle));
         if (!Enum.IsDefined(Mlp)) throw new ArgumentException($"Model config: unknown mlp {(int)Mlp}.", nameof(Mlp));
         if (!Enum.IsDefined(QkNorm)) throw new ArgumentException($"Model config: unknown qk_norm {(int)QkNorm}.", nameof(QkNorm));
+        if (SlidingWindow < 0) throw new ArgumentException($"Model config: sliding_window must be non-negative, got {SlidingWindow}.", nameof(SlidingWindow));
+        foreach (int layer in SlidingLayers ?? [])
+            if ((uint)layer >= (uint)Layers)
+                throw new ArgumentException($"Model config: sliding_layers holds {layer}; layers are 0..{Layers - 1}.", nameof(SlidingLayers));
+        try
+        {
+            Yarn?.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"Model config: yarn: {ex.Message}", nameof(Yarn), ex);
+        }
         foreach (int layer in DenseLayers ?? [])
             if ((uint)layer >= (uint)Layers)
                 throw new ArgumentException($"Model config: dense_layers holds {layer}; layers are 0..{Layers - 1}.", nameof(DenseLayers));

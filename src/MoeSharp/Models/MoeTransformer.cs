@@ -30,7 +30,7 @@ public sealed class MoeTransformer
         int hd = config.ResolvedHeadDim, kvh = config.ResolvedKvHeads;
         // GPT-2's scaled init for the projections that write into the residual stream.
         float outStd = config.InitStd / MathF.Sqrt(2f * config.Layers);
-        Rope = new RopeTable(config.RopeDim, config.Context, config.RopeTheta, config.RopeStyle);
+        Rope = new RopeTable(config.RopeDim, config.Context, config.RopeTheta, config.RopeStyle, config.Yarn);
         Embed = new Embedding(Arena, "model.embed_tokens", config.Vocab, config.DModel, config.InitStd);
         _blocks = new Block[config.Layers];
         var moe = config.ResolvedMoe;
@@ -41,7 +41,7 @@ public sealed class MoeTransformer
             ISelfAttention attn = config.Mla is { } mla
                 ? new LatentAttention(Arena, p + ".self_attn", config.DModel, config.Heads, mla, Rope, config.InitStd, outStd, config.NormEps)
                 : new CausalSelfAttention(Arena, p + ".self_attn", config.DModel, config.Heads, kvh, hd, Rope, config.InitStd, outStd,
-                    config.AttentionBias, config.QkNorm, config.NormEps);
+                    config.AttentionBias, config.QkNorm, config.NormEps, config.AttentionOutBias, config.AttentionSinks, config.WindowOf(i));
             var ffnNorm = new RmsNorm(Arena, p + ".post_attention_layernorm", config.DModel, config.NormEps);
             if (config.IsMoeLayer(i))
                 _blocks[i] = new Block(p, attnNorm, attn, ffnNorm, null, new MoeLayer(moe! with { Seed = moe.Seed + (ulong)i }, Arena, p + ".block_sparse_moe"));

@@ -33,7 +33,8 @@ public interface ISelfAttention
 
 /// <summary>
 /// Causal multi-head self-attention with RoPE and grouped-query heads (q_proj, k_proj, v_proj, o_proj), optionally
-/// with q/k/v biases (Qwen2) and an RMSNorm on q and k before RoPE (q_norm, k_norm; see <see cref="QkNorm"/>).
+/// with q/k/v biases (Qwen2), an o_proj bias, an RMSNorm on q and k before RoPE (q_norm, k_norm; see
+/// <see cref="QkNorm"/>), a sliding window and per-head attention sinks (GPT-OSS).
 /// Training runs the fused kernel over whole sequences; generation appends to a <see cref="KvCache"/> and attends
 /// over it.
 /// </summary>
@@ -43,11 +44,16 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
     /// Declares the projections in <paramref name="arena"/> under <paramref name="name"/>: q/k/v (from
     /// <paramref name="dim"/> to heads × <paramref name="headDim"/>) with biases when <paramref name="qkvBias"/>, o_proj
     /// (back to dim) drawn from N(0, <paramref name="outStd"/>²) and the others from N(0, <paramref name="initStd"/>²),
-    /// and q_norm/k_norm (epsilon <paramref name="normEps"/>) per <paramref name="qkNorm"/>.
+    /// and q_norm/k_norm (epsilon <paramref name="normEps"/>) per <paramref name="qkNorm"/>; o_proj's bias when
+    /// <paramref name="outBias"/>, sinks [H] when <paramref name="sinks"/>, and a window of <paramref name="window"/>
+    /// keys (0: all).
     /// </summary>
     public CausalSelfAttention(ParameterArena arena, string name, int dim, int heads, int kvHeads, int headDim, RopeTable rope,
-        float initStd, float outStd, bool qkvBias = false, QkNorm qkNorm = QkNorm.None, float normEps = 1e-6f) : base(arena, name)
+        float initStd, float outStd, bool qkvBias = false, QkNorm qkNorm = QkNorm.None, float normEps = 1e-6f,
+        bool outBias = false, bool sinks = false, int window = 0) : base(arena, name)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        Window = window;
         if (!Enum.IsDefined(qkNorm)) throw new ArgumentOutOfRangeException(nameof(qkNorm), $"Unknown q/k norm {(int)qkNorm}.");
         Heads = heads;
         KvHeads = kvHeads;
@@ -57,11 +63,18 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
         Q = new Linear(arena, name + ".q_proj", dim, heads * headDim, qkvBias, initStd);
         K = new Linear(arena, name + ".k_proj", dim, kvHeads * headDim, qkvBias, initStd);
         V = new Linear(arena, name + ".v_proj", dim, kvHeads * headDim, qkvBias, initStd);
-        O = new Linear(arena, name + ".o_proj", heads * headDim, dim, initStd: outStd);
+        O = new Linear(arena, name + ".o_proj", heads * headDim, dim, outBias, initStd: outStd);
+        if (sinks) Sinks = Param("sinks", [heads], Init.Zeros);
         if (qkNorm == QkNorm.None) return;
         QNorm = new RmsNorm(arena, name + ".q_norm", qkNorm == QkNorm.PerHead ? headDim : heads * headDim, normEps);
         KNorm = new RmsNorm(arena, name + ".k_norm", qkNorm == QkNorm.PerHead ? headDim : kvHeads * headDim, normEps);
     }
+
+    /// <summary>Keys each position sees (itself and the W − 1 before it); 0 for all.</summary>
+    public int Window { get; }
+
+    /// <summary>The sink logit of each head [H]; null without sinks.</summary>
+    public Parameter? Sinks { get; }
 
     /// <summary>Where q and k are normalised before RoPE.</summary>
     public QkNorm QkNorm { get; }
@@ -95,7 +108,7 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
         var q = tape.Rope(Project(tape, Q, QNorm, x, Heads), Heads, Rope, seq); // [B·T, H·hd]
         var k = tape.Rope(Project(tape, K, KNorm, x, KvHeads), KvHeads, Rope, seq); // [B·T, KVH·hd]
         var v = V.Forward(tape, x); // [B·T, KVH·hd]
-        return O.Forward(tape, tape.CausalAttention(q, k, v, batch, Heads, KvHeads, HeadDim));
+        return O.Forward(tape, tape.CausalAttention(q, k, v, batch, Heads, KvHeads, HeadDim, Window, Sinks?.Value));
     }
 
     /// <summary>
@@ -116,8 +129,9 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
         cache.Length = start + n;
         var y = tape.Allocate(n, Heads * HeadDim); // [n, H·hd]
         var lse = tape.Allocate(Heads, n); // [H, n]
-        var shape = new AttentionShape(1, n, cache.Length, Heads, KvHeads, HeadDim, QueryOffset: start);
-        Attention.Forward(q.Span, cache.Keys.AsSpan(0, cache.Length * width), cache.Values.AsSpan(0, cache.Length * width), y.Span, lse.Span, shape);
+        var shape = new AttentionShape(1, n, cache.Length, Heads, KvHeads, HeadDim, QueryOffset: start, Window: Window);
+        Attention.Forward(q.Span, cache.Keys.AsSpan(0, cache.Length * width), cache.Values.AsSpan(0, cache.Length * width), y.Span, lse.Span, shape,
+            Sinks is null ? default : Sinks.Value.Span);
         return O.Forward(tape, y);
     }
 

@@ -86,6 +86,9 @@ public record RouterOptions
     /// <summary>Which pairs an over-full expert drops: the latest tokens or the lowest gate weights.</summary>
     public DropPolicy DropPolicy { get; init; } = DropPolicy.Position;
 
+    /// <summary>A bias [E] on the gate logits (GPT-OSS's router.bias); softmax top-k and top-k-then-softmax routers only.</summary>
+    public bool GateBias { get; init; }
+
     // ---- Init ----
     /// <summary>Standard deviation of the normal initialisation of the gate weights (of every weight, in a <c>MoeOptions</c>).</summary>
     [JsonPropertyOrder(2)]
@@ -128,6 +131,7 @@ public record RouterOptions
         Require(Weight(LoadCoef), nameof(LoadCoef), $"must be a non-negative number, got {LoadCoef}.");
         Require(Weight(SequenceBalanceCoef), nameof(SequenceBalanceCoef), $"must be a non-negative number, got {SequenceBalanceCoef}.");
         Require(Enum.IsDefined(LoadBalanceNormalization), nameof(LoadBalanceNormalization), $"unknown normalisation {(int)LoadBalanceNormalization}.");
+        Require(!GateBias || Router is RouterKind.SoftmaxTopK or RouterKind.TopKSoftmax, nameof(GateBias), $"a gate bias needs the SoftmaxTopK or TopKSoftmax router, not {Router}.");
     }
 
     private static bool Weight(float value) => value >= 0 && float.IsFinite(value);

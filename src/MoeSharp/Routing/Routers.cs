@@ -50,7 +50,14 @@ public abstract class LinearRouter : Module, IRouter
     {
         Options = options;
         Weight = Param("weight", [options.Experts, options.Dim], Init.Normal(options.InitStd));
+        if (options.GateBias) GateBias = Param("bias", [options.Experts], Init.Zeros);
     }
+
+    /// <summary>The gate bias [E] (<see cref="RouterOptions.GateBias"/>); null without one.</summary>
+    public Parameter? GateBias { get; }
+
+    /// <summary>logits [T,E] = x·Wᵀ (+ the gate bias).</summary>
+    protected Tensor GateLogits(Tape tape, Tensor x) => tape.Linear(x, Weight.Value, GateBias?.Value);
 
     /// <summary>The validated router settings.</summary>
     public RouterOptions Options { get; }
@@ -103,7 +110,7 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterO
     /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
-        var logits = tape.Linear(x, Weight.Value);
+        var logits = GateLogits(tape, x);
         var p = tape.Softmax(logits);
         int k = Options.TopK;
         var experts = Select(tape, logits.Span, Options.Experts, k);
@@ -120,7 +127,7 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterO
     /// <inheritdoc />
     public override RouterOutput Route(Tape tape, Tensor x, RoutingContext context)
     {
-        var logits = tape.Linear(x, Weight.Value);
+        var logits = GateLogits(tape, x);
         var experts = Select(tape, logits.Span, Options.Experts, Options.TopK);
         var offsets = Uniform(tape, x.RowCount, Options.TopK);
         var w = tape.SoftmaxPerToken(tape.GatherPairs(logits, offsets, experts), offsets);

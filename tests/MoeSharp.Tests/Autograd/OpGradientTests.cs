@@ -66,6 +66,23 @@ public class OpGradientTests
             [R(1, 1, batch * seq, heads * hd), R(2, 1, batch * seq, kvHeads * hd), R(3, 1, batch * seq, kvHeads * hd)],
             eps: 1e-2f, rtol: 2e-3f, atol: 2e-4f);
 
+    /// <summary>Sliding window 3 (shorter than the 7 positions) and per-head sinks, whose gradient is checked too.</summary>
+    [Theory]
+    [InlineData(2, 7, 2, 2, 4, 3)]
+    [InlineData(1, 7, 4, 2, 4, 2)]
+    [InlineData(2, 5, 2, 1, 8, 0)]
+    public void CausalAttentionWithWindowAndSinks(int batch, int seq, int heads, int kvHeads, int hd, int window) =>
+        GradCheck.Run("CausalAttention window+sinks", (t, x) => t.CausalAttention(x[0], x[1], x[2], batch, heads, kvHeads, hd, window, x[3]),
+            [R(1, 1, batch * seq, heads * hd), R(2, 1, batch * seq, kvHeads * hd), R(3, 1, batch * seq, kvHeads * hd), R(4, 1, heads)],
+            eps: 1e-2f, rtol: 2e-3f, atol: 2e-4f);
+
+    [Fact]
+    public void RopeWithYarn()
+    {
+        var table = new RopeTable(8, 16, 100f, RopeStyle.HalfRotate, new YarnScaling(4f, 8));
+        GradCheck.Run("Rope YaRN", (t, x) => t.Rope(x[0], 2, table, 5, 2), [R(1, 1, 10, 16)], eps: 1e-2f, rtol: 1e-3f, atol: 1e-4f);
+    }
+
     [Fact]
     public void CrossEntropyWithIgnoredRow() => GradCheck.Run("CrossEntropy", (t, x) => t.CrossEntropy(x[0], [2, -100, 0, 6]),
         [R(1, 2, 4, 7)], eps: 1e-2f, rtol: 1e-3f, atol: 1e-4f);

@@ -23,6 +23,14 @@ Every feature of each architecture is switched on at a tiny size:
              n_group 4 > topk_group 2, routed_scaling_factor 2.5, two shared experts. As DeepseekV2Model converts it
              (conversion/deepseek.py): kv_b_proj split per head into attn_k_b [H, r, dn] (transposed) and attn_v_b
              [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position.
+  gpt_oss    q/k/v/o biases, per-head attention sinks, sliding window 4 (shorter than the 22 positions) on layers
+             0 and 2 (layer_types), YaRN (factor 4, original context 64, truncate as llama.cpp does), a biased
+             router with top-k-then-softmax, biased experts with the clamped SwiGLU (alpha 1.702, limit 7);
+             written F32 in HF's unquantized layout (gate_up_proj [E, D, 2F], gate even / up odd columns;
+             down_proj [E, F, D]) and converted as conversion/gpt_oss.py does (transpose, split even/odd).
+             The expert matrices are rounded to MXFP4 first (blocks of 32 along the input, nearest code, scale
+             2^ceil(log2(max/6))), so gpt_oss/mxfp4/ holds the same model as the released checkpoints store it:
+             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8
 llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
 config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
 token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
@@ -56,6 +64,9 @@ ARCHS = {
                         q_lora=24, kv_lora=16, qk_nope=8, qk_rope=4, v_head=6, experts=8, top_k=3, groups=4,
                         topk_group=2, moe_inter=16, inter=48, shared=2, dense=1, scaling=2.5, norm_topk=True,
                         theta=10000.0, eps=1e-6),
+    "gpt_oss": dict(gguf="gpt-oss", hf="GptOssForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
+                    head_dim=16, experts=4, top_k=2, moe_inter=32, inter=32, shared_inter=0, qk_norm=None,
+                    bias=True, norm_topk=False, theta=150000.0, eps=1e-5, window=4, yarn_factor=4.0, yarn_orig=64),
 }
 
 
@@ -123,6 +134,19 @@ def to_gguf(gguf_name, x, a):
 def hf_config(arch, a):
     if arch == "deepseek_v3":
         return deepseek_config(a)
+    if arch == "gpt_oss":
+        return {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"], "hidden_size": a["hidden"],
+                "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"],
+                "num_key_value_heads": a["kv_heads"], "head_dim": a["head_dim"], "intermediate_size": a["inter"],
+                "num_local_experts": a["experts"], "num_experts_per_tok": a["top_k"], "experts_per_token": a["top_k"],
+                "max_position_embeddings": 4096, "rms_norm_eps": a["eps"], "rope_theta": a["theta"],
+                "rope_scaling": {"rope_type": "yarn", "factor": a["yarn_factor"], "beta_fast": 32.0, "beta_slow": 1.0,
+                                 "truncate": True, "original_max_position_embeddings": a["yarn_orig"]},
+                "sliding_window": a["window"],
+                "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(a["layers"])],
+                "attention_bias": True, "swiglu_limit": 7.0, "tie_word_embeddings": False, "hidden_act": "silu",
+                "torch_dtype": "float32", "initializer_range": 0.02, "attention_dropout": 0.0,
+                "output_router_logits": False, "router_aux_loss_coef": 0.9, "pad_token_id": 0, "eos_token_id": 2}
     c = {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"], "hidden_size": a["hidden"],
          "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"],
          "max_position_embeddings": 4096, "rms_norm_eps": a["eps"], "rope_theta": a["theta"],
@@ -183,18 +207,70 @@ def tensors(a):
     return out
 
 
+def gpt_oss_tensors(a):
+    """As tensors(), in HF's layout: (hf name, gguf names or None, shape, kind); the experts are fused."""
+    D, V, E, F, hd = a["hidden"], a["vocab"], a["experts"], a["moe_inter"], a["head_dim"]
+    q, kv = a["heads"] * hd, a["kv_heads"] * hd
+    out = [("model.embed_tokens.weight", "token_embd.weight", (V, D), "embed")]
+    for l in range(a["layers"]):
+        p, g = f"model.layers.{l}.", f"blk.{l}."
+        out += [(p + "input_layernorm.weight", g + "attn_norm.weight", (D,), "norm")]
+        for w, gg, shape in (("q_proj", "attn_q", (q, D)), ("k_proj", "attn_k", (kv, D)), ("v_proj", "attn_v", (kv, D)),
+                             ("o_proj", "attn_output", (D, q))):
+            out += [(p + f"self_attn.{w}.weight", g + gg + ".weight", shape, "matrix"),
+                    (p + f"self_attn.{w}.bias", g + gg + ".bias", shape[:1], "bias")]
+        out += [(p + "self_attn.sinks", g + "attn_sinks.weight", (a["heads"],), "sink"),
+                (p + "post_attention_layernorm.weight", g + "post_attention_norm.weight", (D,), "norm"),
+                (p + "mlp.router.weight", g + "ffn_gate_inp.weight", (E, D), "router"),
+                (p + "mlp.router.bias", g + "ffn_gate_inp.bias", (E,), "router"),
+                (p + "mlp.experts.gate_up_proj", "gate_up", (E, D, 2 * F), "expert"),
+                (p + "mlp.experts.gate_up_proj_bias", "gate_up_bias", (E, 2 * F), "bias"),
+                (p + "mlp.experts.down_proj", g + "ffn_down_exps.weight", (E, F, D), "expert"),
+                (p + "mlp.experts.down_proj_bias", g + "ffn_down_exps.bias", (E, D), "bias")]
+    out += [("model.norm.weight", "output_norm.weight", (D,), "norm"),
+            ("lm_head.weight", "output.weight", (V, D), "matrix")]
+    return out
+
+
+FP4 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float32)
+
+
+def mxfp4(t):
+    """t [..., K] (K % 32 == 0) -> HF blocks [..., K/32, 16] U8, scales [..., K/32] U8, and the exact dequantized t."""
+    g = t.reshape(*t.shape[:-1], t.shape[-1] // 32, 32).astype(np.float64)
+    e = np.ceil(np.log2(np.maximum(np.abs(g).max(-1), 1e-30) / 6)).astype(np.int64)
+    d = np.exp2(e)[..., None]
+    codes = np.abs(FP4[None, :] * d[..., None] - g[..., None]).argmin(-1).astype(np.uint8)  # [..., G, 32]
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    deq = (FP4[codes] * d).astype(np.float32).reshape(t.shape)
+    return blocks, (e + 127).astype(np.uint8), deq
+
+
+def gpt_oss_gguf(gguf_name, hf_name, x):
+    """conversion/gpt_oss.py's modify_tensors on unquantized experts: transpose, gate = even, up = odd."""
+    blk = hf_name.split(".")[2] if hf_name.startswith("model.layers.") else None
+    if gguf_name == "gate_up":
+        t = np.ascontiguousarray(x.transpose(0, 2, 1))  # [E, 2F, D]
+        return [(f"blk.{blk}.ffn_gate_exps.weight", t[:, ::2, :]), (f"blk.{blk}.ffn_up_exps.weight", t[:, 1::2, :])]
+    if gguf_name == "gate_up_bias":
+        return [(f"blk.{blk}.ffn_gate_exps.bias", x[..., ::2]), (f"blk.{blk}.ffn_up_exps.bias", x[..., 1::2])]
+    if gguf_name.endswith("ffn_down_exps.weight"):
+        return [(gguf_name, np.ascontiguousarray(x.transpose(0, 2, 1)))]  # [E, D, F]
+    return [(gguf_name, x)]
+
+
 def draw(rng, shape, kind):
     x = rng.standard_normal(shape, dtype=np.float32)
     if kind == "norm":
         return np.float32(1) + np.float32(0.1) * x
-    return x * np.float32({"embed": 1.0, "matrix": 0.1, "bias": 0.1, "router": 0.5}[kind])
+    return x * np.float32({"embed": 1.0, "matrix": 0.1, "bias": 0.1, "router": 0.5, "sink": 1.0, "expert": 1.0}[kind])
 
 
 def write_safetensors(path, named):
     """named: list of (name, array) with dtype float32 or int32, written in order."""
     header, off = {}, 0
     for name, x in named:
-        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}[x.dtype]
+        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32", np.dtype(np.uint8): "U8"}[x.dtype]
         header[name] = {"dtype": dt, "shape": list(x.shape), "data_offsets": [off, off + x.nbytes]}
         off += x.nbytes
     header["__metadata__"] = {"format": "pt"}
@@ -253,7 +329,7 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
            gkv(f"{n}.rope.freq_base", GF32, cfg["rope_theta"]),
            # OlmoeModel.set_gguf_parameters overwrites the epsilon with 1e-5; the olmoe config uses 1e-5 too
            gkv(f"{n}.attention.layer_norm_rms_epsilon", GF32, 1e-5 if arch == "olmoe" else cfg["rms_norm_eps"]),
-           gkv(f"{n}.expert_count", GU32, cfg.get("num_experts", cfg.get("n_routed_experts"))),
+           gkv(f"{n}.expert_count", GU32, cfg.get("num_experts", cfg.get("n_routed_experts", cfg.get("num_local_experts")))),
            gkv(f"{n}.expert_used_count", GU32, cfg["num_experts_per_tok"])]
     if arch == "deepseek_v3":  # DeepseekV2Model.set_gguf_parameters, TextModel's expert group and gating keys
         r, dr = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
@@ -280,6 +356,15 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
         kvs.append(gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]))
     if "shared_expert_intermediate_size" in cfg:
         kvs.append(gkv(f"{n}.expert_shared_feed_forward_length", GU32, cfg["shared_expert_intermediate_size"]))
+    if arch == "gpt_oss":
+        rs = cfg["rope_scaling"]
+        kvs += [gkv(f"{n}.expert_feed_forward_length", GU32, cfg["intermediate_size"]),
+                gkv(f"{n}.attention.sliding_window", GU32, cfg["sliding_window"]),
+                gkv(f"{n}.rope.scaling.type", GSTR, "yarn"),
+                gkv(f"{n}.rope.scaling.factor", GF32, rs["factor"]),
+                gkv(f"{n}.rope.scaling.original_context_length", GU32, rs["original_max_position_embeddings"]),
+                gkv(f"{n}.rope.scaling.yarn_beta_fast", GF32, rs["beta_fast"]),
+                gkv(f"{n}.rope.scaling.yarn_beta_slow", GF32, rs["beta_slow"])]
     tokens, scores, types = dummy_vocab(cfg["vocab_size"])
     kvs += [gkv("tokenizer.ggml.model", GSTR, "llama"), gkv("tokenizer.ggml.pre", GSTR, "default"),
             garr("tokenizer.ggml.tokens", GSTR, tokens), garr("tokenizer.ggml.scores", GF32, scores),
@@ -311,6 +396,27 @@ def model(args):
         f.write("\n")
     rng = np.random.default_rng(args.seed)
     hf, gg = [], []
+    if args.arch == "gpt_oss":
+        quantized = []
+        for hf_name, gguf_name, shape, kind in gpt_oss_tensors(a):
+            x = draw(rng, shape, kind)
+            if kind == "expert":  # HF [E, in, out] -> MXFP4 rows [E, out, in]
+                blocks, scales, deq = mxfp4(np.ascontiguousarray(x.transpose(0, 2, 1)))
+                x = np.ascontiguousarray(deq.transpose(0, 2, 1))
+                quantized += [(hf_name + "_blocks", blocks), (hf_name + "_scales", scales)]
+            else:
+                quantized.append((hf_name, x))
+            hf.append((hf_name, x))
+            gg += gpt_oss_gguf(gguf_name, hf_name, x)
+        write_safetensors(os.path.join(args.out, "model.safetensors"), hf)
+        write_gguf(args.gguf, args.arch, a, cfg, gg)
+        os.makedirs(os.path.join(args.out, "mxfp4"), exist_ok=True)
+        with open(os.path.join(args.out, "mxfp4", "config.json"), "w") as f:
+            json.dump(dict(cfg, quantization_config={"quant_method": "mxfp4", "modules_to_not_convert": [
+                "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}), f, indent=2)
+            f.write("\n")
+        write_safetensors(os.path.join(args.out, "mxfp4", "model.safetensors"), quantized)
+        return
     for hf_name, gguf_name, shape, kind in tensors(a):
         x = draw(rng, shape, kind)
         if isinstance(hf_name, list):

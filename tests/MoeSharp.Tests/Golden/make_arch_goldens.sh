@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates Golden/<arch>/ for the given architectures (default: all) against llama.cpp.
-#   NLC_DIR=/tmp/nlc sh make_arch_goldens.sh [qwen3_moe olmoe qwen2_moe deepseek_v3]
+#   NLC_DIR=/tmp/nlc sh make_arch_goldens.sh [qwen3_moe olmoe qwen2_moe deepseek_v3 gpt_oss]
 # NLC_DIR is a scratch folder (never the repository) where node-llama-cpp's prebuilt CPU binary is installed:
 #   cd $NLC_DIR && npm init -y && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --ignore-scripts node-llama-cpp@3.22.1
 # llama.cpp runs with an F32 KV cache and flash attention off, the settings that reproduce exact F32 logits
@@ -11,7 +11,7 @@ RUN=${LLAMA_RUN:-$HERE/../../../../shared/peer/llamacpp/llama_run.mjs}
 PY=${PYTHON:-/usr/bin/python3}
 PROMPT=1,17,42,99,5,260
 : "${NLC_DIR:?set NLC_DIR to the folder holding node_modules/node-llama-cpp}"
-[ $# -gt 0 ] || set -- qwen3_moe olmoe qwen2_moe deepseek_v3
+[ $# -gt 0 ] || set -- qwen3_moe olmoe qwen2_moe deepseek_v3 gpt_oss
 for arch in "$@"; do
   tmp=$(mktemp -d)
   $PY "$HERE/gen_moe_arch.py" model --arch "$arch" --out "$HERE/$arch" --gguf "$tmp/model-f32.gguf"

@@ -40,6 +40,32 @@ public class HfArchitectureTests : TempFolderTest
             qwen2.Moe.SharedExperts, qwen2.Moe.SharedHidden, qwen2.Moe.SharedGate));
     }
 
+    /// <summary>GPT-OSS's config: windows on the sliding layer_types, sinks, all four attention biases, YaRN, the biased router and experts.</summary>
+    [Fact]
+    public void GptOssConfigSwitchesOnEveryFeature()
+    {
+        var c = Read(GoldenConfig("gpt_oss"));
+        Assert.Equal((4, 0, 4), (c.WindowOf(0), c.WindowOf(1), c.WindowOf(2)));
+        Assert.Equal((true, true, true), (c.AttentionSinks, c.AttentionBias, c.AttentionOutBias));
+        Assert.Equal(new MoeSharp.Kernels.YarnScaling(4f, 64), c.Yarn);
+        Assert.Equal((MoeSharp.Routing.RouterKind.TopKSoftmax, true, true, new MoeSharp.Experts.SwiGluClamp(1.702f, 7f)),
+            (c.Moe!.Router, c.Moe.GateBias, c.Moe.ExpertBias, c.Moe.SwiGluClamp));
+        var back = ModelConfig.FromJson(c.ToJson(), "round trip");
+        Assert.Equal(c.ToJson(), back.ToJson());
+    }
+
+    [Theory]
+    [InlineData("rope_scaling", "{\"rope_type\": \"longrope\", \"factor\": 4}", "rope_scaling type 'longrope' is not supported")]
+    [InlineData("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 0.5, \"original_max_position_embeddings\": 64}", "YaRN factor must be at least 1, got 0.5")]
+    [InlineData("layer_types", "[\"sliding_attention\", \"local\", \"full_attention\"]", "layer_types[1] is \"local\"")]
+    [InlineData("layer_types", "[\"full_attention\"]", "layer_types has 1 entries for 3 layers")]
+    public void GptOssConfigErrorsNameTheField(string field, string value, string message)
+    {
+        var config = GoldenConfig("gpt_oss");
+        config[field] = JsonNode.Parse(value);
+        Assert.Contains(message, Assert.Throws<InvalidDataException>(() => Read(config)).Message);
+    }
+
     /// <summary>HF Qwen-MoE: block i is sparse when (i + 1) % decoder_sparse_step == 0 and i is not in mlp_only_layers.</summary>
     [Theory]
     [InlineData(1, "[]", "1,1,1,1")]

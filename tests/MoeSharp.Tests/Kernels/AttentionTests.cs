@@ -23,6 +23,40 @@ public class AttentionTests
         Numerics.Close(twin, fast, 1e-5f, 2e-6f, "attention");
     }
 
+    /// <summary>Windows shorter and longer than the sequence, with sinks of either sign; tolerance as the plain twin's.</summary>
+    [Theory]
+    [InlineData(2, 9, 4, 4, 8, 3)]
+    [InlineData(1, 70, 2, 1, 16, 5)]  // more than one query block
+    [InlineData(1, 17, 4, 2, 16, 40)] // window beyond the sequence: plain causal with sinks
+    [InlineData(1, 12, 2, 2, 4, 1)]   // each position sees only itself
+    public void WindowAndSinksMatchMaterialisedTwin(int batch, int t, int heads, int kvHeads, int hd, int window)
+    {
+        var s = new AttentionShape(batch, t, t, heads, kvHeads, hd, Window: window);
+        var q = Numerics.Random(batch * t * heads * hd, 1, 2f);
+        var k = Numerics.Random(batch * t * kvHeads * hd, 2, 2f);
+        var v = Numerics.Random(batch * t * kvHeads * hd, 3);
+        var sinks = Numerics.Random(heads, 4, 3f);
+        var fast = new float[q.Length];
+        var twin = new float[q.Length];
+        Attention.Forward(q, k, v, fast, new float[batch * heads * t], s, sinks);
+        Attention.ForwardReference(q, k, v, twin, s, sinks);
+        Numerics.Close(twin, fast, 1e-5f, 2e-6f, "attention with window and sinks");
+        var plain = new float[q.Length];
+        Attention.ForwardReference(q, k, v, plain, s with { Window = 0 });
+        Assert.NotEqual(plain, twin); // the window and the sinks change the result
+    }
+
+    [Fact]
+    public void SinkOnlyScalesTheFirstPosition()
+    {
+        // One key: weights p = 1/(1 + e^(sink − s)); with s = 0 and sink = ln 3 the output is v/4.
+        float[] q = [0, 0], k = [1, 2], v = [8, -4];
+        var o = new float[2];
+        Attention.Forward(q, k, v, o, new float[1], new AttentionShape(1, 1, 1, 1, 1, 2), [MathF.Log(3)]);
+        Assert.Equal(2f, o[0], 5);
+        Assert.Equal(-1f, o[1], 5);
+    }
+
     [Fact]
     public void QueryOffsetEqualsTheTailOfAFullPass()
     {

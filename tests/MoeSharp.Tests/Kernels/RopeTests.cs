@@ -18,6 +18,36 @@ public class RopeTests
         Assert.Equal(MathF.Cos(0.3f), x[3], 6);
     }
 
+    /// <summary>
+    /// hd 8, θ 100, factor 2, original context 64, β 32/1: the correction dims are 8·ln(64/(2π·β))/(2 ln 100) =
+    /// −0.994 and 2.016, truncated to [0, 3], so pair i keeps the share 1 − i/3 of its extrapolated frequency
+    /// 100^(−i/4) and takes the rest halved: 1, 0.263523, 0.0666667, 0.0158114. cos and sin carry
+    /// 0.1·ln 2 + 1 = 1.0693147. Tolerance 1e-6 absolute (float32 table).
+    /// </summary>
+    [Fact]
+    public void YarnMatchesHandDerivedFrequenciesAndMagnitude()
+    {
+        var table = new RopeTable(8, 8, 100f, RopeStyle.HalfRotate, new YarnScaling(2f, 64));
+        double[] inv = [1, 0.263523, 0.0666667, 0.0158114];
+        const double M = 1.0693147;
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(M * Math.Cos(5 * inv[i]), table.Cos[5 * 4 + i], 1e-5);
+            Assert.Equal(M * Math.Sin(5 * inv[i]), table.Sin[5 * 4 + i], 1e-5);
+        }
+    }
+
+    /// <summary>DeepSeek-V3's mscale = mscale_all_dim = 1 cancels (factor 1); a zero mscale_all_dim is ignored as in HF; an explicit attention_factor wins; factor 1 is no scaling.</summary>
+    [Fact]
+    public void YarnAttentionFactorFollowsTheMscales()
+    {
+        Assert.Equal(1.0, new YarnScaling(40f, 4096, Mscale: 1f, MscaleAllDim: 1f).ResolvedAttentionFactor, 12);
+        Assert.Equal(0.1 * Math.Log(40) + 1, new YarnScaling(40f, 4096, Mscale: 0.707f, MscaleAllDim: 0f).ResolvedAttentionFactor, 6); // HF: a zero mscale_all_dim falls back to mscale(s, 1)
+        Assert.Equal(1.5, new YarnScaling(40f, 4096, AttentionFactor: 1.5f).ResolvedAttentionFactor, 6);
+        Assert.Equal(0.1 * Math.Log(32) + 1, new YarnScaling(32f, 4096).ResolvedAttentionFactor, 6);
+        Assert.Throws<ArgumentException>(() => new RopeTable(8, 8, 100f, RopeStyle.HalfRotate, new YarnScaling(0.5f, 64)));
+    }
+
     [Fact]
     public void InterleavedEqualsHalfRotateUnderTheHuggingFacePermutation()
     {

@@ -6,7 +6,7 @@ using MoeSharp.Models;
 namespace MoeSharp.Tests.Models;
 
 /// <summary>
-/// Tiny random Qwen3-MoE, OLMoE, Qwen2-MoE and DeepSeek-V3 models (Golden/&lt;arch&gt;/, every feature of each switched on; see
+/// Tiny random Qwen3-MoE, OLMoE, Qwen2-MoE, DeepSeek-V3 and GPT-OSS models (Golden/&lt;arch&gt;/, every feature of each switched on; see
 /// Golden/README.md) against llama.cpp: the same weights converted to GGUF as llama.cpp's convert_hf_to_gguf.py does
 /// and run by its prebuilt CPU library (node-llama-cpp 3.22.1, F32 weights and KV cache, flash attention off). The
 /// prompt goes through the KV cache in one pass and each greedy token after it one at a time; at every one of the
@@ -16,7 +16,7 @@ namespace MoeSharp.Tests.Models;
 /// </summary>
 public class ArchitectureGoldenTests
 {
-    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3"];
+    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
 
     internal static string Folder(string arch) => Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Golden", arch);
 
@@ -40,6 +40,84 @@ public class ArchitectureGoldenTests
         Assert.Equal(Shape(hf.Config), Shape(gguf.Config));
         Numerics.BitwiseEqual(hf.Arena.Values, gguf.Arena.Values, arch + " parameters");
         MatchesLlamaCpp(arch, gguf);
+    }
+
+    /// <summary>
+    /// The training path (one pass over all 21 positions, the fused kernel with the window and sinks) gives the
+    /// same logits as llama.cpp's cached steps at every position past the prompt, within the tolerance above.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss")]
+    public void WholeSequenceForwardMatchesLlamaCpp(string arch)
+    {
+        var model = ModelStore.Open(Folder(arch), maxContext: 64);
+        using var expected = SafetensorsFile.Open(Path.Combine(Folder(arch), "expected.safetensors"));
+        int[] prompt = expected.ReadInt32("prompt"), want = expected.ReadInt32("ids");
+        float[] logits = expected.ReadFloat32("logits"); // [S, V]
+        int vocab = model.Config.Vocab;
+        int[] ids = [.. prompt, .. want[..^1]];
+        var tape = new Tape();
+        float[] all;
+        using (tape.NoGrad()) all = model.Forward(tape, ids, batch: 1).Logits.ToArray(); // [T, V]
+        for (int step = 0; step < want.Length; step++)
+        {
+            var reference = logits.AsSpan(step * vocab, vocab);
+            Numerics.Close(reference, all.AsSpan((prompt.Length - 1 + step) * vocab, vocab), 1e-3f,
+                1e-5f * MathF.Abs(TensorPrimitives.MaxMagnitude(reference)), $"{arch} position {prompt.Length - 1 + step} logits");
+        }
+    }
+
+    /// <summary>
+    /// The same GPT-OSS model with its expert matrices stored as the released checkpoints store them (MXFP4
+    /// *_blocks/*_scales, Golden/gpt_oss/mxfp4/; the generator rounded them to MXFP4 before writing either folder)
+    /// dequantizes on load to the F32 folder's parameters exactly, and so matches llama.cpp.
+    /// </summary>
+    [Fact]
+    public void GptOssMxfp4ExpertsDequantizeToTheF32Model()
+    {
+        var f32 = ModelStore.Open(Folder("gpt_oss"), maxContext: 64);
+        var mxfp4 = ModelStore.Open(Path.Combine(Folder("gpt_oss"), "mxfp4"), maxContext: 64);
+        Numerics.BitwiseEqual(f32.Arena.Values, mxfp4.Arena.Values, "gpt_oss MXFP4 parameters");
+        MatchesLlamaCpp("gpt_oss", mxfp4);
+    }
+
+    /// <summary>
+    /// Training through the whole GPT-OSS model reaches its own parameters: the loss's gradient with respect to a
+    /// sink, the router bias, each expert bias and the o_proj bias matches central differences of the loss (ε 1e-2,
+    /// rtol 5e-2, atol 1e-4; float32 forward over 12 positions, so the window of 4 and the sinks both act).
+    /// </summary>
+    [Fact]
+    public void GptOssGradientsReachSinksAndBiases()
+    {
+        var model = ModelStore.Open(Folder("gpt_oss"), maxContext: 64);
+        int[] ids = [1, 17, 42, 99, 5, 260, 3, 8, 77, 12, 200, 41], targets = [.. ids[1..], 9];
+        var tape = new Tape();
+        var (loss, _, _) = model.Loss(tape, ids, targets, batch: 1);
+        tape.Backward(loss);
+        string[] names = ["model.layers.0.self_attn.sinks", "model.layers.1.block_sparse_moe.gate.bias", "model.layers.2.block_sparse_moe.experts.b1",
+            "model.layers.0.block_sparse_moe.experts.b3", "model.layers.1.block_sparse_moe.experts.b2", "model.layers.2.self_attn.o_proj.bias"];
+        // Each parameter's coordinate with the largest gradient: an expert no token picks has none.
+        var at = names.Select(n => TensorPrimitives.IndexOfMaxMagnitude(model.Arena[n].Value.Grad!.Span)).ToArray();
+        var analytic = names.Select((n, i) => model.Arena[n].Value.Grad![at[i]]).ToArray();
+        tape.Reset();
+        double Loss()
+        {
+            var t = new Tape();
+            using (t.NoGrad()) return model.Loss(t, ids, targets, batch: 1).Loss[0];
+        }
+        for (int i = 0; i < names.Length; i++)
+        {
+            var v = model.Arena[names[i]].Value.Span;
+            float saved = v[at[i]];
+            v[at[i]] = saved + 1e-2f;
+            double plus = Loss();
+            v[at[i]] = saved - 1e-2f;
+            double minus = Loss();
+            v[at[i]] = saved;
+            double numeric = (plus - minus) / 2e-2;
+            Assert.True(Math.Abs(numeric) > 1e-4, $"{names[i]}: the loss does not depend on it");
+            Assert.True(Math.Abs(analytic[i] - numeric) <= 1e-4 + 5e-2 * Math.Abs(numeric), $"{names[i]}[{at[i]}]: analytic {analytic[i]:G6}, numeric {numeric:G6}");
+        }
     }
 
     private static void MatchesLlamaCpp(string arch, MoeTransformer model)
