@@ -24,17 +24,19 @@ internal static class RagCommand
         var wordnet = new Option<string?>("--wordnet") { Description = "A WordNet 3.0 database folder (data.noun, index.noun, ...)." };
         var docs = new Option<string?>("--docs") { Description = "Documents, one JSON object a line: {\"id\", \"text\", \"names\"}." };
         var edges = new Option<string?>("--edges") { Description = "Edges, one a line: source-id TAB type TAB target-id (with --docs)." };
+        var queries = new Option<string?>("--queries") { Description = "Labelled queries, one JSON object a line: {\"query\", \"relevant\": [ids], \"kind\", \"split\"} (with --docs)." };
         var limit = CliOptions.Int("--limit", 0, 0, "Most WordNet noun synsets to index (0 = all).");
         var perKind = CliOptions.Int("--queries-per-kind", 400, 0, "Most WordNet queries generated of each kind.");
-        var command = new Command("index", "Build the index: documents, FTS5/tsvector, graph, vectors and HNSW.") { db, wordnet, docs, edges, limit, perKind };
+        var command = new Command("index", "Build the index: documents, FTS5/tsvector, graph, vectors and HNSW.") { db, wordnet, docs, edges, queries, limit, perKind };
         command.SetAction(p =>
         {
-            string? wn = p.GetValue(wordnet), jsonl = p.GetValue(docs), tsv = p.GetValue(edges);
+            string? wn = p.GetValue(wordnet), jsonl = p.GetValue(docs), tsv = p.GetValue(edges), labelled = p.GetValue(queries);
             if ((wn is null) == (jsonl is null)) throw new ArgumentException("moe rag index: give exactly one of --wordnet DIR or --docs FILE.jsonl");
             if (tsv is not null && jsonl is null) throw new ArgumentException("moe rag index: --edges goes with --docs");
+            if (labelled is not null && jsonl is null) throw new ArgumentException("moe rag index: --queries goes with --docs (--wordnet generates its own)");
             var corpus = wn is not null
                 ? WordNetCorpus.Load(wn, new WordNetOptions { MaxSynsets = p.GetValue(limit), QueriesPerKind = p.GetValue(perKind) })
-                : CorpusFiles.Read(jsonl!, tsv);
+                : CorpusFiles.Read(jsonl!, tsv, labelled);
             using var encoder = new MiniLmEncoder();
             var texts = new List<string>(corpus.Documents.Count);
             foreach (var d in corpus.Documents) texts.Add(d.Text);

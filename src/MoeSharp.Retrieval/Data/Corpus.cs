@@ -18,7 +18,7 @@ public sealed record Document(string Id, string Text, EntityName[] Names);
 public readonly record struct Edge(int Source, int Target, string Type);
 
 /// <summary>A query with the documents known to be relevant to it.</summary>
-/// <param name="Kind">"vector", "keyword" or "graph": which kind of retrieval the query was built for.</param>
+/// <param name="Kind">WordNet: "vector", "keyword" or "graph", the kind of retrieval the query was built for; a queries file: its label.</param>
 /// <param name="Split">"train" or "test".</param>
 /// <param name="Text">The query text.</param>
 /// <param name="Relevant">The indices of the relevant documents.</param>
@@ -33,6 +33,6 @@ public sealed class Corpus
     /// <summary>The typed edges between documents.</summary>
     public List<Edge> Edges { get; } = [];
 
-    /// <summary>Queries with known relevant documents (empty for a plain JSONL corpus).</summary>
+    /// <summary>Queries with known relevant documents (WordNet's generated ones, or a JSONL corpus's queries file; empty without one).</summary>
     public List<LabeledQuery> Queries { get; } = [];
 }

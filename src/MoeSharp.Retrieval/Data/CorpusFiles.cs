@@ -3,9 +3,18 @@ using System.Text.Json;
 
 namespace MoeSharp.Retrieval.Data;
 
-/// <summary>Reads a corpus from a JSONL file of documents and an optional TSV file of edges, refusing text that is not UTF-8.</summary>
+/// <summary>
+/// Reads a corpus from a JSONL file of documents, an optional TSV file of edges and an optional JSONL file of labelled
+/// queries, refusing text that is not UTF-8.
+/// </summary>
 public static class CorpusFiles
 {
+    /// <summary>The kind given to a query whose line has no "kind".</summary>
+    public const string DefaultQueryKind = "user";
+
+    /// <summary>One query in this many goes to the test split when its line has no "split" (as WordNet holds out one anchor in four).</summary>
+    public const int TestEvery = 4;
+
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>All lines of a UTF-8 text file; a byte sequence that is not UTF-8 is an <see cref="InvalidDataException"/> naming the file and line.</summary>
@@ -38,7 +47,10 @@ public static class CorpusFiles
     /// Documents, one JSON object a line: <c>{"id": "...", "text": "...", "names": ["..."]}</c> (names optional; the
     /// entity linker finds a document's node by them). Edges, one a line: <c>source-id TAB type TAB target-id</c>.
     /// </summary>
-    public static Corpus Read(string docsPath, string? edgesPath)
+    /// <param name="docsPath">The documents' JSONL file.</param>
+    /// <param name="edgesPath">The edges' TSV file, or null for none.</param>
+    /// <param name="queriesPath">The labelled queries' JSONL file (see <see cref="ReadQueries"/>), or null for none.</param>
+    public static Corpus Read(string docsPath, string? edgesPath, string? queriesPath = null)
     {
         var corpus = new Corpus();
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -68,7 +80,13 @@ public static class CorpusFiles
             corpus.Documents.Add(new Document(id, text, names.ToArray()));
         }
         if (corpus.Documents.Count == 0) throw new InvalidDataException($"{docsPath}: no documents");
-        if (edgesPath is null) return corpus;
+        if (edgesPath is not null) ReadEdges(corpus, index, edgesPath);
+        if (queriesPath is not null) AddQueries(corpus, index, queriesPath);
+        return corpus;
+    }
+
+    private static void ReadEdges(Corpus corpus, Dictionary<string, int> index, string edgesPath)
+    {
         var edges = ReadLines(edgesPath);
         for (int i = 0; i < edges.Count; i++)
         {
@@ -79,7 +97,77 @@ public static class CorpusFiles
             if (!index.TryGetValue(parts[2], out int t)) throw new InvalidDataException($"{edgesPath}: line {i + 1}: unknown node '{parts[2]}' (no document has that id)");
             corpus.Edges.Add(new Edge(s, t, parts[1]));
         }
-        return corpus;
+    }
+
+    /// <summary>
+    /// Labelled queries, one JSON object a line: <c>{"query": "...", "relevant": ["doc-id", ...], "kind": "...",
+    /// "split": "train"|"test"}</c>. "kind" (default <see cref="DefaultQueryKind"/>) groups the evaluation's rows;
+    /// without "split", one query text in <see cref="TestEvery"/>, by a fixed hash of its normalized form, is held out,
+    /// so a query repeated on several lines always lands in one split.
+    /// </summary>
+    /// <param name="corpus">The corpus whose documents the relevant ids name; the queries are added to it.</param>
+    /// <param name="path">The queries' JSONL file.</param>
+    public static void ReadQueries(Corpus corpus, string path)
+    {
+        var index = new Dictionary<string, int>(corpus.Documents.Count, StringComparer.Ordinal);
+        for (int d = 0; d < corpus.Documents.Count; d++) index[corpus.Documents[d].Id] = d;
+        AddQueries(corpus, index, path);
+    }
+
+    private static void AddQueries(Corpus corpus, Dictionary<string, int> index, string path)
+    {
+        var lines = ReadLines(path);
+        int added = 0;
+        for (int i = 0; i < lines.Count; i++)
+        {
+            if (lines[i].Trim().Length == 0) continue;
+            JsonElement root;
+            try
+            {
+                root = JsonDocument.Parse(lines[i]).RootElement;
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"{path}: line {i + 1} is not JSON ({ex.Message})");
+            }
+            string text = Field(root, "query", path, i);
+            string normalized = TextNormalizer.Normalize(text);
+            if (normalized.Length == 0) throw new InvalidDataException($"{path}: line {i + 1}: the query is empty");
+            if (!root.TryGetProperty("relevant", out var arr) || arr.ValueKind != JsonValueKind.Array)
+                throw new InvalidDataException($"{path}: line {i + 1}: expected 'relevant', an array of document ids");
+            var relevant = new SortedSet<int>();
+            foreach (var r in arr.EnumerateArray())
+            {
+                if (r.ValueKind != JsonValueKind.String) throw new InvalidDataException($"{path}: line {i + 1}: 'relevant' must hold document ids as strings, got {r.ValueKind}");
+                string id = r.GetString()!;
+                if (!index.TryGetValue(id, out int doc)) throw new InvalidDataException($"{path}: line {i + 1}: unknown document id '{id}' in 'relevant'");
+                relevant.Add(doc);
+            }
+            if (relevant.Count == 0) throw new InvalidDataException($"{path}: line {i + 1}: 'relevant' is empty, expected at least one document id");
+            string kind = Optional(root, "kind", path, i) ?? DefaultQueryKind;
+            // "all" is the evaluation's row over every kind; a kind of that name would be merged into it.
+            if (kind.Trim().Length == 0 || kind == "all") throw new InvalidDataException($"{path}: line {i + 1}: 'kind' is '{kind}', expected a non-empty label other than 'all'");
+            string split = Optional(root, "split", path, i) ?? (IsTest(normalized) ? "test" : "train");
+            if (split is not ("train" or "test")) throw new InvalidDataException($"{path}: line {i + 1}: 'split' is '{split}', expected 'train' or 'test'");
+            corpus.Queries.Add(new LabeledQuery(kind, split, text, [.. relevant]));
+            added++;
+        }
+        if (added == 0) throw new InvalidDataException($"{path}: no queries");
+    }
+
+    // FNV-1a over the normalized text's UTF-8, then the same multiplicative scramble as WordNet's split: stable across
+    // processes and runtimes, unlike string.GetHashCode.
+    private static bool IsTest(string normalized)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (byte b in Encoding.UTF8.GetBytes(normalized)) h = unchecked((h ^ b) * 1099511628211UL);
+        return unchecked(h * 2654435761UL) % TestEvery == 0;
+    }
+
+    private static string? Optional(JsonElement root, string name, string path, int line)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new InvalidDataException($"{path}: line {line + 1}: '{name}' must be a string");
     }
 
     private static string Field(JsonElement root, string name, string path, int line) =>

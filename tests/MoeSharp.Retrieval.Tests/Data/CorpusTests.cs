@@ -31,6 +31,52 @@ public sealed class CorpusTests
     }
 
     [Fact]
+    public void JsonlQueriesAreReadWithKindAndASplitByQueryText()
+    {
+        using var tmp = new TempDir();
+        string docs = Path.Combine(tmp.Path, "d.jsonl"), queries = Path.Combine(tmp.Path, "q.jsonl");
+        File.WriteAllText(docs, "{\"id\":\"a\",\"text\":\"alpha\"}\n{\"id\":\"b\",\"text\":\"beta\"}\n");
+        var lines = new List<string>
+        {
+            "{\"query\":\"first\",\"relevant\":[\"b\",\"a\",\"b\"],\"kind\":\"faq\",\"split\":\"test\"}",
+            "",
+            "{\"query\":\"second\",\"relevant\":[\"a\"],\"split\":\"train\"}",
+        };
+        // Hand-checked in Python (FNV-1a 64 of the UTF-8, times 2654435761, mod 4 == 0 is test): of "query 0" ..
+        // "query 11", exactly 1, 5, 9 and 10 are held out; the text is normalized first, so "Query  9!" is "query 9".
+        for (int i = 0; i < 12; i++) lines.Add($"{{\"query\":\"{(i == 9 ? "Query  9!" : $"query {i}")}\",\"relevant\":[\"a\"]}}");
+        File.WriteAllText(queries, string.Join('\n', lines) + "\n");
+        var c = CorpusFiles.Read(docs, null, queries);
+        Assert.Equal(14, c.Queries.Count);
+        Assert.Equal(("faq", "test", "first"), (c.Queries[0].Kind, c.Queries[0].Split, c.Queries[0].Text));
+        Assert.Equal([0, 1], c.Queries[0].Relevant);
+        Assert.Equal(("user", "train"), (c.Queries[1].Kind, c.Queries[1].Split));
+        int[] held = [1, 5, 9, 10];
+        for (int i = 0; i < 12; i++) Assert.Equal(held.Contains(i) ? "test" : "train", c.Queries[2 + i].Split);
+    }
+
+    [Theory]
+    [InlineData("{\"query\":\"x\",\"relevant\":[\"a\"]", "line 2 is not JSON")]
+    [InlineData("{\"query\":\" ?! \",\"relevant\":[\"a\"]}", "line 2: the query is empty")]
+    [InlineData("{\"relevant\":[\"a\"]}", "line 2: expected a string field 'query'")]
+    [InlineData("{\"query\":\"x\",\"relevant\":[]}", "line 2: 'relevant' is empty")]
+    [InlineData("{\"query\":\"x\"}", "line 2: expected 'relevant', an array of document ids")]
+    [InlineData("{\"query\":\"x\",\"relevant\":[\"zzz\"]}", "line 2: unknown document id 'zzz'")]
+    [InlineData("{\"query\":\"x\",\"relevant\":[1]}", "line 2: 'relevant' must hold document ids as strings")]
+    [InlineData("{\"query\":\"x\",\"relevant\":[\"a\"],\"split\":\"dev\"}", "line 2: 'split' is 'dev', expected 'train' or 'test'")]
+    [InlineData("{\"query\":\"x\",\"relevant\":[\"a\"],\"kind\":\"all\"}", "line 2: 'kind' is 'all'")]
+    public void BadQueriesAreRefusedNamingFileAndLine(string line, string expected)
+    {
+        using var tmp = new TempDir();
+        string docs = Path.Combine(tmp.Path, "d.jsonl"), queries = Path.Combine(tmp.Path, "q.jsonl");
+        File.WriteAllText(docs, "{\"id\":\"a\",\"text\":\"alpha\"}\n");
+        File.WriteAllText(queries, "{\"query\":\"fine\",\"relevant\":[\"a\"]}\n" + line + "\n");
+        var ex = Assert.Throws<InvalidDataException>(() => CorpusFiles.Read(docs, null, queries));
+        Assert.StartsWith(queries + ": ", ex.Message);
+        Assert.Contains(expected, ex.Message);
+    }
+
+    [Fact]
     public void WordNetQueriesHaveThreeKindsAndDisjointSplits()
     {
         string dir = TestPaths.Shared("datasets/wordnet") ?? throw new InvalidOperationException("../shared/datasets/wordnet is missing");
