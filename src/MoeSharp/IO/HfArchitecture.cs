@@ -185,13 +185,15 @@ public sealed partial class HfArchitecture
     /// interleaved-pair RoPE on the rotary parts (rope_interleave, true by default), the first first_k_dense_replace
     /// blocks dense, then sigmoid routing with e_score_correction_bias limited to topk_group of n_group groups,
     /// weights renormalised per norm_topk_prob and scaled by routed_scaling_factor, and n_shared_experts shared experts
-    /// of moe_intermediate_size. What V2's configs set differently (softmax scoring, greedy group selection) or
-    /// MoeSharp does not run yet (rope_scaling) is refused by name.
+    /// of moe_intermediate_size. rope_scaling of type yarn scales the rotary parts' table (magnitude
+    /// mscale(s, mscale) / mscale(s, mscale_all_dim), 1 in the released configs, where the two are equal) and
+    /// multiplies the softmax scale by mscale(s, mscale_all_dim)², as HF's DeepseekV3Attention and llama.cpp's
+    /// deepseek2 graph (its kq_scale) do. What V2's configs set differently (softmax scoring, greedy group
+    /// selection) or other rope_scaling types are refused by name.
     /// </summary>
     private static ModelConfig DeepseekV3(JsonElement c, string source, int? maxContext)
     {
-        if (c.TryGetProperty("rope_scaling", out var scaling) && scaling.ValueKind != JsonValueKind.Null)
-            throw new InvalidDataException($"{source}: rope_scaling {scaling.GetRawText()} is not supported; expected null.");
+        var yarn = Yarn(c, source);
         Expect(c, source, "scoring_func", "sigmoid");
         Expect(c, source, "topk_method", "noaux_tc");
         if (ModelStore.OptionalInt(c, "moe_layer_freq") is int freq && freq != 1)
@@ -228,7 +230,9 @@ public sealed partial class HfArchitecture
                 QkNopeHeadDim = ModelStore.Int(c, "qk_nope_head_dim", source),
                 QkRopeHeadDim = ModelStore.Int(c, "qk_rope_head_dim", source),
                 VHeadDim = ModelStore.Int(c, "v_head_dim", source),
+                SoftmaxMultiplier = DeepseekSoftmaxMultiplier(yarn),
             },
+            Yarn = yarn,
             DenseLayers = dense > 0 ? Enumerable.Range(0, dense).ToArray() : null,
             Moe = new MoeOptions
             {
@@ -247,6 +251,18 @@ public sealed partial class HfArchitecture
             },
         };
         return ModelStore.Validated(config, source);
+    }
+
+    /// <summary>
+    /// HF's DeepseekV3Attention: the softmax scale is multiplied by m² with m = 0.1·mscale_all_dim·ln(factor) + 1
+    /// (1 for factor ≤ 1, or without mscale_all_dim, or without YaRN). It makes up for the longer context's flatter
+    /// attention on every dimension, where the rotary table's own magnitude only covers the rotary part.
+    /// </summary>
+    private static float DeepseekSoftmaxMultiplier(YarnScaling? yarn)
+    {
+        if (yarn is not { MscaleAllDim: float all } || all == 0 || yarn.Factor <= 1) return 1f;
+        double m = 0.1 * all * Math.Log(yarn.Factor) + 1;
+        return (float)(m * m);
     }
 
     /// <summary>A string field that, when present, must hold <paramref name="expected"/>.</summary>

@@ -22,7 +22,9 @@ Every feature of each architecture is switched on at a tiny size:
              rotary parts, a dense first layer (first_k_dense_replace 1), sigmoid routing with e_score_correction_bias,
              n_group 4 > topk_group 2, routed_scaling_factor 2.5, two shared experts. As DeepseekV2Model converts it
              (conversion/deepseek.py): kv_b_proj split per head into attn_k_b [H, r, dn] (transposed) and attn_v_b
-             [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position.
+             [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position. YaRN (factor 4 over an
+             original context of 16, so the 22 positions run past it) with mscale = mscale_all_dim = 0.707, which
+             scales the softmax by (0.1·0.707·ln 4 + 1)².
   gpt_oss    q/k/v/o biases, per-head attention sinks, sliding window 4 (shorter than the 22 positions) on layers
              0 and 2 (layer_types), YaRN (factor 4, original context 64, truncate as llama.cpp does), a biased
              router with top-k-then-softmax, biased experts with the clamped SwiGLU (alpha 1.702, limit 7);
@@ -63,7 +65,7 @@ ARCHS = {
     "deepseek_v3": dict(gguf="deepseek2", hf="DeepseekV3ForCausalLM", vocab=288, hidden=32, layers=3, heads=4,
                         q_lora=24, kv_lora=16, qk_nope=8, qk_rope=4, v_head=6, experts=8, top_k=3, groups=4,
                         topk_group=2, moe_inter=16, inter=48, shared=2, dense=1, scaling=2.5, norm_topk=True,
-                        theta=10000.0, eps=1e-6),
+                        theta=10000.0, eps=1e-6, yarn_factor=4.0, yarn_orig=16, yarn_mscale=0.707),
     "gpt_oss": dict(gguf="gpt-oss", hf="GptOssForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
                     head_dim=16, experts=4, top_k=2, moe_inter=32, inter=32, shared_inter=0, qk_norm=None,
                     bias=True, norm_topk=False, theta=150000.0, eps=1e-5, window=4, yarn_factor=4.0, yarn_orig=64),
@@ -78,9 +80,16 @@ def deepseek_config(a):
             "kv_lora_rank": a["kv_lora"], "q_lora_rank": a["q_lora"], "qk_rope_head_dim": a["qk_rope"],
             "v_head_dim": a["v_head"], "qk_nope_head_dim": a["qk_nope"], "n_group": a["groups"],
             "topk_group": a["topk_group"], "num_experts_per_tok": a["top_k"], "first_k_dense_replace": a["dense"],
-            "norm_topk_prob": a["norm_topk"], "hidden_act": "silu", "max_position_embeddings": 4096,
+            "norm_topk_prob": a["norm_topk"], "hidden_act": "silu",
+            # HF recomputes YaRN's factor as max_position_embeddings / original_max_position_embeddings while
+            # llama.cpp reads factor; the released configs keep the two equal, and so does this one.
+            "max_position_embeddings": int(a["yarn_factor"] * a["yarn_orig"]),
             "initializer_range": 0.02, "rms_norm_eps": a["eps"], "tie_word_embeddings": False,
-            "rope_theta": a["theta"], "rope_scaling": None, "rope_interleave": True, "attention_bias": False,
+            # mscale equal to mscale_all_dim, as DeepSeek's configs have it: llama.cpp's deepseek2 assumes so.
+            "rope_theta": a["theta"], "rope_interleave": True, "attention_bias": False,
+            "rope_scaling": {"type": "yarn", "factor": a["yarn_factor"], "beta_fast": 32.0, "beta_slow": 1.0,
+                             "original_max_position_embeddings": a["yarn_orig"], "mscale": a["yarn_mscale"],
+                             "mscale_all_dim": a["yarn_mscale"]},
             "attention_dropout": 0.0, "torch_dtype": "float32", "bos_token_id": 0, "eos_token_id": 1}
 
 
@@ -348,7 +357,9 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
                 gkv(f"{n}.expert_group_count", GU32, cfg["n_group"]),
                 gkv(f"{n}.expert_group_used_count", GU32, cfg["topk_group"]),
                 gkv(f"{n}.expert_gating_func", GU32, 2),  # sigmoid (scoring_func's default in DeepseekV3Config)
-                gkv(f"{n}.rope.dimension_count", GU32, dr)]
+                gkv(f"{n}.rope.dimension_count", GU32, dr),
+                # TextModel's rope_scaling keys; DeepseekV2Model adds 0.1·mscale_all_dim as yarn_log_multiplier
+                gkv(f"{n}.rope.scaling.yarn_log_multiplier", GF32, 0.1 * cfg["rope_scaling"]["mscale_all_dim"])]
     if "head_dim" in cfg:
         kvs += [gkv(f"{n}.attention.key_length", GU32, cfg["head_dim"]),
                 gkv(f"{n}.attention.value_length", GU32, cfg["head_dim"])]
@@ -357,10 +368,11 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
     if "shared_expert_intermediate_size" in cfg:
         kvs.append(gkv(f"{n}.expert_shared_feed_forward_length", GU32, cfg["shared_expert_intermediate_size"]))
     if arch == "gpt_oss":
-        rs = cfg["rope_scaling"]
         kvs += [gkv(f"{n}.expert_feed_forward_length", GU32, cfg["intermediate_size"]),
-                gkv(f"{n}.attention.sliding_window", GU32, cfg["sliding_window"]),
-                gkv(f"{n}.rope.scaling.type", GSTR, "yarn"),
+                gkv(f"{n}.attention.sliding_window", GU32, cfg["sliding_window"])]
+    if arch in ("gpt_oss", "deepseek_v3"):
+        rs = cfg["rope_scaling"]
+        kvs += [gkv(f"{n}.rope.scaling.type", GSTR, "yarn"),
                 gkv(f"{n}.rope.scaling.factor", GF32, rs["factor"]),
                 gkv(f"{n}.rope.scaling.original_context_length", GU32, rs["original_max_position_embeddings"]),
                 gkv(f"{n}.rope.scaling.yarn_beta_fast", GF32, rs["beta_fast"]),

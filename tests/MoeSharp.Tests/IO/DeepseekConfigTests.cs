@@ -31,10 +31,38 @@ public class DeepseekConfigTests
         Assert.Equal((RouterKind.SigmoidBias, 8, 3, 4, 2, 2.5f, true, 2, 16), (m.Router, m.Experts, m.TopK, m.Groups, m.TopGroups, m.RoutedScaling, m.NormalizeTopK, m.SharedExperts, m.SharedHidden));
     }
 
+    /// <summary>
+    /// rope_scaling of type yarn reaches the rotary table, and the softmax multiplier is HF's mscale(s, mscale_all_dim)²,
+    /// hand-derived: (0.1·0.707·ln 4 + 1)² = 1.2056281810 for the golden, (0.1·ln 40 + 1)² = 1.8738542071 for
+    /// DeepSeek-V3's released values; 1 without mscale_all_dim or without rope_scaling. Relative tolerance 1e-6 (float).
+    /// </summary>
+    [Fact]
+    public void YarnReachesTheRotaryTableAndTheSoftmaxMultiplier()
+    {
+        var c = Read(Golden());
+        Assert.Equal(new YarnScaling(4, 16, 32, 1, null, 0.707f, 0.707f), c.Yarn);
+        Assert.Equal(1.0, c.Yarn!.ResolvedAttentionFactor, 1e-12);
+        Assert.Equal(1.2056281810, c.Mla!.SoftmaxMultiplier, 1.2056281810 * 1e-6);
+        Assert.Same(c.Yarn, new MoeTransformer(c).Rope.Yarn);
+
+        var v3 = Golden();
+        v3["rope_scaling"] = JsonNode.Parse("""{"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}""");
+        Assert.Equal(1.8738542071, Read(v3).Mla!.SoftmaxMultiplier, 1.8738542071 * 1e-6);
+
+        v3["rope_scaling"] = JsonNode.Parse("""{"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096}""");
+        Assert.Equal(1f, Read(v3).Mla!.SoftmaxMultiplier);
+
+        v3["rope_scaling"] = null;
+        var plain = Read(v3);
+        Assert.Null(plain.Yarn);
+        Assert.Equal(1f, plain.Mla!.SoftmaxMultiplier);
+    }
+
     [Theory]
     [InlineData("scoring_func", "\"softmax\"", "scoring_func \"softmax\" is not supported; expected \"sigmoid\".")]
     [InlineData("topk_method", "\"group_limited_greedy\"", "topk_method \"group_limited_greedy\" is not supported; expected \"noaux_tc\".")]
-    [InlineData("rope_scaling", "{\"type\":\"yarn\",\"factor\":40}", "rope_scaling {\"type\":\"yarn\",\"factor\":40} is not supported; expected null.")]
+    [InlineData("rope_scaling", "{\"type\":\"longrope\",\"factor\":40}", "rope_scaling type 'longrope' is not supported; expected \"yarn\" or null.")]
+    [InlineData("rope_scaling", "{\"type\":\"yarn\",\"factor\":0.5}", "rope_scaling: YaRN factor must be at least 1, got 0.5.")]
     [InlineData("first_k_dense_replace", "5", "first_k_dense_replace must be in [0, num_hidden_layers = 3], got 5.")]
     [InlineData("topk_group", "5", "TopGroups: must be in [1, Groups = 4], got 5.")]
     public void AnUnsupportedOrInvalidFieldIsNamed(string field, string value, string message)
