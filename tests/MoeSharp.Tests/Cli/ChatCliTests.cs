@@ -139,6 +139,40 @@ public sealed class ChatCliTests : TempFolderTest
         Assert.Equal($"42       L0:[{string.Join(",", trace[0].Experts[2])}]  L1:[{string.Join(",", trace[1].Experts[2])}]  L2:[{string.Join(",", trace[2].Experts[2])}]", lines[4]);
     }
 
+    /// <summary>
+    /// inspect --prompt (through the folder's real tokenizer) and --prompt-ids on every architecture: one line per
+    /// token whose experts per MoE block are <see cref="RoutingTrace"/>'s, and the same table either way.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TinyChatModels.Architectures), MemberType = typeof(TinyChatModels))]
+    public async Task InspectShowsAPromptsRoutingOnEachArchitecture(string arch)
+    {
+        var tok = TinyChatModels.Write(arch, Folder);
+        const string text = "Hello, world";
+        int[] ids = tok.Encode(text);
+        var byText = await MoeCli.Run("inspect", Folder, "--prompt", text, "--threads", "1");
+        Assert.True(byText.ExitCode == 0, byText.Stderr);
+        var byIds = await MoeCli.Run("inspect", Folder, "--prompt-ids", string.Join(",", ids), "--threads", "1");
+        Assert.True(byIds.ExitCode == 0, byIds.Stderr);
+
+        var model = ModelStore.Open(Folder, 64);
+        var c = model.Config;
+        int[] moeBlocks = [.. Enumerable.Range(0, c.Layers).Where(c.IsMoeLayer)];
+        var trace = RoutingTrace.Of(model, ids, 1);
+        Assert.Equal(moeBlocks.Length, trace.Count);
+        int shared = c.ResolvedMoe!.SharedExperts > 0 ? 1 : 0;
+        string[] textLines = byText.Stdout.Trim().Split('\n');
+        Assert.Equal(1 + shared + ids.Length, textLines.Length);
+        // With tokenizer.json in the folder, ids are shown as their text too: the two tables are the same.
+        Assert.Equal(byText.Stdout, byIds.Stdout);
+        Assert.Contains($"{c.ResolvedMoe.Experts} routed experts, top-{c.ResolvedMoe.TopK}", textLines[0]);
+        for (int t = 0; t < ids.Length; t++)
+        {
+            string routing = string.Join("  ", moeBlocks.Select((b, l) => $"L{b}:[{string.Join(",", trace[l].Experts[t])}]"));
+            Assert.Equal($"{"'" + tok.Decode([ids[t]]) + "'",-8} {routing}", textLines[1 + shared + t].TrimEnd('\r'));
+        }
+    }
+
     [Fact]
     public async Task BadInputsAreOneLineAndExitCode2()
     {
