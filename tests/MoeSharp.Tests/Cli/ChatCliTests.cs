@@ -78,12 +78,21 @@ public sealed class ChatCliTests : TempFolderTest
         var routing = await MoeCli.Run("generate", "--model", Folder, "--chat", "Why is the sky blue?", "--temperature", "0", "--max-tokens", "6", "--threads", "1", "--show-routing");
         Assert.True(routing.ExitCode == 0, routing.Stderr);
         var lines = routing.Stdout.Trim().Split('\n');
-        int shared = model.Config.ResolvedMoe!.SharedExperts > 0 ? 1 : 0;
+        var c = model.Config;
+        int sharedExperts = c.ResolvedMoe!.SharedExperts;
+        int shared = sharedExperts > 0 ? 1 : 0;
         Assert.Equal(shared + prompt + session.LastIds.Count, lines.Length);
-        Assert.Equal(shared == 1, lines[0].StartsWith("shared (every token): L0:[s0]", StringComparison.Ordinal));
+        // DeepSeek-V3's first_k_dense_replace makes its leading blocks dense: they have no routing to show.
+        int[] moeBlocks = [.. Enumerable.Range(0, c.Layers).Where(c.IsMoeLayer)];
+        Assert.Equal(arch == "deepseek_v3" ? [1, 2] : Enumerable.Range(0, c.Layers), moeBlocks);
+        string sharedSet = string.Join(",", Enumerable.Range(0, sharedExperts).Select(s => $"s{s}"));
+        if (shared == 1) Assert.Equal("shared (every token): " + string.Join(" ", moeBlocks.Select(b => $"L{b}:[{sharedSet}]")), lines[0]);
+        else Assert.DoesNotContain("shared", lines[0], StringComparison.Ordinal);
         // The first generated token's experts, as the library routed them, in block order.
         string first = lines[shared + prompt];
-        for (int l = 0; l < session.LastExperts[0].Count; l++) Assert.Contains($"L{l}:[{string.Join(",", session.LastExperts[0][l])}]", first);
+        Assert.Equal(moeBlocks.Length, session.LastExperts[0].Count);
+        for (int l = 0; l < moeBlocks.Length; l++) Assert.Contains($"L{moeBlocks[l]}:[{string.Join(",", session.LastExperts[0][l])}]", first);
+        if (moeBlocks[0] > 0) Assert.DoesNotContain("L0:", first, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -128,6 +137,40 @@ public sealed class ChatCliTests : TempFolderTest
         var trace = RoutingTrace.Of(ModelStore.Open(folder, 64), [1, 17, 42], 1);
         Assert.Equal(5, lines.Length);
         Assert.Equal($"42       L0:[{string.Join(",", trace[0].Experts[2])}]  L1:[{string.Join(",", trace[1].Experts[2])}]  L2:[{string.Join(",", trace[2].Experts[2])}]", lines[4]);
+    }
+
+    /// <summary>
+    /// inspect --prompt (through the folder's real tokenizer) and --prompt-ids on every architecture: one line per
+    /// token whose experts per MoE block are <see cref="RoutingTrace"/>'s, and the same table either way.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TinyChatModels.Architectures), MemberType = typeof(TinyChatModels))]
+    public async Task InspectShowsAPromptsRoutingOnEachArchitecture(string arch)
+    {
+        var tok = TinyChatModels.Write(arch, Folder);
+        const string text = "Hello, world";
+        int[] ids = tok.Encode(text);
+        var byText = await MoeCli.Run("inspect", Folder, "--prompt", text, "--threads", "1");
+        Assert.True(byText.ExitCode == 0, byText.Stderr);
+        var byIds = await MoeCli.Run("inspect", Folder, "--prompt-ids", string.Join(",", ids), "--threads", "1");
+        Assert.True(byIds.ExitCode == 0, byIds.Stderr);
+
+        var model = ModelStore.Open(Folder, 64);
+        var c = model.Config;
+        int[] moeBlocks = [.. Enumerable.Range(0, c.Layers).Where(c.IsMoeLayer)];
+        var trace = RoutingTrace.Of(model, ids, 1);
+        Assert.Equal(moeBlocks.Length, trace.Count);
+        int shared = c.ResolvedMoe!.SharedExperts > 0 ? 1 : 0;
+        string[] textLines = byText.Stdout.Trim().Split('\n');
+        Assert.Equal(1 + shared + ids.Length, textLines.Length);
+        // With tokenizer.json in the folder, ids are shown as their text too: the two tables are the same.
+        Assert.Equal(byText.Stdout, byIds.Stdout);
+        Assert.Contains($"{c.ResolvedMoe.Experts} routed experts, top-{c.ResolvedMoe.TopK}", textLines[0]);
+        for (int t = 0; t < ids.Length; t++)
+        {
+            string routing = string.Join("  ", moeBlocks.Select((b, l) => $"L{b}:[{string.Join(",", trace[l].Experts[t])}]"));
+            Assert.Equal($"{"'" + tok.Decode([ids[t]]) + "'",-8} {routing}", textLines[1 + shared + t].TrimEnd('\r'));
+        }
     }
 
     [Fact]

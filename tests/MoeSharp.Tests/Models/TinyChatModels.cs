@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using MoeSharp.IO;
+using MoeSharp.Nn;
 using MoeSharp.Models;
 using MoeSharp.Text;
 
@@ -13,12 +14,12 @@ namespace MoeSharp.Tests.Models;
 /// </summary>
 internal static class TinyChatModels
 {
-    public static TheoryData<string> Architectures() => ["mixtral", "qwen3_moe", "olmoe", "qwen2_moe"];
+    public static TheoryData<string> Architectures() => ["mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
 
     public static string TokenizerOf(string arch) => arch switch
     {
-        "mixtral" => "gptoss",
-        "olmoe" => "deepseek_v3",
+        "mixtral" or "gpt_oss" => "gptoss",
+        "olmoe" or "deepseek_v3" => "deepseek_v3",
         _ => "qwen3",
     };
 
@@ -52,11 +53,14 @@ internal static class TinyChatModels
         using var doc = System.Text.Json.JsonDocument.Parse(config.ToJsonString());
         var model = new MoeTransformer(architecture.ReadConfig(doc.RootElement, configPath), seed);
         var tensors = new List<SafetensorsWriter.Tensor>();
+        var fused = new Dictionary<string, Parameter>();
         foreach (var p in model.Arena.Parameters)
         {
             int dot = p.Name.LastIndexOf('.');
             string last = p.Name[(dot + 1)..];
-            if (p.Name[..dot].EndsWith(".experts", StringComparison.Ordinal) && last is "w1" or "w2" or "w3")
+            if (arch == "gpt_oss" && p.Name[..dot].EndsWith(".experts", StringComparison.Ordinal))
+                fused[p.Name] = p;
+            else if (p.Name[..dot].EndsWith(".experts", StringComparison.Ordinal) && last is "w1" or "w2" or "w3")
             {
                 int per = p.Length / p.Shape[0];
                 for (int j = 0; j < p.Shape[0]; j++)
@@ -64,8 +68,42 @@ internal static class TinyChatModels
             }
             else tensors.Add(new(Stored(architecture, p.Name), p.Shape, model.Arena.Values.AsMemory(p.Offset, p.Length)));
         }
+        foreach (string layer in fused.Keys.Where(n => n.EndsWith(".w1", StringComparison.Ordinal)).Select(n => n[..^".block_sparse_moe.experts.w1".Length]).ToList())
+            tensors.AddRange(GptOssExperts(model.Arena.Values, layer, fused));
         SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
         return tokenizer;
+    }
+
+    /// <summary>
+    /// One layer's experts in GPT-OSS's fused checkpoint layout (the inverse of the loader's split):
+    /// gate_up_proj [E, D, 2F] with W1 in the even columns and W3 in the odd ones, its bias [E, 2F] likewise,
+    /// down_proj [E, F, D] (W2 [E, D, F] transposed) and down_proj_bias [E, D].
+    /// </summary>
+    private static IEnumerable<SafetensorsWriter.Tensor> GptOssExperts(float[] values, string layer, Dictionary<string, Parameter> fused)
+    {
+        string at = layer + ".block_sparse_moe.experts.";
+        Parameter w1 = fused[at + "w1"], w3 = fused[at + "w3"], w2 = fused[at + "w2"], b1 = fused[at + "b1"], b3 = fused[at + "b3"], b2 = fused[at + "b2"];
+        int e = w1.Shape[0], f = w1.Shape[1], d = w1.Shape[2];
+        var gateUp = new float[e * d * 2 * f]; // [E, D, 2F]
+        var gateUpBias = new float[e * 2 * f]; // [E, 2F]
+        var down = new float[e * f * d]; // [E, F, D]
+        for (int x = 0; x < e; x++)
+            for (int r = 0; r < f; r++)
+            {
+                gateUpBias[(x * f + r) * 2] = values[b1.Offset + x * f + r];
+                gateUpBias[(x * f + r) * 2 + 1] = values[b3.Offset + x * f + r];
+                for (int c = 0; c < d; c++)
+                {
+                    gateUp[(x * d + c) * 2 * f + 2 * r] = values[w1.Offset + (x * f + r) * d + c];
+                    gateUp[(x * d + c) * 2 * f + 2 * r + 1] = values[w3.Offset + (x * f + r) * d + c];
+                    down[(x * f + r) * d + c] = values[w2.Offset + (x * d + c) * f + r];
+                }
+            }
+        string prefix = layer + ".mlp.experts.";
+        yield return new(prefix + "gate_up_proj", [e, d, 2 * f], gateUp);
+        yield return new(prefix + "gate_up_proj_bias", [e, 2 * f], gateUpBias);
+        yield return new(prefix + "down_proj", [e, f, d], down);
+        yield return new(prefix + "down_proj_bias", [e, d], values.AsMemory(b2.Offset, b2.Length));
     }
 
     private static string Stored(HfArchitecture architecture, string name) => architecture.TensorName?.Invoke(name) ?? name;
