@@ -204,53 +204,41 @@ public sealed class HybridRetriever
         sparse.Standardize(examples.Select(x => x.Cheap).ToList());
         dense.Standardize(examples.Select(x => x.Dense).ToList());
         var order = Enumerable.Range(0, examples.Count).ToArray();
-        foreach (var (gate, dense_) in new[] { (sparse, false), (dense, true) })
+
+        // Minibatches of 32 in a fresh shuffled order each epoch; returns the last epoch's mean loss (NaN for none).
+        double Epochs(RetrievalGate gate, float learningRate, int epochs, Func<Example, RetrievalGate.Activations, float[], double> lossAndGradient)
         {
-            var adam = new Adam(gate.Parameters.Length, options.LearningRate);
+            var adam = new Adam(gate.Parameters.Length, learningRate);
             var act = new RetrievalGate.Activations(gate.Features, gate.Hidden, gate.Experts);
             var d = new float[Experts.Count]; // [E]
-            for (int epoch = 0; epoch < options.GateEpochs; epoch++)
+            double loss = double.NaN;
+            for (int epoch = 0; epoch < epochs; epoch++)
             {
                 rng.Shuffle(order);
-                double loss = 0;
+                loss = 0;
                 for (int start = 0; start < order.Length; start += 32)
                 {
                     int end = Math.Min(order.Length, start + 32);
                     for (int i = start; i < end; i++)
                     {
-                        var x = examples[order[i]];
-                        var w = gate.Forward(dense_ ? x.Dense : x.Cheap, act);
-                        loss += CrossEntropy(w, x.Target, d);
+                        loss += lossAndGradient(examples[order[i]], act, d);
                         gate.Backward(act, d);
                     }
                     adam.Step(gate.Parameters, gate.Gradients, end - start);
                 }
-                if (epoch == options.GateEpochs - 1) log?.Invoke($"phase 2 ({(dense_ ? "dense" : "sparse")} gate): cross-entropy {loss / order.Length:F4}");
             }
+            return loss / order.Length;
         }
+
+        foreach (var (gate, dense_) in new[] { (sparse, false), (dense, true) })
         {
-            var adam = new Adam(dense.Parameters.Length, options.LearningRate * 0.5f);
-            var act = new RetrievalGate.Activations(dense.Features, dense.Hidden, dense.Experts);
-            var d = new float[Experts.Count];
-            for (int epoch = 0; epoch < options.JointEpochs; epoch++)
-            {
-                rng.Shuffle(order);
-                double loss = 0;
-                for (int start = 0; start < order.Length; start += 32)
-                {
-                    int end = Math.Min(order.Length, start + 32);
-                    for (int i = start; i < end; i++)
-                    {
-                        var x = examples[order[i]];
-                        var w = dense.Forward(x.Dense, act);
-                        loss += Listwise(x.Results, w, x.Relevant, options.ListwiseTemperature, d);
-                        dense.Backward(act, d);
-                    }
-                    adam.Step(dense.Parameters, dense.Gradients, end - start);
-                }
-                if (epoch == options.JointEpochs - 1) log?.Invoke($"phase 3 (dense gate, listwise): loss {loss / order.Length:F4}");
-            }
+            double loss = Epochs(gate, options.LearningRate, options.GateEpochs,
+                (x, act, d) => CrossEntropy(gate.Forward(dense_ ? x.Dense : x.Cheap, act), x.Target, d));
+            if (options.GateEpochs > 0) log?.Invoke($"phase 2 ({(dense_ ? "dense" : "sparse")} gate): cross-entropy {loss:F4}");
         }
+        double joint = Epochs(dense, options.LearningRate * 0.5f, options.JointEpochs,
+            (x, act, d) => Listwise(x.Results, dense.Forward(x.Dense, act), x.Relevant, options.ListwiseTemperature, d));
+        if (options.JointEpochs > 0) log?.Invoke($"phase 3 (dense gate, listwise): loss {joint:F4}");
         DenseGate = dense;
         SparseGate = sparse;
         _store.SetMeta("gate.dense", dense.ToJson());

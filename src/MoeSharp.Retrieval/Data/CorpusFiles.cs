@@ -58,15 +58,7 @@ public static class CorpusFiles
         for (int i = 0; i < lines.Count; i++)
         {
             if (lines[i].Trim().Length == 0) continue;
-            JsonElement root;
-            try
-            {
-                root = JsonDocument.Parse(lines[i]).RootElement;
-            }
-            catch (JsonException ex)
-            {
-                throw new InvalidDataException($"{docsPath}: line {i + 1} is not JSON ({ex.Message})");
-            }
+            JsonElement root = ParseLine(lines[i], docsPath, i);
             string id = Field(root, "id", docsPath, i);
             string text = Field(root, "text", docsPath, i);
             var names = new List<EntityName>();
@@ -114,6 +106,19 @@ public static class CorpusFiles
         AddQueries(corpus, index, path);
     }
 
+    /// <summary>Line <paramref name="i"/> (0-based) of a JSONL file as a JSON value, or one error naming the file and line.</summary>
+    private static JsonElement ParseLine(string line, string path, int i)
+    {
+        try
+        {
+            return JsonDocument.Parse(line).RootElement;
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"{path}: line {i + 1} is not JSON ({ex.Message})");
+        }
+    }
+
     private static void AddQueries(Corpus corpus, Dictionary<string, int> index, string path)
     {
         var lines = ReadLines(path);
@@ -121,15 +126,7 @@ public static class CorpusFiles
         for (int i = 0; i < lines.Count; i++)
         {
             if (lines[i].Trim().Length == 0) continue;
-            JsonElement root;
-            try
-            {
-                root = JsonDocument.Parse(lines[i]).RootElement;
-            }
-            catch (JsonException ex)
-            {
-                throw new InvalidDataException($"{path}: line {i + 1} is not JSON ({ex.Message})");
-            }
+            JsonElement root = ParseLine(lines[i], path, i);
             string text = Field(root, "query", path, i);
             string normalized = TextNormalizer.Normalize(text);
             if (normalized.Length == 0) throw new InvalidDataException($"{path}: line {i + 1}: the query is empty");

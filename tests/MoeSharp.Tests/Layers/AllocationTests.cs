@@ -7,6 +7,11 @@ using MoeSharp.Tensors;
 
 namespace MoeSharp.Tests.Layers;
 
+/// <summary>Allocation is measured with nothing else running: other tests' garbage brings gen-2 collections, and
+/// each one makes ArrayPool.Shared drop the arrays the step would otherwise rent again.</summary>
+[CollectionDefinition("Allocation", DisableParallelization = true)]
+public sealed class AllocationCollection;
+
 /// <summary>
 /// Bytes allocated by training steps 3 to 10, after the tape's pool has warmed up, measured per step with
 /// <see cref="GC.GetAllocatedBytesForCurrentThread"/> on one worker thread: with more threads each parallel loop
@@ -26,11 +31,16 @@ namespace MoeSharp.Tests.Layers;
 /// the JIT is not charged to the step it happens to land in. Such one-offs made single steps inside the full suite
 /// measure up to 720 bytes more than alone.
 /// </summary>
+[Collection("Allocation")]
 public class AllocationTests
 {
     private static long StepBytes(Action step)
     {
         using var serial = Workers.Limit(1);
+        // Any pending trim of the shared array pools happens now, before the warm-up steps refill them.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
         step();
         step();
         var bytes = new long[8]; // steps 3..10
