@@ -3,25 +3,18 @@ using MoeSharp.Classic.Experts;
 using MoeSharp.Classic.Models;
 using MoeSharp.Tensors;
 using MoeSharp.Classic.Training;
+using MoeSharp.Classic.Tests.Data;
 
 namespace MoeSharp.Classic.Tests.Models;
 
 public class HierarchicalMixtureTests
 {
     /// <summary>Four regimes on [−1, 1], breaks at −0.5, 0 and 0.5, alternating slopes; noise σ = 0.05.</summary>
-    private static TabularData FourRegimes(int n, ulong seed)
+    private static TabularData FourRegimes(int n, ulong seed) => Synthetic.OnInterval(n, seed, x =>
     {
-        var rng = new Rng(seed);
-        var x = new float[n];
-        var y = new float[n];
-        for (int r = 0; r < n; r++)
-        {
-            x[r] = 2 * rng.NextFloat() - 1;
-            int k = Math.Min(3, (int)((x[r] + 1) * 2));
-            y[r] = (k % 2 == 0 ? 2 : -2) * x[r] + k + 0.05f * rng.NextNormal();
-        }
-        return new TabularData(Tensor.FromArray(x, n, 1), TabularTask.Regression, null, y);
-    }
+        int k = Math.Min(3, (int)((x + 1) * 2));
+        return (k % 2 == 0 ? 2 : -2) * x + k;
+    }, 0.05f);
 
     private static HierarchicalMixture Build(TabularData data) =>
         new(Enumerable.Range(0, 2).Select(_ => new MixtureOfExperts(MixtureOptions.For(data),

@@ -4,24 +4,14 @@ using MoeSharp.Classic.Experts;
 using MoeSharp.Classic.Models;
 using MoeSharp.Tensors;
 using MoeSharp.Classic.Training;
+using MoeSharp.Classic.Tests.Data;
 
 namespace MoeSharp.Classic.Tests.Models;
 
 public class MixtureOfExpertsTests
 {
     /// <summary>y on x ∈ [−1, 1] in three linear regimes: 2x + 2 below −0.3, −3x up to 0.4, 1.5x − 1 above; noise σ = 0.05.</summary>
-    private static TabularData Piecewise(int n, ulong seed)
-    {
-        var rng = new Rng(seed);
-        var x = new float[n];
-        var y = new float[n];
-        for (int r = 0; r < n; r++)
-        {
-            x[r] = 2 * rng.NextFloat() - 1;
-            y[r] = Regime(x[r]) + 0.05f * rng.NextNormal();
-        }
-        return new TabularData(Tensor.FromArray(x, n, 1), TabularTask.Regression, null, y);
-    }
+    private static TabularData Piecewise(int n, ulong seed) => Synthetic.OnInterval(n, seed, Regime, 0.05f);
 
     private static float Regime(float x) => x < -0.3f ? 2 * x + 2 : x < 0.4f ? -3 * x : 1.5f * x - 1;
 

@@ -3,6 +3,7 @@ using MoeSharp.Classic.Experts;
 using MoeSharp.Classic.Models;
 using MoeSharp.Tensors;
 using MoeSharp.Classic.Training;
+using MoeSharp.Classic.Tests.Data;
 
 namespace MoeSharp.Classic.Tests.Training;
 
@@ -94,16 +95,7 @@ public class EmTests
     [Fact]
     public void EmNeverLowersTheLikelihoodMuch()
     {
-        var rng = new Rng(3);
-        int n = 200;
-        var x = new float[n];
-        var y = new float[n];
-        for (int r = 0; r < n; r++)
-        {
-            x[r] = 2 * rng.NextFloat() - 1;
-            y[r] = (x[r] < 0 ? 2 * x[r] + 1 : -x[r]) + 0.1f * rng.NextNormal();
-        }
-        var data = new TabularData(Tensor.FromArray(x, n, 1), TabularTask.Regression, null, y);
+        var data = Synthetic.OnInterval(200, 3, x => x < 0 ? 2 * x + 1 : -x, 0.1f);
         var model = new MixtureOfExperts(MixtureOptions.For(data), [new LinearExpert(1, 1, TabularTask.Regression), Line(0.5f, 0)]);
         var report = new MixtureTrainer(model, new MixtureTrainOptions { EmIterations = 15, Phases = [MixturePhase.Em] }).Fit(data)[0];
         // The gate's M-step is a fixed number of AdamW steps, not an exact maximisation, so allow a sliver of slack.
