@@ -107,8 +107,7 @@ public sealed class MoeServer : IAsyncDisposable
     {
         if (host is "localhost") k.ListenLocalhost(port);
         else if (host is "*" or "0.0.0.0") k.ListenAnyIP(port);
-        else if (IPAddress.TryParse(host, out IPAddress? ip)) k.Listen(ip, port);
-        else throw new ArgumentException($"host '{host}' is not an IP address; expected one such as 127.0.0.1, or localhost, or 0.0.0.0 for every interface.", nameof(host));
+        else k.Listen(IPAddress.Parse(host), port); // ServerOptions.Validate has checked it
     }
 
     private static bool Authorized(HttpRequest request, string key)

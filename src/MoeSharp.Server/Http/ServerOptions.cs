@@ -30,7 +30,8 @@ public sealed record ServerOptions
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>
     public void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Host)) throw new ArgumentException("Host is empty; expected an IP address or localhost.", nameof(Host));
+        if (Host is not ("localhost" or "*" or "0.0.0.0") && !System.Net.IPAddress.TryParse(Host, out _))
+            throw new ArgumentException($"host '{Host}' is not an IP address; expected one such as 127.0.0.1, or localhost, or 0.0.0.0 for every interface.", nameof(Host));
         if (Port is < 0 or > 65535) throw new ArgumentException($"Port must be in [0, 65535], got {Port}.", nameof(Port));
         if (ApiKey is { Length: 0 }) throw new ArgumentException("ApiKey is empty; leave it null to serve without a key.", nameof(ApiKey));
         if (MaxBodyBytes < 1) throw new ArgumentException($"MaxBodyBytes must be at least 1, got {MaxBodyBytes}.", nameof(MaxBodyBytes));
