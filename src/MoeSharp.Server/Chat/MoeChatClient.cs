@@ -27,7 +27,7 @@ public sealed class MoeChatClient : IChatClient
     private readonly ChatClientMetadata _metadata;
 
     /// <summary>A client of <paramref name="model"/> on <paramref name="engine"/>, which the caller keeps and disposes.</summary>
-    /// <param name="sampling">What a request that sets no sampling option gets; <see cref="SamplingOptions.Default"/> when null.</param>
+    /// <param name="sampling">What a request that sets no sampling option gets (<see cref="SamplingOptions.Default"/> when null), the seed aside: a request without one gets a fresh random seed.</param>
     public MoeChatClient(ServedModel model, IGenerationEngine engine, SamplingOptions? sampling = null)
         : this(model, engine, ownsEngine: false, sampling)
     {
@@ -54,7 +54,7 @@ public sealed class MoeChatClient : IChatClient
     /// <summary>The model served.</summary>
     public ServedModel Model { get; }
 
-    /// <summary>Sampling for whatever a request leaves unset.</summary>
+    /// <summary>Sampling for whatever a request leaves unset, but the seed.</summary>
     public SamplingOptions Sampling { get; }
 
     /// <inheritdoc />
@@ -128,7 +128,9 @@ public sealed class MoeChatClient : IChatClient
     /// <summary>The sampling <paramref name="options"/> ask for, with <see cref="Sampling"/> for whatever they leave unset.</summary>
     public SamplingOptions ToSampling(AiChatOptions? options)
     {
-        if (options is null) return Sampling;
+        // As with OpenAI's API, a request without a seed samples differently each time.
+        ulong seed = options?.Seed is { } given ? unchecked((ulong)given) : (ulong)Random.Shared.NextInt64(long.MinValue, long.MaxValue);
+        if (options is null) return Sampling with { Seed = seed };
         int? topK = options.TopK;
         if (topK is null && options.AdditionalProperties?.TryGetValue("top_k", out object? k) == true && k is not null)
             topK = k switch
@@ -144,8 +146,7 @@ public sealed class MoeChatClient : IChatClient
             Temperature = options.Temperature ?? Sampling.Temperature,
             TopP = options.TopP ?? Sampling.TopP,
             TopK = topK ?? Sampling.TopK,
-            // Any 64-bit seed is a seed: a negative one is taken as its two's-complement bits.
-            Seed = options.Seed is { } seed ? unchecked((ulong)seed) : Sampling.Seed,
+            Seed = seed, // a negative seed is taken as its two's-complement bits
         };
     }
 

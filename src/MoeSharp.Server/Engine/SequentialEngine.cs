@@ -73,7 +73,7 @@ public sealed class SequentialEngine : IGenerationEngine
         }
         finally
         {
-            job.Abandoned = true;
+            job.Abandon();
         }
     }
 
@@ -128,8 +128,9 @@ public sealed class SequentialEngine : IGenerationEngine
         private volatile bool _abandoned;
 
         /// <summary>The consumer stopped reading (it finished, broke off, or failed).</summary>
-        public bool Abandoned { set => _abandoned = value; }
+        public void Abandon() => _abandoned = true;
 
+        /// <summary>Nobody wants more tokens of this request.</summary>
         public bool Stopped => _abandoned || ct.IsCancellationRequested;
     }
 }

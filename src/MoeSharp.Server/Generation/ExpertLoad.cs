@@ -9,6 +9,7 @@ namespace MoeSharp.Server.Generation;
 public sealed class ExpertLoad
 {
     private readonly long[] _counts; // [M, E], M the MoE blocks in order
+    private long _tokens;
 
     /// <summary>Counters for the MoE blocks of a model with <paramref name="config"/>.</summary>
     public ExpertLoad(ModelConfig config)
@@ -30,8 +31,6 @@ public sealed class ExpertLoad
 
     /// <summary>Tokens counted.</summary>
     public long Tokens => Interlocked.Read(ref _tokens);
-
-    private long _tokens;
 
     /// <summary>The routed slots expert <paramref name="expert"/> of the <paramref name="moeBlock"/>-th MoE block took.</summary>
     public long Count(int moeBlock, int expert) => Interlocked.Read(ref _counts[moeBlock * Experts + expert]);

@@ -43,6 +43,9 @@ internal sealed class OpenAiEndpoints(ServedModel model, IGenerationEngine engin
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             return context.Response.WriteAsync(metrics.Text());
         });
+        app.MapFallback(context => WriteError(context, new ApiError(404,
+            $"there is no {context.Request.Method} {context.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health and GET /metrics.",
+            code: "unknown_url")));
     }
 
     private async Task ChatCompletions(HttpContext context)

@@ -76,7 +76,8 @@ internal static class OpenAiRequest
             Temperature = OptionalFloat(root, "temperature", 0, float.MaxValue, minExcluded: false) ?? defaults.Temperature,
             TopP = OptionalFloat(root, "top_p", 0, 1, minExcluded: true) ?? defaults.TopP,
             TopK = OptionalInt(root, "top_k", 0, int.MaxValue) ?? defaults.TopK,
-            Seed = OptionalSeed(root) ?? defaults.Seed,
+            // As with OpenAI, a request without a seed samples differently each time.
+            Seed = OptionalSeed(root) ?? (ulong)Random.Shared.NextInt64(long.MinValue, long.MaxValue),
         };
         bool stream = OptionalBool(root, "stream") ?? false;
         bool includeUsage = false;

@@ -21,7 +21,10 @@ public sealed record ServerOptions
     /// <summary>How long a shutdown waits for running requests to finish before it cuts them off.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
-    /// <summary>Sampling for whatever a request leaves unset, and the threads of every forward pass.</summary>
+    /// <summary>
+    /// Sampling for whatever a request leaves unset, and the threads of every forward pass; the seed aside: a request
+    /// without one gets a fresh random seed.
+    /// </summary>
     public SamplingOptions Sampling { get; init; } = SamplingOptions.Default;
 
     /// <summary>What the console log shows; <see cref="LogLevel.None"/> silences it.</summary>

@@ -97,7 +97,10 @@ public sealed class MoeChatClientTests(TinyServer tiny)
         var s = client.ToSampling(new ChatOptions { Temperature = 0.5f, TopP = 0.9f, Seed = -1, AdditionalProperties = new() { ["top_k"] = 40 } });
         Assert.Equal(new SamplingOptions { Temperature = 0.5f, TopP = 0.9f, TopK = 40, Seed = ulong.MaxValue, Threads = 1 }, s);
         Assert.Equal(7, client.ToSampling(new ChatOptions { TopK = 7, AdditionalProperties = new() { ["top_k"] = 40 } }).TopK);
-        Assert.Equal(TinyServer.Greedy, client.ToSampling(null));
+        // Without a seed, each request gets a fresh one (two equal draws of 64 bits: chance 2⁻⁶⁴).
+        SamplingOptions unset = client.ToSampling(null), again = client.ToSampling(new ChatOptions());
+        Assert.Equal(TinyServer.Greedy with { Seed = unset.Seed }, unset);
+        Assert.NotEqual(unset.Seed, again.Seed);
         Assert.Throws<ArgumentException>(() => client.ToSampling(new ChatOptions { AdditionalProperties = new() { ["top_k"] = "many" } }));
     }
 

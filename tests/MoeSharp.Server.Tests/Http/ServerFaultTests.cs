@@ -65,6 +65,7 @@ public sealed class ServerFaultTests(TinyServer tiny)
         var e = await Error(await http.PostAsync("/v1/chat/completions", Json("""{"model":"gpt-9","messages":[{"role":"user","content":"Hi"}]}""")), HttpStatusCode.NotFound, "model", "model_not_found");
         Assert.Contains("gpt-9", e.GetProperty("message").GetString());
         await Error(await http.GetAsync("/v1/models/gpt-9"), HttpStatusCode.NotFound, "model", "model_not_found");
+        await Error(await http.PostAsync("/v1/engines/gpt-9/completions", Json("{}")), HttpStatusCode.NotFound, code: "unknown_url");
         await StillServes(http);
     }
 
