@@ -120,6 +120,11 @@ public sealed class OpenAiClientTests(TinyServer tiny)
             Assert.Equal(ids.Length, doc.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         }
 
+        // As `curl -d` sends it: no JSON content type.
+        var curl = await http.PostAsync("/v1/completions", new StringContent($$"""{"prompt": "{{prompt}}", "max_tokens": 12, "temperature": 0}""", System.Text.Encoding.UTF8, "application/x-www-form-urlencoded"));
+        using (var doc = JsonDocument.Parse(await curl.Content.ReadAsStringAsync()))
+            Assert.Equal(tiny.Text(ids), doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString());
+
         // Streamed: "data: " events in order, the last one "[DONE]".
         var stream = await http.PostAsJsonAsync("/v1/completions", new { prompt, max_tokens = 12, temperature = 0, stream = true });
         Assert.Equal("text/event-stream", stream.Content.Headers.ContentType!.MediaType);
