@@ -16,6 +16,17 @@ internal static class TestPaths
         return File.Exists(path) || Directory.Exists(path) ? path : null;
     }
 
+    /// <summary>The folder of the shared tokenizer <paramref name="model"/> (qwen3, deepseek_v3, gptoss); the test is skipped when ../shared lacks it.</summary>
+    public static string SharedTokenizer(string model)
+    {
+        string? path = Shared("tokenizers/" + model + "/tokenizer.json");
+        if (path is null) Assert.Skip($"shared tokenizers not found under {SharedRoot}");
+        return Path.GetDirectoryName(path)!;
+    }
+
+    /// <summary>The tiny random model of <paramref name="arch"/> and its llama.cpp golden, in the core tests' Golden folder.</summary>
+    public static string ArchitectureGolden(string arch) => Path.Combine(RepoRoot, "tests", "MoeSharp.Tests", "Golden", arch);
+
     private static string FindRepoRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

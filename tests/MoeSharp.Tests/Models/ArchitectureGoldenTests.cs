@@ -18,7 +18,7 @@ public class ArchitectureGoldenTests
 {
     public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
 
-    internal static string Folder(string arch) => Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Golden", arch);
+    internal static string Folder(string arch) => TestPaths.ArchitectureGolden(arch);
 
     [Theory]
     [MemberData(nameof(Architectures))]

@@ -10,7 +10,8 @@ namespace MoeSharp.Tests.Models;
 /// A tiny random model of each architecture written as a Hugging Face folder beside a real tokenizer from
 /// ../shared/tokenizers (tokenizer.json and tokenizer_config.json copied into a temp folder), with the vocabulary
 /// the tokenizer's size and the embeddings tied to keep the files small. The shared folder has no Llama/Mixtral or
-/// OLMoE tokenizer, so those get GPT-OSS's (harmony, no template) and DeepSeek-V3's (BOS in its template).
+/// OLMoE tokenizer, so those get GPT-OSS's (harmony, no template) and DeepSeek-V3's (BOS in its template). The server's
+/// tests use it too, by link.
 /// </summary>
 internal static class TinyChatModels
 {
@@ -26,7 +27,7 @@ internal static class TinyChatModels
     /// <summary>Copies the tokenizer files of <paramref name="arch"/> into <paramref name="folder"/> (the test is skipped when ../shared is absent).</summary>
     public static HfTokenizer WriteTokenizer(string arch, string folder)
     {
-        string source = Text.HfTokenizerSharedTests.Folder(TokenizerOf(arch));
+        string source = TestPaths.SharedTokenizer(TokenizerOf(arch));
         Directory.CreateDirectory(folder);
         foreach (string name in new[] { "tokenizer.json", "tokenizer_config.json" })
             File.Copy(Path.Combine(source, name), Path.Combine(folder, name), overwrite: true);
@@ -42,7 +43,7 @@ internal static class TinyChatModels
                 { "model_type": "mixtral", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
                   "intermediate_size": 16, "num_local_experts": 4, "num_experts_per_tok": 2, "rope_theta": 1000000.0 }
                 """)!.AsObject()
-            : JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder(arch), "config.json")))!.AsObject();
+            : JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.ArchitectureGolden(arch), "config.json")))!.AsObject();
         config["vocab_size"] = tokenizer.VocabSize;
         config["tie_word_embeddings"] = true;
         config["max_position_embeddings"] = 512;

@@ -11,12 +11,7 @@ public sealed class HfTokenizerSharedTests
 {
     public static TheoryData<string> Models => ["qwen3", "deepseek_v3", "gptoss"];
 
-    internal static string Folder(string model)
-    {
-        string? path = TestPaths.Shared("tokenizers/" + model + "/tokenizer.json");
-        if (path is null) Assert.Skip($"shared tokenizers not found under {TestPaths.SharedRoot}");
-        return Path.GetDirectoryName(path)!;
-    }
+    internal static string Folder(string model) => TestPaths.SharedTokenizer(model);
 
     private static readonly Dictionary<string, HfTokenizer> Loaded = [];
 
