@@ -182,9 +182,8 @@ public sealed class HfTokenizer
         {
             text = step switch
             {
-                // Under InvariantGlobalization (this repository's setting) .NET returns the text unchanged, so only
-                // text already in NFC (all the shared cases) encodes as Hugging Face does.
-                NormalizerStep.Nfc => text.Normalize(NormalizationForm.FormC),
+                // Our own NFC: string.Normalize does nothing under InvariantGlobalization and follows ICU otherwise.
+                NormalizerStep.Nfc => Nfc.Normalize(text),
                 NormalizerStep.Prepend p => text.Length == 0 ? text : p.Text + text,
                 NormalizerStep.Replace r => text.Replace(r.Pattern, r.Content, StringComparison.Ordinal),
                 _ => throw new InvalidOperationException(step.ToString()),
