@@ -118,7 +118,7 @@ internal static class JinjaBuiltins
         "true" => value is true,
         "false" => value is false,
         "mapping" => value is Dictionary<string, object?>,
-        "sequence" => value is List<object?> or string,
+        "sequence" => value is List<object?> or string or Dictionary<string, object?>, // anything with len() and [], as Jinja checks
         "iterable" => value is List<object?> or string or Dictionary<string, object?>,
         "callable" => value is JinjaCallable,
         "eq" or "equalto" or "==" when args.Count == 1 => ValuesEqual(value, args[0]),

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using MoeSharp.Text;
 
 namespace MoeSharp.Tests.Text;
@@ -183,6 +184,25 @@ public sealed class JinjaTests
     {
         Assert.Equal("}}x%}", Render("{{ \"}}\" }}{% if true %}x{{ '%}' }}{% endif %}"));
         Assert.Equal("False", Render("{{ s.content is defined }}", ("s", "text"))); // an unknown attribute of a string is undefined
+    }
+
+    [Fact]
+    public void MatchesPythonJinja2OnTheGoldenTemplates()
+    {
+        // Golden/jinja.json: each template rendered by Python's jinja2 in Hugging Face's configuration
+        // (Golden/gen_jinja_golden.py); strftime_now there reads 2025-06-28 09:05:07. Exact string equality.
+        string path = Path.Combine(TestPaths.RepoRoot, "tests", "MoeSharp.Tests", "Text", "Golden", "jinja.json");
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        var clock = new FixedClock(new DateTimeOffset(2025, 6, 28, 9, 5, 7, TimeSpan.Zero));
+        int count = 0;
+        foreach (JsonElement c in doc.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            var variables = (Dictionary<string, object?>)ChatTemplate.FromJson(c.GetProperty("variables"))!;
+            string rendered = ChatTemplate.Parse(c.GetProperty("template").GetString()!).Render(variables, clock);
+            Assert.True(c.GetProperty("rendered").GetString() == rendered, $"{c.GetProperty("name").GetString()}: rendered\n{rendered}");
+            count++;
+        }
+        Assert.Equal(12, count);
     }
 
     [Theory]
