@@ -75,9 +75,11 @@ internal static class JinjaLexer
         return -1;
     }
 
-    // The closing delimiter of a tag, skipping string literals: {{ "}}" }} closes at the second pair.
+    // The closing delimiter of a tag, skipping string literals and balanced braces, as Jinja's lexer does:
+    // {{ "}}" }} and {{ {'a': {'b': 1}} }} each close at their last pair.
     private static int FindClose(string s, int from, string close)
     {
+        int depth = 0;
         for (int i = from; i + 1 < s.Length; i++)
         {
             char c = s[i];
@@ -87,7 +89,9 @@ internal static class JinjaLexer
                     if (s[i] == '\\') i++;
                 continue;
             }
-            if (c == close[0] && s[i + 1] == close[1]) return i;
+            if (depth == 0 && c == close[0] && s[i + 1] == close[1]) return i;
+            if (c == '{') depth++;
+            else if (c == '}' && depth > 0) depth--;
         }
         return -1;
     }

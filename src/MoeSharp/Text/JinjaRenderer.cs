@@ -125,16 +125,19 @@ internal sealed class JinjaRenderer
         return Flow.Normal;
     }
 
-    // A macro sees the template's top-level variables as they are when it is called, its arguments, and its own
-    // sets; its output is returned as a string rather than written.
-    private JinjaCallable MakeMacro(string name, List<(string Name, JinjaExpr? Default)> parameters, List<JinjaNode> body) =>
-        new(name, (args, kwargs, callLine) =>
+    // A macro sees the scopes where it was defined (live, so later top-level sets show), then its arguments and its
+    // own sets; a call block's caller is defined inside the loop around it and so sees the loop variables. The
+    // output is returned as a string rather than written.
+    private JinjaCallable MakeMacro(string name, List<(string Name, JinjaExpr? Default)> parameters, List<JinjaNode> body)
+    {
+        var defined = new List<Dictionary<string, object?>>(_scopes);
+        return new(name, (args, kwargs, callLine) =>
         {
             if (args.Count > parameters.Count) throw Error(callLine, $"macro '{name}' takes {parameters.Count} arguments, not {args.Count}");
             var scope = new Dictionary<string, object?>(StringComparer.Ordinal);
             var outerScopes = _scopes;
             var outerOut = _out;
-            _scopes = [outerScopes[0], scope];
+            _scopes = [.. defined, scope];
             _out = new StringBuilder();
             try
             {
@@ -147,7 +150,7 @@ internal sealed class JinjaRenderer
                         : JinjaUndefined.Value;
                 }
                 if (kwargs.Remove("caller", out object? caller)) scope["caller"] = caller;
-                foreach (string extra in kwargs.Keys) throw Error(callLine, $"macro '{name}' has no parameter '{extra}'");
+                if (kwargs.Count > 0) throw Error(callLine, $"macro '{name}' has no parameter '{kwargs.Keys.First()}'");
                 Run(body);
                 return _out.ToString();
             }
@@ -157,6 +160,7 @@ internal sealed class JinjaRenderer
                 _out = outerOut;
             }
         }) { Macro = true };
+    }
 
     private void RunFor(JinjaNode.For f)
     {

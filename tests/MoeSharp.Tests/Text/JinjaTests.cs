@@ -104,6 +104,7 @@ public sealed class JinjaTests
     {
         Assert.Equal("[t: body]", Render("{% macro box(title) %}[{{ title }}: {{ caller() }}]{% endmacro %}{% call box('t') %}body{% endcall %}"));
         Assert.Equal("<1><2>", Render("{% macro each(xs) %}{% for x in xs %}{{ caller(x) }}{% endfor %}{% endmacro %}{% call(item) each([1, 2]) %}<{{ item }}>{% endcall %}"));
+        Assert.Equal("[1][2]", Render("{% macro wrap() %}[{{ caller() }}]{% endmacro %}{% for x in [1, 2] %}{% call wrap() %}{{ x }}{% endcall %}{% endfor %}"));
     }
 
     [Fact]

@@ -120,7 +120,8 @@ tool names: {{ tools | map(attribute='function') | map(attribute='name') | rejec
 
 {{ tools[0] | tojson(indent=4) }}
 {%- endfor %}""", {"messages": chat, "tools": tools}),
-    ("delimiters inside string literals", """{{ "}}" }}{{ '{{' }}{% if '%}' %}ok{% endif %}{{ {'k': '}'} | tojson }}""", {}),
+    ("delimiters inside string literals and nested braces", """{{ "}}" }}{{ '{{' }}{% if '%}' %}ok{% endif %}{{ {'k': '}'} | tojson }}
+{{ {'a': {'b': 1}} }} {{ {'a': {'b': [1, {'c': 2}]}} | tojson }}{% set d = {'x': {'y': 'z'}} %} {{ d.x.y }}""", {}),
 ]
 
 out = []
