@@ -49,8 +49,8 @@ public sealed record ChatMessage(string Role, string? Content)
 /// <summary>
 /// A Jinja chat template (<c>chat_template</c> of <c>tokenizer_config.json</c>) parsed once and rendered as
 /// Hugging Face renders it (trim_blocks and lstrip_blocks on). The interpreter covers what real templates use:
-/// for loops with <c>loop</c>, <c>break</c> and <c>continue</c>, if/elif/else, set and namespace, macros and call
-/// blocks, string methods, slicing, the common filters and tests, <c>raise_exception</c>, <c>strftime_now</c> and
+/// for loops with <c>loop</c>, <c>break</c> and <c>continue</c>, if/elif/else, set (and set blocks) and namespace,
+/// macros and call blocks, Hugging Face's generation blocks, string methods, slicing, the common filters and tests, <c>raise_exception</c>, <c>strftime_now</c> and
 /// whitespace control; anything else is a <see cref="ChatTemplateException"/>
 /// naming the construct and its line when the template is parsed or run.
 /// </summary>

@@ -27,6 +27,9 @@ internal abstract record JinjaNode(int Line)
     public sealed record For(List<string> Targets, JinjaExpr Iterable, JinjaExpr? Filter, List<JinjaNode> Body, List<JinjaNode>? Else, int L) : JinjaNode(L);
     /// <summary><c>set name = value</c>, or <c>set ns.attr = value</c> when <see cref="Attribute"/> is set.</summary>
     public sealed record Set(string Target, string? Attribute, JinjaExpr Value, int L) : JinjaNode(L);
+    /// <summary><c>set name</c> ... <c>endset</c>: the rendered body becomes the value.</summary>
+    public sealed record SetBlock(string Target, string? Attribute, List<JinjaNode> Body, int L) : JinjaNode(L);
+    public sealed record Generation(List<JinjaNode> Body, int L) : JinjaNode(L);
     /// <summary><c>macro name(a, b=default)</c>: defaults are evaluated at each call, as Jinja does.</summary>
     public sealed record Macro(string Name, List<(string Name, JinjaExpr? Default)> Params, List<JinjaNode> Body, int L) : JinjaNode(L);
     /// <summary><c>call(params) macro(args)</c>: the body becomes the <c>caller</c> the macro may invoke.</summary>
@@ -188,11 +191,24 @@ internal sealed class JinjaParser
                     _pos++;
                     attribute = ExpectName();
                 }
-                if (!IsOp("=")) throw Error("unsupported construct 'set' block (expected 'set name = value')");
+                if (Peek().Kind == JinjaTokenKind.End)
+                {
+                    ExpectEnd();
+                    return new JinjaNode.SetBlock(target, attribute, ParseMacroBody("endset"), line);
+                }
+                if (!IsOp("=")) throw Error($"unsupported construct 'set' with '{Peek().Value}' (expected 'set name = value' or a set block)");
                 _pos++;
                 JinjaExpr value = ParseExpression();
                 ExpectEnd();
                 return new JinjaNode.Set(target, attribute, value, line);
+            }
+            case "generation":
+            {
+                // Hugging Face's extension marking the assistant's own tokens; it renders its body unchanged.
+                ExpectEnd();
+                List<JinjaNode> body = ParseBody(out _, "endgeneration");
+                ExpectEnd();
+                return new JinjaNode.Generation(body, line);
             }
             case "break" or "continue":
             {

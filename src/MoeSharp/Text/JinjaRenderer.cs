@@ -97,16 +97,25 @@ internal sealed class JinjaRenderer
                 case JinjaNode.Continue:
                     return Flow.Continue;
                 case JinjaNode.Set s:
-                    object? value = Eval(s.Value);
-                    if (s.Attribute is null)
+                    Assign(s.Target, s.Attribute, Eval(s.Value), s.Line);
+                    break;
+                case JinjaNode.SetBlock sb:
+                {
+                    StringBuilder outer = _out;
+                    _out = new StringBuilder();
+                    try
                     {
-                        _scopes[^1][s.Target] = value;
+                        Run(sb.Body);
+                        Assign(sb.Target, sb.Attribute, _out.ToString(), sb.Line);
                     }
-                    else
+                    finally
                     {
-                        if (Lookup(s.Target) is not JinjaNamespace ns) throw Error(s.Line, $"'set {s.Target}.{s.Attribute}' needs '{s.Target}' to be a namespace");
-                        ns.Values[s.Attribute] = value;
+                        _out = outer;
                     }
+                    break;
+                }
+                case JinjaNode.Generation g:
+                    if (Run(g.Body) is var inner and not Flow.Normal) return inner;
                     break;
                 case JinjaNode.Macro m:
                     _scopes[^1][m.Name] = MakeMacro(m.Name, m.Params, m.Body);
@@ -123,6 +132,17 @@ internal sealed class JinjaRenderer
             }
         }
         return Flow.Normal;
+    }
+
+    private void Assign(string target, string? attribute, object? value, int line)
+    {
+        if (attribute is null)
+        {
+            _scopes[^1][target] = value;
+            return;
+        }
+        if (Lookup(target) is not JinjaNamespace ns) throw Error(line, $"'set {target}.{attribute}' needs '{target}' to be a namespace");
+        ns.Values[attribute] = value;
     }
 
     // A macro sees the scopes where it was defined (live, so later top-level sets show), then its arguments and its

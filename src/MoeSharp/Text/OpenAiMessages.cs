@@ -10,7 +10,8 @@ public sealed record OpenAiChatRequest(IReadOnlyList<ChatMessage> Messages, IRea
 /// Reads chat messages in the OpenAI chat format: a JSON array of messages, or a request object with a
 /// <c>messages</c> array. A message has <c>role</c> and <c>content</c> (a string, null, or a list of parts whose
 /// <c>text</c> is joined), and optionally <c>reasoning_content</c>, <c>tool_calls</c>, <c>tool_call_id</c> and
-/// <c>name</c>. Anything else of the wrong kind is an <see cref="InvalidDataException"/> naming the file and field.
+/// <c>name</c>; a request object may also carry <c>tools</c> (<see cref="ParseRequest"/>). Anything else of the
+/// wrong kind is an <see cref="InvalidDataException"/> naming the file and field.
 /// </summary>
 public static class OpenAiMessages
 {

@@ -108,6 +108,10 @@ public sealed class JinjaTests
     }
 
     [Fact]
+    public void GenerationBlocksRenderTheirBody() =>
+        Assert.Equal("A: hi!", Render("A: {% generation %}{{ 'hi' }}!{% endgeneration %}")); // HF's tag for assistant-token masks
+
+    [Fact]
     public void BreakAndContinueActOnTheInnermostLoop()
     {
         Assert.Equal("13", Render("{% for x in range(10) %}{% if x == 4 %}{% break %}{% endif %}{% if x % 2 == 0 %}{% continue %}{% endif %}{{ x }}{% endfor %}"));
@@ -203,7 +207,7 @@ public sealed class JinjaTests
             Assert.True(c.GetProperty("rendered").GetString() == rendered, $"{c.GetProperty("name").GetString()}: rendered\n{rendered}");
             count++;
         }
-        Assert.Equal(12, count);
+        Assert.Equal(13, count);
     }
 
     [Theory]
@@ -211,6 +215,7 @@ public sealed class JinjaTests
     [InlineData("{% for x in xs %}\n{% endfor %}{% break %}", "chat template line 2: 'break' outside a for loop.")]
     [InlineData("{% for x in xs %}{% macro m() %}{% continue %}{% endmacro %}{% endfor %}", "chat template line 1: 'continue' outside a for loop.")]
     [InlineData("{% macro m(a) %}{% endmacro %}\n{{ m(1, b=2) }}", "chat template line 2: macro 'm' has no parameter 'b'.")]
+    [InlineData("{% set a, b = 1, 2 %}", "chat template line 1: unsupported construct 'set' with ',' (expected 'set name = value' or a set block).")]
     [InlineData("{{ strftime_now('%Q') }}", "chat template line 1: strftime_now: unsupported directive '%Q'.")]
     [InlineData("{{ {'a': 1}|dictsort(by='size') }}", "chat template line 1: dictsort by 'size': expected 'key' or 'value'.")]
     [InlineData("{{ x }}\n{{ x | wordcount }}", "chat template line 2: unsupported filter 'wordcount'.")]

@@ -120,6 +120,13 @@ tool names: {{ tools | map(attribute='function') | map(attribute='name') | rejec
 
 {{ tools[0] | tojson(indent=4) }}
 {%- endfor %}""", {"messages": chat, "tools": tools}),
+    ("set blocks capture their output", """
+{%- set ns = namespace(header='') %}
+{%- set system %}
+{%- for m in messages if m.role == 'system' %}[{{ m.content }}]{% endfor %}
+{%- endset %}
+{%- set ns.header %}<{{ system | length }}>{% endset %}
+{{- ns.header }}{{ system }}{{ system | upper }}""", {"messages": chat}),
     ("delimiters inside string literals and nested braces", """{{ "}}" }}{{ '{{' }}{% if '%}' %}ok{% endif %}{{ {'k': '}'} | tojson }}
 {{ {'a': {'b': 1}} }} {{ {'a': {'b': [1, {'c': 2}]}} | tojson }}{% set d = {'x': {'y': 'z'}} %} {{ d.x.y }}""", {}),
 ]
