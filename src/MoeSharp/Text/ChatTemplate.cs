@@ -49,8 +49,9 @@ public sealed record ChatMessage(string Role, string? Content)
 /// <summary>
 /// A Jinja chat template (<c>chat_template</c> of <c>tokenizer_config.json</c>) parsed once and rendered as
 /// Hugging Face renders it (trim_blocks and lstrip_blocks on). The interpreter covers what real templates use:
-/// for loops with <c>loop</c>, if/elif/else, set and namespace, string methods, slicing, the common filters and
-/// tests, <c>raise_exception</c> and whitespace control; anything else is a <see cref="ChatTemplateException"/>
+/// for loops with <c>loop</c>, <c>break</c> and <c>continue</c>, if/elif/else, set (and set blocks) and namespace,
+/// macros and call blocks, Hugging Face's generation blocks, string methods, slicing, the common filters and tests, <c>raise_exception</c>, <c>strftime_now</c> and
+/// whitespace control; anything else is a <see cref="ChatTemplateException"/>
 /// naming the construct and its line when the template is parsed or run.
 /// </summary>
 public sealed class ChatTemplate
@@ -68,9 +69,10 @@ public sealed class ChatTemplate
 
     /// <summary>Renders with the variables chat templates expect: <c>messages</c>, <c>add_generation_prompt</c>,
     /// <c>bos_token</c> / <c>eos_token</c> when given, <c>tools</c> when given (JSON schemas), and any
-    /// <paramref name="extra"/> ones (<c>enable_thinking</c>).</summary>
+    /// <paramref name="extra"/> ones (<c>enable_thinking</c>). <paramref name="clock"/> is what <c>strftime_now</c>
+    /// reads (the system clock when null); fix it to make a dated template reproducible.</summary>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, string? bosToken = null, string? eosToken = null,
-        IReadOnlyList<JsonElement>? tools = null, IReadOnlyDictionary<string, object?>? extra = null)
+        IReadOnlyList<JsonElement>? tools = null, IReadOnlyDictionary<string, object?>? extra = null, TimeProvider? clock = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var list = new List<object?>(messages.Count);
@@ -84,15 +86,16 @@ public sealed class ChatTemplate
         if (eosToken is not null) variables["eos_token"] = eosToken;
         if (tools is not null) variables["tools"] = tools.Select(t => FromJson(t)).ToList();
         if (extra is not null) foreach (var (k, v) in extra) variables[k] = v;
-        return Render(variables);
+        return Render(variables, clock);
     }
 
     /// <summary>Renders with plain variables: null, bool, long, double, string, lists and string-keyed
-    /// dictionaries of those (<see cref="FromJson"/> makes them from JSON).</summary>
-    public string Render(IReadOnlyDictionary<string, object?> variables)
+    /// dictionaries of those (<see cref="FromJson"/> makes them from JSON). <paramref name="clock"/> is what
+    /// <c>strftime_now</c> reads (the system clock when null).</summary>
+    public string Render(IReadOnlyDictionary<string, object?> variables, TimeProvider? clock = null)
     {
         ArgumentNullException.ThrowIfNull(variables);
-        return new JinjaRenderer(variables).Render(_nodes);
+        return new JinjaRenderer(variables, clock ?? TimeProvider.System).Render(_nodes);
     }
 
     /// <summary>A JSON value as a template value: objects keep their key order.</summary>
@@ -102,7 +105,7 @@ public sealed class ChatTemplate
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.String => e.GetString(),
-        JsonValueKind.Number => e.TryGetInt64(out long l) ? l : e.GetDouble(),
+        JsonValueKind.Number => e.TryGetInt64(out long l) ? (object)l : e.GetDouble(), // boxed apart: "? l : d" would make every integer a double
         JsonValueKind.Array => e.EnumerateArray().Select(FromJson).ToList(),
         _ => e.EnumerateObject().ToDictionary(p => p.Name, p => FromJson(p.Value), StringComparer.Ordinal),
     };

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 
 namespace MoeSharp.Text;
 
@@ -23,19 +24,26 @@ public sealed class HarmonyOptions
 /// carries no template: a system message (identity, dates, reasoning effort, channels), the system prompt as the
 /// developer message's instructions, then <c>&lt;|start|&gt;{role}&lt;|message|&gt;{content}&lt;|end|&gt;</c> per
 /// message. Assistant answers go to the final channel; earlier reasoning is dropped, except in the turn still
-/// calling tools, where it is kept on the analysis channel.
+/// calling tools, where it is kept on the analysis channel. Function tools are declared in the developer message's
+/// <c># Tools</c> section (see <see cref="HarmonyTools"/>); a call is an assistant message on the commentary channel
+/// to <c>functions.NAME</c> ending in <c>&lt;|call|&gt;</c>, and its result a <c>functions.NAME to=assistant</c>
+/// message, as openai/harmony's <c>docs/format.md</c> shows them.
 /// </summary>
 public static class HarmonyFormat
 {
     /// <summary>The prompt text of <paramref name="messages"/>; with <paramref name="addGenerationPrompt"/> it ends with <c>&lt;|start|&gt;assistant</c> so the model answers next.</summary>
-    public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, HarmonyOptions? options = null)
+    /// <param name="tools">Function tools in the OpenAI shape (<c>{"type": "function", "function": {"name",
+    /// "description", "parameters"}}</c>); declared after the first system message's instructions.</param>
+    public static string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, HarmonyOptions? options = null,
+        IReadOnlyList<JsonElement>? tools = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
         options ??= new HarmonyOptions();
         if (options.ReasoningEffort is not ("low" or "medium" or "high"))
             throw new ArgumentException($"ReasoningEffort '{options.ReasoningEffort}' is not low, medium or high.", nameof(options));
+        List<HarmonyTools.FunctionTool> functions = tools is null ? [] : HarmonyTools.Read(tools);
         var sb = new StringBuilder();
-        bool callsTools = false;
+        bool callsTools = functions.Count > 0;
         foreach (ChatMessage m in messages) callsTools |= m.ToolCalls is { Count: > 0 };
         sb.Append("<|start|>system<|message|>").Append(options.ModelIdentity).Append('\n')
           .Append("Knowledge cutoff: ").Append(options.KnowledgeCutoff).Append('\n');
@@ -45,10 +53,17 @@ public static class HarmonyFormat
         if (callsTools) sb.Append("\nCalls to these tools must go to the commentary channel: 'functions'.");
         sb.Append("<|end|>");
 
+        // The first system prompt and the tools share one developer message: "# Instructions", its text, "# Tools".
+        int first = messages.Count > 0 && messages[0].Role is "system" or "developer" ? 1 : 0;
+        var developer = new List<string>();
+        if (first == 1) developer.AddRange(["# Instructions", messages[0].Content ?? ""]);
+        if (functions.Count > 0) developer.Add(HarmonyTools.Section(functions));
+        if (developer.Count > 0) sb.Append("<|start|>developer<|message|>").AppendJoin("\n\n", developer).Append("<|end|>");
+
         int lastUser = -1;
         for (int i = 0; i < messages.Count; i++) if (messages[i].Role == "user") lastUser = i;
         var toolNames = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < messages.Count; i++)
+        for (int i = first; i < messages.Count; i++)
         {
             ChatMessage m = messages[i];
             switch (m.Role)

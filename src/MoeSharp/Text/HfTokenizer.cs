@@ -163,16 +163,19 @@ public sealed class HfTokenizer
     /// Renders <paramref name="messages"/> with this model's <see cref="ChatTemplate"/> (bos/eos tokens passed in),
     /// or, for a harmony vocabulary without a template (GPT-OSS), with <see cref="HarmonyFormat"/>.
     /// </summary>
+    /// <param name="tools">Function tools in the OpenAI shape, passed to the template as <c>tools</c> or declared
+    /// in the harmony developer message.</param>
+    /// <param name="clock">What the template's <c>strftime_now</c> reads; the system clock when null.</param>
     public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyDictionary<string, object?>? extra = null,
-        HarmonyOptions? harmony = null)
+        HarmonyOptions? harmony = null, IReadOnlyList<JsonElement>? tools = null, TimeProvider? clock = null)
     {
         if (ChatTemplate is not null)
         {
             _template ??= Text.ChatTemplate.Parse(ChatTemplate);
-            return _template.Render(messages, addGenerationPrompt, BosToken, EosToken, extra: extra);
+            return _template.Render(messages, addGenerationPrompt, BosToken, EosToken, tools, extra, clock);
         }
         if (TokenToId("<|start|>") is not null && TokenToId("<|channel|>") is not null && TokenToId("<|message|>") is not null)
-            return HarmonyFormat.Render(messages, addGenerationPrompt, harmony);
+            return HarmonyFormat.Render(messages, addGenerationPrompt, harmony, tools);
         throw new InvalidOperationException($"{_spec.Path}: the tokenizer has no chat_template in tokenizer_config.json and is not a harmony vocabulary.");
     }
 
@@ -182,9 +185,8 @@ public sealed class HfTokenizer
         {
             text = step switch
             {
-                // Under InvariantGlobalization (this repository's setting) .NET returns the text unchanged, so only
-                // text already in NFC (all the shared cases) encodes as Hugging Face does.
-                NormalizerStep.Nfc => text.Normalize(NormalizationForm.FormC),
+                // Our own NFC: string.Normalize does nothing under InvariantGlobalization and follows ICU otherwise.
+                NormalizerStep.Nfc => Nfc.Normalize(text),
                 NormalizerStep.Prepend p => text.Length == 0 ? text : p.Text + text,
                 NormalizerStep.Replace r => text.Replace(r.Pattern, r.Content, StringComparison.Ordinal),
                 _ => throw new InvalidOperationException(step.ToString()),

@@ -34,6 +34,31 @@ internal static class JinjaBuiltins
                 return Str(value).ToUpperInvariant();
             case "lower":
                 return Str(value).ToLowerInvariant();
+            case "title":
+                return Title(Str(value));
+            case "capitalize":
+            {
+                string c = Str(value);
+                return c.Length == 0 ? c : char.ToUpperInvariant(c[0]) + c[1..].ToLowerInvariant();
+            }
+            case "replace":
+            {
+                if (args.Count < 2 || args[0] is not string from || args[1] is not string to) throw Error(line, "filter 'replace' needs two strings");
+                string text = Str(value);
+                long count = args.Count > 2 && args[2] is long c ? c : -1;
+                return ReplaceCount(text, from, to, count);
+            }
+            case "dictsort":
+                return DictSort(value, args, kwargs, line);
+            case "select" or "reject":
+                return Select(value, null, args, name == "select", line);
+            case "selectattr" or "rejectattr":
+            {
+                if (args.Count == 0 || args[0] is not string attribute) throw Error(line, $"filter '{name}' needs an attribute name");
+                return Select(value, attribute, args.GetRange(1, args.Count - 1), name == "selectattr", line);
+            }
+            case "map":
+                return Map(value, args, kwargs, line);
             case "string":
                 return Str(value);
             case "items":
@@ -54,14 +79,18 @@ internal static class JinjaBuiltins
                 return value is List<object?> { Count: > 0 } ll ? ll[^1] : JinjaUndefined.Value;
             case "join":
             {
-                string sep = args.Count > 0 ? Str(args[0]) : "";
-                return value is List<object?> jl ? string.Join(sep, jl.Select(Str)) : throw Error(line, $"filter 'join' needs a list, not a {TypeName(value)}");
+                string sep = args.Count > 0 ? Str(args[0]) : Str(Kwarg(kwargs, "d", ""));
+                string? attribute = Kwarg(kwargs, "attribute", null) as string;
+                var parts = new List<string>();
+                foreach (object? item in Iterate(value, "join", line)) parts.Add(Str(attribute is null ? item : Attribute(item, attribute, line)));
+                return string.Join(sep, parts);
             }
             case "default" or "d":
             {
-                bool boolean = args.Count > 1 && Truthy(args[1]);
+                object? fallback = args.Count > 0 ? args[0] : Kwarg(kwargs, "default_value", "");
+                bool boolean = Truthy(args.Count > 1 ? args[1] : Kwarg(kwargs, "boolean", false));
                 bool missing = value is JinjaUndefined || (boolean && !Truthy(value));
-                return missing ? (args.Count > 0 ? args[0] : "") : value;
+                return missing ? fallback : value;
             }
             case "int":
                 return value switch
@@ -82,14 +111,14 @@ internal static class JinjaBuiltins
         "undefined" => value is JinjaUndefined,
         "none" => value is null,
         "string" => value is string,
-        "number" => value is long or double,
+        "number" => value is long or double or bool, // Python's bool is a Number
         "integer" => value is long,
         "float" => value is double,
         "boolean" => value is bool,
         "true" => value is true,
         "false" => value is false,
         "mapping" => value is Dictionary<string, object?>,
-        "sequence" => value is List<object?> or string,
+        "sequence" => value is List<object?> or string or Dictionary<string, object?>, // anything with len() and [], as Jinja checks
         "iterable" => value is List<object?> or string or Dictionary<string, object?>,
         "callable" => value is JinjaCallable,
         "eq" or "equalto" or "==" when args.Count == 1 => ValuesEqual(value, args[0]),
@@ -97,7 +126,8 @@ internal static class JinjaBuiltins
         _ => throw Error(line, $"unsupported test '{name}'"),
     };
 
-    /// <summary>A bound method of a string or mapping, or null when the value has no method of that name.</summary>
+    /// <summary>A bound method of a string or mapping, or null when this interpreter has no method of that name
+    /// (an attribute read then gives undefined, as in Jinja; a call is an error naming the method).</summary>
     public static JinjaCallable? Method(object? target, string name, int line)
     {
         if (target is string s)
@@ -111,11 +141,13 @@ internal static class JinjaBuiltins
                 "rstrip" => new(name, (a, _, _) => a.Count > 0 && a[0] is string cs ? s.TrimEnd(cs.ToCharArray()) : s.TrimEnd()),
                 "split" => new(name, (a, _, l) => Split(s, a, l)),
                 "upper" => new(name, (_, _, _) => s.ToUpperInvariant()),
+                "title" => new(name, (_, _, _) => PythonTitle(s)),
+                "capitalize" => new(name, (_, _, _) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant()),
                 "lower" => new(name, (_, _, _) => s.ToLowerInvariant()),
                 "replace" => new(name, (a, _, l) => a.Count == 2 && a[0] is string from && a[1] is string to
                     ? (from.Length == 0 ? s : s.Replace(from, to, StringComparison.Ordinal))
                     : throw Error(l, "replace needs two strings")),
-                _ => throw Error(line, $"unsupported string method '{name}'"),
+                _ => null,
             };
         }
         if (target is Dictionary<string, object?> d)
@@ -132,6 +164,183 @@ internal static class JinjaBuiltins
             };
         }
         return null;
+    }
+
+    private static object? Kwarg(List<(string Name, object? Value)> kwargs, string name, object? fallback)
+    {
+        foreach (var (k, v) in kwargs) if (k == name) return v;
+        return fallback;
+    }
+
+    private static List<object?> Iterate(object? value, string filter, int line) => value switch
+    {
+        List<object?> l => l,
+        string s => s.Select(c => (object?)c.ToString()).ToList(),
+        Dictionary<string, object?> d => d.Keys.Select(k => (object?)k).ToList(),
+        null or JinjaUndefined => [],
+        _ => throw Error(line, $"filter '{filter}' needs a list, not a {TypeName(value)}"),
+    };
+
+    // Jinja's attribute paths: "a.b" walks mappings, "0" indexes a list.
+    private static object? Attribute(object? item, string path, int line)
+    {
+        foreach (string part in path.Split('.'))
+        {
+            item = item is List<object?> list && int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int i)
+                ? (i < list.Count ? list[i] : JinjaUndefined.Value)
+                : GetAttr(item, part, line);
+        }
+        return item;
+    }
+
+    private static List<object?> Select(object? value, string? attribute, List<object?> testAndArgs, bool keep, int line)
+    {
+        var kept = new List<object?>();
+        string? test = testAndArgs.Count > 0 ? testAndArgs[0] as string ?? throw Error(line, "the test name must be a string") : null;
+        List<object?> testArgs = testAndArgs.Count > 1 ? testAndArgs.GetRange(1, testAndArgs.Count - 1) : [];
+        foreach (object? item in Iterate(value, keep ? "select" : "reject", line))
+        {
+            object? x = attribute is null ? item : Attribute(item, attribute, line);
+            if ((test is null ? Truthy(x) : Test(test, x, testArgs, line)) == keep) kept.Add(item);
+        }
+        return kept;
+    }
+
+    private static List<object?> Map(object? value, List<object?> args, List<(string Name, object? Value)> kwargs, int line)
+    {
+        var mapped = new List<object?>();
+        if (Kwarg(kwargs, "attribute", null) is string attribute)
+        {
+            object? fallback = Kwarg(kwargs, "default", JinjaUndefined.Value);
+            foreach (object? item in Iterate(value, "map", line))
+            {
+                object? x = Attribute(item, attribute, line);
+                mapped.Add(x is JinjaUndefined ? fallback : x);
+            }
+            return mapped;
+        }
+        if (args.Count == 0 || args[0] is not string filter) throw Error(line, "filter 'map' needs a filter name or attribute=");
+        List<object?> rest = args.GetRange(1, args.Count - 1);
+        var restKw = kwargs.FindAll(k => k.Name != "attribute");
+        foreach (object? item in Iterate(value, "map", line)) mapped.Add(Filter(filter, item, rest, restKw, line));
+        return mapped;
+    }
+
+    private static List<object?> DictSort(object? value, List<object?> args, List<(string Name, object? Value)> kwargs, int line)
+    {
+        if (value is not Dictionary<string, object?> d) throw Error(line, $"filter 'dictsort' needs a mapping, not a {TypeName(value)}");
+        bool caseSensitive = Truthy(args.Count > 0 ? args[0] : Kwarg(kwargs, "case_sensitive", false));
+        string by = Str(args.Count > 1 ? args[1] : Kwarg(kwargs, "by", "key"));
+        bool reverse = Truthy(args.Count > 2 ? args[2] : Kwarg(kwargs, "reverse", false));
+        if (by is not ("key" or "value")) throw Error(line, $"dictsort by '{by}': expected 'key' or 'value'");
+        List<object?> pairs = Items(d);
+        object? Key(object? pair)
+        {
+            object? k = ((List<object?>)pair!)[by == "key" ? 0 : 1];
+            return !caseSensitive && k is string s ? s.ToLowerInvariant() : k;
+        }
+        // A stable sort, as Python's sorted is.
+        var keyed = pairs.Select((p, i) => (Pair: p, Key: Key(p), Index: i)).ToList();
+        keyed.Sort((a, b) =>
+        {
+            int c = Compare(a.Key, b.Key, line);
+            return c != 0 ? (reverse ? -c : c) : a.Index.CompareTo(b.Index);
+        });
+        return keyed.ConvertAll(k => k.Pair);
+    }
+
+    private static int Compare(object? a, object? b, int line)
+    {
+        if (a is string x && b is string y) return string.CompareOrdinal(x, y);
+        if (IsNumber(a) && IsNumber(b)) return ToDouble(a).CompareTo(ToDouble(b));
+        if (a is bool p && b is bool q) return p.CompareTo(q);
+        throw Error(line, $"cannot compare a {TypeName(a)} with a {TypeName(b)}");
+    }
+
+    private static string ReplaceCount(string text, string from, string to, long count)
+    {
+        if (count < 0) return from.Length == 0 ? text : text.Replace(from, to, StringComparison.Ordinal);
+        var sb = new StringBuilder();
+        int pos = 0;
+        for (long n = 0; n < count && from.Length > 0; n++)
+        {
+            int at = text.IndexOf(from, pos, StringComparison.Ordinal);
+            if (at < 0) break;
+            sb.Append(text, pos, at - pos).Append(to);
+            pos = at + from.Length;
+        }
+        return sb.Append(text, pos, text.Length - pos).ToString();
+    }
+
+    // Jinja's title filter: each piece after a run of '-', white space or an opening bracket gets an upper-case
+    // first letter and a lower-case rest ("they're" stays one word).
+    private static string Title(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        bool wordStart = true;
+        foreach (char c in s)
+        {
+            bool separator = c is '-' or '(' or '{' or '[' or '<' || char.IsWhiteSpace(c);
+            sb.Append(separator ? c : wordStart ? char.ToUpperInvariant(c) : char.ToLowerInvariant(c));
+            wordStart = separator;
+        }
+        return sb.ToString();
+    }
+
+    // Python's str.title: a letter after a non-letter starts a word ("they're" becomes "They'Re").
+    private static string PythonTitle(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        bool previousCased = false;
+        foreach (char c in s)
+        {
+            sb.Append(previousCased ? char.ToLowerInvariant(c) : char.ToUpperInvariant(c));
+            previousCased = char.IsLetter(c);
+        }
+        return sb.ToString();
+    }
+
+    private static readonly string[] Days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+    private static readonly string[] Months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+
+    /// <summary>Python's <c>strftime</c> in the C locale, for the directives chat templates use; glibc's
+    /// <c>%-d</c> style drops the padding.</summary>
+    public static string Strftime(DateTime t, string format, int line)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < format.Length; i++)
+        {
+            if (format[i] != '%' || i + 1 == format.Length)
+            {
+                sb.Append(format[i]);
+                continue;
+            }
+            char d = format[++i];
+            bool unpadded = d == '-' && i + 1 < format.Length;
+            if (unpadded) d = format[++i];
+            string Num(int v, int width) => unpadded ? v.ToString(CultureInfo.InvariantCulture) : v.ToString(new string('0', width), CultureInfo.InvariantCulture);
+            sb.Append(d switch
+            {
+                'Y' => t.Year.ToString(CultureInfo.InvariantCulture),
+                'y' => Num(t.Year % 100, 2),
+                'm' => Num(t.Month, 2),
+                'd' => Num(t.Day, 2),
+                'e' => t.Day.ToString(CultureInfo.InvariantCulture).PadLeft(2),
+                'H' => Num(t.Hour, 2),
+                'I' => Num(t.Hour % 12 == 0 ? 12 : t.Hour % 12, 2),
+                'M' => Num(t.Minute, 2),
+                'S' => Num(t.Second, 2),
+                'p' => t.Hour < 12 ? "AM" : "PM",
+                'j' => Num(t.DayOfYear, 3),
+                'a' => Days[(int)t.DayOfWeek][..3],
+                'A' => Days[(int)t.DayOfWeek],
+                'b' or 'h' => Months[t.Month - 1][..3],
+                'B' => Months[t.Month - 1],
+                '%' => "%",
+                _ => throw Error(line, $"strftime_now: unsupported directive '%{d}'"),
+            });
+        }
+        return sb.ToString();
     }
 
     private static bool AnyOf(List<object?> a, int line, string name, Func<string, bool> test)

@@ -49,7 +49,7 @@ internal static class JinjaLexer
             line += Count(source, pos, open);
             int tagLine = line;
             string close = kind switch { '{' => "}}", '%' => "%}", _ => "#}" };
-            int end = source.IndexOf(close, open + 2, StringComparison.Ordinal);
+            int end = kind == '#' ? source.IndexOf(close, open + 2, StringComparison.Ordinal) : FindClose(source, open + 2, close);
             if (end < 0) throw new ChatTemplateException($"chat template line {tagLine}: '{source.Substring(open, 2)}' is never closed by '{close}'.");
             int bodyStart = open + 2 + (leftTrim || keepLeft ? 1 : 0);
             bool rightTrim = end > bodyStart && source[end - 1] == '-';
@@ -72,6 +72,27 @@ internal static class JinjaLexer
     {
         for (int i = s.IndexOf('{', from); i >= 0 && i + 1 < s.Length; i = s.IndexOf('{', i + 1))
             if (s[i + 1] is '{' or '%' or '#') return i;
+        return -1;
+    }
+
+    // The closing delimiter of a tag, skipping string literals and balanced braces, as Jinja's lexer does:
+    // {{ "}}" }} and {{ {'a': {'b': 1}} }} each close at their last pair.
+    private static int FindClose(string s, int from, string close)
+    {
+        int depth = 0;
+        for (int i = from; i + 1 < s.Length; i++)
+        {
+            char c = s[i];
+            if (c is '\'' or '"')
+            {
+                for (i++; i < s.Length && s[i] != c; i++)
+                    if (s[i] == '\\') i++;
+                continue;
+            }
+            if (depth == 0 && c == close[0] && s[i + 1] == close[1]) return i;
+            if (c == '{') depth++;
+            else if (c == '}' && depth > 0) depth--;
+        }
         return -1;
     }
 

@@ -27,6 +27,15 @@ internal abstract record JinjaNode(int Line)
     public sealed record For(List<string> Targets, JinjaExpr Iterable, JinjaExpr? Filter, List<JinjaNode> Body, List<JinjaNode>? Else, int L) : JinjaNode(L);
     /// <summary><c>set name = value</c>, or <c>set ns.attr = value</c> when <see cref="Attribute"/> is set.</summary>
     public sealed record Set(string Target, string? Attribute, JinjaExpr Value, int L) : JinjaNode(L);
+    /// <summary><c>set name</c> ... <c>endset</c>: the rendered body becomes the value.</summary>
+    public sealed record SetBlock(string Target, string? Attribute, List<JinjaNode> Body, int L) : JinjaNode(L);
+    public sealed record Generation(List<JinjaNode> Body, int L) : JinjaNode(L);
+    /// <summary><c>macro name(a, b=default)</c>: defaults are evaluated at each call, as Jinja does.</summary>
+    public sealed record Macro(string Name, List<(string Name, JinjaExpr? Default)> Params, List<JinjaNode> Body, int L) : JinjaNode(L);
+    /// <summary><c>call(params) macro(args)</c>: the body becomes the <c>caller</c> the macro may invoke.</summary>
+    public sealed record CallBlock(JinjaExpr.Call Call, List<(string Name, JinjaExpr? Default)> CallerParams, List<JinjaNode> Body, int L) : JinjaNode(L);
+    public sealed record Break(int L) : JinjaNode(L);
+    public sealed record Continue(int L) : JinjaNode(L);
 }
 
 /// <summary>A recursive-descent parser for the Jinja subset that real chat templates use.</summary>
@@ -34,6 +43,7 @@ internal sealed class JinjaParser
 {
     private readonly List<JinjaToken> _tokens;
     private int _pos;
+    private int _loopDepth; // for loops around the current statement, within the current macro: where break/continue may go
 
     private JinjaParser(List<JinjaToken> tokens) => _tokens = tokens;
 
@@ -160,7 +170,9 @@ internal sealed class JinjaParser
                 }
                 if (IsName("recursive")) throw Error("unsupported construct 'recursive' loop");
                 ExpectEnd();
+                _loopDepth++;
                 List<JinjaNode> body = ParseBody(out string? stop, "else", "endfor");
+                _loopDepth--;
                 List<JinjaNode>? elseBody = null;
                 if (stop == "else")
                 {
@@ -179,16 +191,90 @@ internal sealed class JinjaParser
                     _pos++;
                     attribute = ExpectName();
                 }
-                if (!IsOp("=")) throw Error("unsupported construct 'set' block (expected 'set name = value')");
+                if (Peek().Kind == JinjaTokenKind.End)
+                {
+                    ExpectEnd();
+                    return new JinjaNode.SetBlock(target, attribute, ParseMacroBody("endset"), line);
+                }
+                if (!IsOp("=")) throw Error($"unsupported construct 'set' with '{Peek().Value}' (expected 'set name = value' or a set block)");
                 _pos++;
                 JinjaExpr value = ParseExpression();
                 ExpectEnd();
                 return new JinjaNode.Set(target, attribute, value, line);
             }
+            case "generation":
+            {
+                // Hugging Face's extension marking the assistant's own tokens; it renders its body unchanged.
+                ExpectEnd();
+                List<JinjaNode> body = ParseBody(out _, "endgeneration");
+                ExpectEnd();
+                return new JinjaNode.Generation(body, line);
+            }
+            case "break" or "continue":
+            {
+                _pos--;
+                if (_loopDepth == 0) throw Error($"'{keyword}' outside a for loop");
+                _pos++;
+                ExpectEnd();
+                return keyword == "break" ? new JinjaNode.Break(line) : new JinjaNode.Continue(line);
+            }
+            case "macro":
+            {
+                string name = ExpectName();
+                var parameters = ParseParameters();
+                ExpectEnd();
+                List<JinjaNode> body = ParseMacroBody("endmacro");
+                return new JinjaNode.Macro(name, parameters, body, line);
+            }
+            case "call":
+            {
+                var callerParams = IsOp("(") ? ParseParameters() : [];
+                if (ParsePostfix(ParsePrimary()) is not JinjaExpr.Call call) throw Error("'call' needs a macro call such as 'call m(x)'");
+                ExpectEnd();
+                List<JinjaNode> body = ParseMacroBody("endcall");
+                return new JinjaNode.CallBlock(call, callerParams, body, line);
+            }
             default:
                 _pos--;
                 throw Error($"unsupported construct '{keyword}'");
         }
+    }
+
+    // A macro or call body: break and continue there cannot reach a loop outside it.
+    private List<JinjaNode> ParseMacroBody(string end)
+    {
+        int depth = _loopDepth;
+        _loopDepth = 0;
+        List<JinjaNode> body = ParseBody(out _, end);
+        _loopDepth = depth;
+        ExpectEnd();
+        return body;
+    }
+
+    // "(a, b=default, ...)" of a macro or call block.
+    private List<(string, JinjaExpr?)> ParseParameters()
+    {
+        ExpectOp("(");
+        var parameters = new List<(string, JinjaExpr?)>();
+        while (!IsOp(")"))
+        {
+            string name = ExpectName();
+            JinjaExpr? fallback = null;
+            if (IsOp("="))
+            {
+                _pos++;
+                fallback = ParseExpression();
+            }
+            else if (parameters.Count > 0 && parameters[^1].Item2 is not null)
+            {
+                throw Error($"parameter '{name}' without a default follows one with a default");
+            }
+            parameters.Add((name, fallback));
+            if (!IsOp(",")) break;
+            _pos++;
+        }
+        ExpectOp(")");
+        return parameters;
     }
 
     public JinjaExpr ParseExpression()

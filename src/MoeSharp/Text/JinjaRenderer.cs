@@ -22,6 +22,9 @@ internal sealed class JinjaCallable(string name, Func<List<object?>, Dictionary<
 {
     public string Name { get; } = name;
 
+    /// <summary>Defined by <c>macro</c> (or a call block's caller) rather than built in: what <c>call</c> accepts.</summary>
+    public bool Macro { get; init; }
+
     public object? Invoke(List<object?> args, Dictionary<string, object?> kwargs, int line) => body(args, kwargs, line);
 }
 
@@ -31,10 +34,14 @@ internal sealed class JinjaCallable(string name, Func<List<object?>, Dictionary<
 /// </summary>
 internal sealed class JinjaRenderer
 {
-    private readonly List<Dictionary<string, object?>> _scopes = [];
-    private readonly StringBuilder _out = new();
+    // How a statement list ended: normally, or by a break/continue the nearest for loop must act on.
+    private enum Flow { Normal, Break, Continue }
 
-    public JinjaRenderer(IReadOnlyDictionary<string, object?> variables)
+    private List<Dictionary<string, object?>> _scopes = [];
+    private StringBuilder _out = new();
+
+    /// <param name="clock">The clock <c>strftime_now</c> reads, in its local time (Python's datetime.now()).</param>
+    public JinjaRenderer(IReadOnlyDictionary<string, object?> variables, TimeProvider clock)
     {
         var globals = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
@@ -42,6 +49,9 @@ internal sealed class JinjaRenderer
                 throw new ChatTemplateException($"chat template line {line}: raise_exception: {(a.Count > 0 ? Str(a[0]) : "")}")),
             ["namespace"] = new JinjaCallable("namespace", (_, kw, _) => new JinjaNamespace(new Dictionary<string, object?>(kw))),
             ["range"] = new JinjaCallable("range", (a, _, line) => Range(a, line)),
+            ["strftime_now"] = new JinjaCallable("strftime_now", (a, _, line) => a.Count == 1 && a[0] is string format
+                ? JinjaBuiltins.Strftime(clock.GetLocalNow().DateTime, format, line)
+                : throw Error(line, "strftime_now needs one format string")),
         };
         foreach (var (k, v) in variables) globals[k] = v;
         _scopes.Add(globals);
@@ -55,7 +65,7 @@ internal sealed class JinjaRenderer
 
     private static ChatTemplateException Error(int line, string what) => new($"chat template line {line}: {what}.");
 
-    private void Run(List<JinjaNode> nodes)
+    private Flow Run(List<JinjaNode> nodes)
     {
         foreach (JinjaNode node in nodes)
         {
@@ -68,33 +78,108 @@ internal sealed class JinjaRenderer
                     _out.Append(Str(Eval(o.Value)));
                     break;
                 case JinjaNode.If i:
-                    bool taken = false;
+                {
+                    List<JinjaNode>? taken = i.Else;
                     foreach (var (condition, body) in i.Branches)
                     {
                         if (!Truthy(Eval(condition))) continue;
-                        Run(body);
-                        taken = true;
+                        taken = body;
                         break;
                     }
-                    if (!taken && i.Else is not null) Run(i.Else);
+                    if (taken is not null && Run(taken) is var flow and not Flow.Normal) return flow;
                     break;
+                }
                 case JinjaNode.For f:
                     RunFor(f);
                     break;
+                case JinjaNode.Break:
+                    return Flow.Break;
+                case JinjaNode.Continue:
+                    return Flow.Continue;
                 case JinjaNode.Set s:
-                    object? value = Eval(s.Value);
-                    if (s.Attribute is null)
+                    Assign(s.Target, s.Attribute, Eval(s.Value), s.Line);
+                    break;
+                case JinjaNode.SetBlock sb:
+                {
+                    StringBuilder outer = _out;
+                    _out = new StringBuilder();
+                    try
                     {
-                        _scopes[^1][s.Target] = value;
+                        Run(sb.Body);
+                        Assign(sb.Target, sb.Attribute, _out.ToString(), sb.Line);
                     }
-                    else
+                    finally
                     {
-                        if (Lookup(s.Target) is not JinjaNamespace ns) throw Error(s.Line, $"'set {s.Target}.{s.Attribute}' needs '{s.Target}' to be a namespace");
-                        ns.Values[s.Attribute] = value;
+                        _out = outer;
                     }
                     break;
+                }
+                case JinjaNode.Generation g:
+                    if (Run(g.Body) is var inner and not Flow.Normal) return inner;
+                    break;
+                case JinjaNode.Macro m:
+                    _scopes[^1][m.Name] = MakeMacro(m.Name, m.Params, m.Body);
+                    break;
+                case JinjaNode.CallBlock c:
+                {
+                    var caller = MakeMacro("caller", c.CallerParams, c.Body);
+                    if (Eval(c.Call.Callee) is not JinjaCallable { Macro: true } macro) throw Error(c.Line, $"'call {Describe(c.Call.Callee)}' needs a macro");
+                    var (args, kwargs) = Arguments(c.Call);
+                    kwargs["caller"] = caller;
+                    _out.Append(Str(macro.Invoke(args, kwargs, c.Line)));
+                    break;
+                }
             }
         }
+        return Flow.Normal;
+    }
+
+    private void Assign(string target, string? attribute, object? value, int line)
+    {
+        if (attribute is null)
+        {
+            _scopes[^1][target] = value;
+            return;
+        }
+        if (Lookup(target) is not JinjaNamespace ns) throw Error(line, $"'set {target}.{attribute}' needs '{target}' to be a namespace");
+        ns.Values[attribute] = value;
+    }
+
+    // A macro sees the scopes where it was defined (live, so later top-level sets show), then its arguments and its
+    // own sets; a call block's caller is defined inside the loop around it and so sees the loop variables. The
+    // output is returned as a string rather than written.
+    private JinjaCallable MakeMacro(string name, List<(string Name, JinjaExpr? Default)> parameters, List<JinjaNode> body)
+    {
+        var defined = new List<Dictionary<string, object?>>(_scopes);
+        return new(name, (args, kwargs, callLine) =>
+        {
+            if (args.Count > parameters.Count) throw Error(callLine, $"macro '{name}' takes {parameters.Count} arguments, not {args.Count}");
+            var scope = new Dictionary<string, object?>(StringComparer.Ordinal);
+            var outerScopes = _scopes;
+            var outerOut = _out;
+            _scopes = [.. defined, scope];
+            _out = new StringBuilder();
+            try
+            {
+                for (int i = 0; i < parameters.Count; i++)
+                {
+                    var (p, fallback) = parameters[i];
+                    scope[p] = i < args.Count ? args[i]
+                        : kwargs.Remove(p, out object? v) ? v
+                        : fallback is not null ? Eval(fallback)
+                        : JinjaUndefined.Value;
+                }
+                if (kwargs.Remove("caller", out object? caller)) scope["caller"] = caller;
+                if (kwargs.Count > 0) throw Error(callLine, $"macro '{name}' has no parameter '{kwargs.Keys.First()}'");
+                Run(body);
+                return _out.ToString();
+            }
+            finally
+            {
+                _scopes = outerScopes;
+                _out = outerOut;
+            }
+        }) { Macro = true };
     }
 
     private void RunFor(JinjaNode.For f)
@@ -142,7 +227,7 @@ internal sealed class JinjaRenderer
                     ["previtem"] = i > 0 ? items[i - 1] : JinjaUndefined.Value,
                     ["nextitem"] = i + 1 < items.Count ? items[i + 1] : JinjaUndefined.Value,
                 };
-                Run(f.Body);
+                if (Run(f.Body) == Flow.Break) break;
             }
             if (items.Count == 0 && f.Else is not null) Run(f.Else);
         }
@@ -187,12 +272,11 @@ internal sealed class JinjaRenderer
                 return Slice(Eval(s.Target), s, s.Line);
             case JinjaExpr.Call c:
             {
-                object? callee = Eval(c.Callee);
-                if (callee is not JinjaCallable fn) throw Error(c.Line, $"'{Describe(c.Callee)}' is not callable");
-                var args = new List<object?>(c.Args.Count);
-                foreach (JinjaExpr arg in c.Args) args.Add(Eval(arg));
-                var kwargs = new Dictionary<string, object?>(StringComparer.Ordinal);
-                foreach (var (name, value) in c.Kwargs) kwargs[name] = Eval(value);
+                object? target = c.Callee is JinjaExpr.Attr method ? Eval(method.Target) : null;
+                object? callee = c.Callee is JinjaExpr.Attr m ? GetAttr(target, m.Id, c.Line) : Eval(c.Callee);
+                if (callee is not JinjaCallable fn)
+                    throw Error(c.Line, target is string && c.Callee is JinjaExpr.Attr a ? $"unsupported string method '{a.Id}'" : $"'{Describe(c.Callee)}' is not callable");
+                var (args, kwargs) = Arguments(c);
                 return fn.Invoke(args, kwargs, c.Line);
             }
             case JinjaExpr.Filter f:
@@ -229,6 +313,15 @@ internal sealed class JinjaRenderer
             default:
                 throw Error(e.Line, "unknown expression");
         }
+    }
+
+    private (List<object?> Args, Dictionary<string, object?> Kwargs) Arguments(JinjaExpr.Call c)
+    {
+        var args = new List<object?>(c.Args.Count);
+        foreach (JinjaExpr arg in c.Args) args.Add(Eval(arg));
+        var kwargs = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var (name, value) in c.Kwargs) kwargs[name] = Eval(value);
+        return (args, kwargs);
     }
 
     private object? Binary(JinjaExpr.Binary b)
@@ -301,7 +394,7 @@ internal sealed class JinjaRenderer
         throw Error(b.Line, $"cannot apply '{b.Op}' to a {TypeName(left)} and a {TypeName(right)}");
     }
 
-    private static object? GetAttr(object? target, string name, int line)
+    internal static object? GetAttr(object? target, string name, int line)
     {
         switch (target)
         {

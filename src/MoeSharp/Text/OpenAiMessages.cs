@@ -3,11 +3,15 @@ using System.Text.Json;
 
 namespace MoeSharp.Text;
 
+/// <summary>A chat request in the OpenAI shape: its messages and its function tools (empty when it has none).</summary>
+public sealed record OpenAiChatRequest(IReadOnlyList<ChatMessage> Messages, IReadOnlyList<JsonElement> Tools);
+
 /// <summary>
 /// Reads chat messages in the OpenAI chat format: a JSON array of messages, or a request object with a
 /// <c>messages</c> array. A message has <c>role</c> and <c>content</c> (a string, null, or a list of parts whose
 /// <c>text</c> is joined), and optionally <c>reasoning_content</c>, <c>tool_calls</c>, <c>tool_call_id</c> and
-/// <c>name</c>. Anything else of the wrong kind is an <see cref="InvalidDataException"/> naming the file and field.
+/// <c>name</c>; a request object may also carry <c>tools</c> (<see cref="ParseRequest"/>). Anything else of the
+/// wrong kind is an <see cref="InvalidDataException"/> naming the file and field.
 /// </summary>
 public static class OpenAiMessages
 {
@@ -19,7 +23,20 @@ public static class OpenAiMessages
     }
 
     /// <summary>The messages of <paramref name="json"/>; <paramref name="source"/> names it in errors.</summary>
-    public static IReadOnlyList<ChatMessage> Parse(string json, string source)
+    public static IReadOnlyList<ChatMessage> Parse(string json, string source) => ParseRequest(json, source).Messages;
+
+    /// <summary>The messages and tools of the JSON file at <paramref name="path"/>.</summary>
+    public static OpenAiChatRequest ReadRequest(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"messages file '{path}' does not exist.", path);
+        return ParseRequest(File.ReadAllText(path), path);
+    }
+
+    /// <summary>The messages of <paramref name="json"/> and, when it is a request object, its <c>tools</c> (function
+    /// tools: <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>), as
+    /// <see cref="ChatTemplate.Render(IReadOnlyList{ChatMessage}, bool, string?, string?, IReadOnlyList{JsonElement}?, IReadOnlyDictionary{string, object?}?, TimeProvider?)"/>
+    /// and <see cref="HarmonyFormat.Render"/> take them.</summary>
+    public static OpenAiChatRequest ParseRequest(string json, string source)
     {
         JsonDocument doc;
         try
@@ -33,7 +50,12 @@ public static class OpenAiMessages
         using (doc)
         {
             JsonElement list = doc.RootElement;
-            if (list.ValueKind == JsonValueKind.Object && list.TryGetProperty("messages", out JsonElement m)) list = m;
+            var tools = new List<JsonElement>();
+            if (list.ValueKind == JsonValueKind.Object)
+            {
+                if (list.TryGetProperty("tools", out JsonElement t) && t.ValueKind != JsonValueKind.Null) Tools(t, source, tools);
+                if (list.TryGetProperty("messages", out JsonElement m)) list = m;
+            }
             if (list.ValueKind != JsonValueKind.Array)
                 throw new InvalidDataException($"{source}: expected a JSON array of messages or an object with \"messages\", got {doc.RootElement.ValueKind}.");
             var messages = new List<ChatMessage>();
@@ -43,7 +65,27 @@ public static class OpenAiMessages
                 messages.Add(Message(e, $"{source}: messages[{i}]"));
                 i++;
             }
-            return messages;
+            return new OpenAiChatRequest(messages, tools);
+        }
+    }
+
+    private static void Tools(JsonElement tools, string source, List<JsonElement> into)
+    {
+        if (tools.ValueKind != JsonValueKind.Array) throw new InvalidDataException($"{source}: tools is {tools.ValueKind}; expected a list of function tools.");
+        int k = 0;
+        foreach (JsonElement tool in tools.EnumerateArray())
+        {
+            string at = $"{source}: tools[{k++}]";
+            if (tool.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{at} is {tool.ValueKind}; expected {{\"type\": \"function\", \"function\": {{...}}}}.");
+            string? type = OptionalString(tool, "type", at);
+            if (type is not (null or "function")) throw new InvalidDataException($"{at}.type is '{type}'; only \"function\" tools are supported.");
+            if (!tool.TryGetProperty("function", out JsonElement f) || f.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{at}.function is missing; expected an object with name, description and parameters.");
+            if (OptionalString(f, "name", at + ".function") is null) throw new InvalidDataException($"{at}.function.name is missing; expected a string.");
+            OptionalString(f, "description", at + ".function");
+            if (f.TryGetProperty("parameters", out JsonElement p) && p.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+                throw new InvalidDataException($"{at}.function.parameters is {p.ValueKind}; expected a JSON schema object.");
+            into.Add(tool.Clone());
         }
     }
 
