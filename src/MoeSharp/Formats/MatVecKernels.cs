@@ -154,8 +154,8 @@ internal static unsafe class MatVecKernels
     }
 
     /// <summary>
-    /// y[4r + t] = row r · activation t for r &lt; rowCount, t &lt; tokenCount (both ≤ 4): F32 and BF16 load each
-    /// weight and activation vector once for 16 products. Other formats run as <see cref="Tokens"/> per row.
+    /// y[4r + t] = row r · activation t for r &lt; rowCount, t &lt; tokenCount (both ≤ 4): the float formats load
+    /// each weight and activation vector once for 16 products. The others run as <see cref="Tokens"/> per row.
     /// </summary>
     public static void Tile(KernelPath path, WeightFormat format, int rowCount, byte** rows, int tokenCount, Activation* acts, int n, float* y)
     {
@@ -163,8 +163,10 @@ internal static unsafe class MatVecKernels
         {
             case (KernelPath.Avx512, WeightFormat.F32): Tile4x4<F32x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
             case (KernelPath.Avx512, WeightFormat.BF16): Tile4x4<BF16x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx512, WeightFormat.F16): Tile4x4<F16x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
             case (KernelPath.Avx2, WeightFormat.F32): Tile4x4<F32x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
             case (KernelPath.Avx2, WeightFormat.BF16): Tile4x4<BF16x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx2, WeightFormat.F16): Tile4x4<F16x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
         }
         for (int r = 0; r < rowCount; r++) Tokens(path, format, rows[r], tokenCount, acts, n, y + 4 * r);
     }
@@ -277,7 +279,10 @@ internal static unsafe class MatVecKernels
 
         static abstract TAcc Step(byte* w, in Activation a, int s, TAcc acc);
 
-        static abstract float Finish(byte* w, in Activation a, int n, TAcc acc);
+        /// <summary>Whether a row needs the exact twin instead (F16 rows with Inf/NaN); checked once per row per call.</summary>
+        static virtual bool Special(byte* w, int n) => false;
+
+        static abstract float Finish(byte* w, in Activation a, int n, TAcc acc, bool special);
     }
 
     // Four independent chains per pass hide the accumulation latency; rows past the count repeat the last one.
@@ -297,10 +302,10 @@ internal static unsafe class MatVecKernels
             c3 = K.Step(w3, a, s, c3);
         }
         float* out4 = stackalloc float[4]; // [4 rows]
-        out4[0] = K.Finish(w0, a, n, c0);
-        out4[1] = K.Finish(w1, a, n, c1);
-        out4[2] = K.Finish(w2, a, n, c2);
-        out4[3] = K.Finish(w3, a, n, c3);
+        out4[0] = K.Finish(w0, a, n, c0, K.Special(w0, n));
+        out4[1] = K.Finish(w1, a, n, c1, K.Special(w1, n));
+        out4[2] = K.Finish(w2, a, n, c2, K.Special(w2, n));
+        out4[3] = K.Finish(w3, a, n, c3, K.Special(w3, n));
         for (int i = 0; i < count; i++) y[i] = out4[i];
     }
 
@@ -320,10 +325,11 @@ internal static unsafe class MatVecKernels
             c3 = K.Step(w, a3, s, c3);
         }
         float* out4 = stackalloc float[4]; // [4 tokens]
-        out4[0] = K.Finish(w, a0, n, c0);
-        out4[1] = K.Finish(w, a1, n, c1);
-        out4[2] = K.Finish(w, a2, n, c2);
-        out4[3] = K.Finish(w, a3, n, c3);
+        bool special = K.Special(w, n);
+        out4[0] = K.Finish(w, a0, n, c0, special);
+        out4[1] = K.Finish(w, a1, n, c1, special);
+        out4[2] = K.Finish(w, a2, n, c2, special);
+        out4[3] = K.Finish(w, a3, n, c3, special);
         for (int i = 0; i < count; i++) y[i] = out4[i];
     }
 
@@ -345,10 +351,11 @@ internal static unsafe class MatVecKernels
             c30 = K.Step(w3, a0, s, c30); c31 = K.Step(w3, a1, s, c31); c32 = K.Step(w3, a2, s, c32); c33 = K.Step(w3, a3, s, c33);
         }
         float* all = stackalloc float[16]; // [4 rows, 4 tokens]
-        all[0] = K.Finish(w0, a0, n, c00); all[1] = K.Finish(w0, a1, n, c01); all[2] = K.Finish(w0, a2, n, c02); all[3] = K.Finish(w0, a3, n, c03);
-        all[4] = K.Finish(w1, a0, n, c10); all[5] = K.Finish(w1, a1, n, c11); all[6] = K.Finish(w1, a2, n, c12); all[7] = K.Finish(w1, a3, n, c13);
-        all[8] = K.Finish(w2, a0, n, c20); all[9] = K.Finish(w2, a1, n, c21); all[10] = K.Finish(w2, a2, n, c22); all[11] = K.Finish(w2, a3, n, c23);
-        all[12] = K.Finish(w3, a0, n, c30); all[13] = K.Finish(w3, a1, n, c31); all[14] = K.Finish(w3, a2, n, c32); all[15] = K.Finish(w3, a3, n, c33);
+        bool s0 = K.Special(w0, n), s1 = K.Special(w1, n), s2 = K.Special(w2, n), s3 = K.Special(w3, n);
+        all[0] = K.Finish(w0, a0, n, c00, s0); all[1] = K.Finish(w0, a1, n, c01, s0); all[2] = K.Finish(w0, a2, n, c02, s0); all[3] = K.Finish(w0, a3, n, c03, s0);
+        all[4] = K.Finish(w1, a0, n, c10, s1); all[5] = K.Finish(w1, a1, n, c11, s1); all[6] = K.Finish(w1, a2, n, c12, s1); all[7] = K.Finish(w1, a3, n, c13, s1);
+        all[8] = K.Finish(w2, a0, n, c20, s2); all[9] = K.Finish(w2, a1, n, c21, s2); all[10] = K.Finish(w2, a2, n, c22, s2); all[11] = K.Finish(w2, a3, n, c23, s2);
+        all[12] = K.Finish(w3, a0, n, c30, s3); all[13] = K.Finish(w3, a1, n, c31, s3); all[14] = K.Finish(w3, a2, n, c32, s3); all[15] = K.Finish(w3, a3, n, c33, s3);
         for (int r = 0; r < rowCount; r++)
             for (int t = 0; t < tokenCount; t++) y[4 * r + t] = all[4 * r + t];
     }
@@ -363,7 +370,7 @@ internal static unsafe class MatVecKernels
         public static Vector512<float> Step(byte* w, in Activation a, int s, Vector512<float> acc) =>
             Vector512.FusedMultiplyAdd(Vector512.Load((float*)w + 16 * s), Vector512.Load(a.X + 16 * s), acc);
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special)
         {
             float sum = Vector512.Sum(acc);
             for (int i = n / 16 * 16; i < n; i++) sum += ((float*)w)[i] * a.X[i];
@@ -383,7 +390,7 @@ internal static unsafe class MatVecKernels
         public static Vector512<float> Step(byte* w, in Activation a, int s, Vector512<float> acc) =>
             Vector512.FusedMultiplyAdd(BFloat16x16(w + 32 * s), Vector512.Load(a.X + 16 * s), acc);
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special)
         {
             float sum = Vector512.Sum(acc);
             for (int i = n / 16 * 16; i < n; i++) sum += BFloat16(Unsafe.ReadUnaligned<ushort>(w + 2 * i)) * a.X[i];
@@ -409,6 +416,8 @@ internal static unsafe class MatVecKernels
     {
         public static int Steps(int n) => n / 16;
 
+        public static bool Special(byte* w, int n) => HasNonFiniteHalves(w, n);
+
         /// <summary>
         /// binary16 → binary32 for finite values in four operations: sign-extend, move exponent and mantissa up 13
         /// bits (the sign lands on bit 31, its copies on bits 28-30 are masked off), and multiply by 2^112 to rebias
@@ -423,10 +432,9 @@ internal static unsafe class MatVecKernels
             return Vector512.FusedMultiplyAdd(v, Vector512.Load(a.X + 16 * s), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special)
         {
-            // The row was just read, so the second look comes from the caches.
-            if (HasNonFiniteHalves(w, n)) return (float)FloatDotReference(WeightFormat.F16, w, a.X, n);
+            if (special) return (float)FloatDotReference(WeightFormat.F16, w, a.X, n);
             float sum = Vector512.Sum(acc);
             for (int i = n / 16 * 16; i < n; i++) sum += Half(w + 2 * i) * a.X[i];
             return sum;
@@ -458,7 +466,7 @@ internal static unsafe class MatVecKernels
             return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dw * Vector512.Load(a.Q.DPair + 16 * s), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special)
         {
             float sum = Vector512.Sum(acc);
             if (n / 32 % 2 != 0)
@@ -532,7 +540,7 @@ internal static unsafe class MatVecKernels
             return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), scale, acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special)
         {
             float sum = Vector512.Sum(acc);
             for (int b = n / 128 * 4; b < n / 32; b++)
@@ -585,7 +593,7 @@ internal static unsafe class MatVecKernels
             return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(imin512), Vector512.Create(-(Scale(row + 2) * dx)), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc) => Vector512.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special) => Vector512.Sum(acc);
     }
 
     private static readonly Vector512<short> Q6ScaleIndex0 = ScaleIndex(0), Q6ScaleIndex4 = ScaleIndex(4), Q6ScaleIndex8 = ScaleIndex(8), Q6ScaleIndex12 = ScaleIndex(12);
@@ -633,7 +641,7 @@ internal static unsafe class MatVecKernels
                 + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 64)), Avx512BW.PermuteVar32x16(scz, hiScales));
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc) => Vector512.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector512<float> acc, bool special) => Vector512.Sum(acc);
     }
 
     // ---- AVX2: the same arithmetic per block in 256-bit registers ----
@@ -646,7 +654,7 @@ internal static unsafe class MatVecKernels
         public static Vector256<float> Step(byte* w, in Activation a, int s, Vector256<float> acc) =>
             Vector256.FusedMultiplyAdd(Vector256.Load((float*)w + 8 * s), Vector256.Load(a.X + 8 * s), acc);
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special)
         {
             float sum = Vector256.Sum(acc);
             for (int i = n / 8 * 8; i < n; i++) sum += ((float*)w)[i] * a.X[i];
@@ -663,7 +671,7 @@ internal static unsafe class MatVecKernels
             Vector256.FusedMultiplyAdd((Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)w + 8 * s)) << 16).AsSingle(),
                 Vector256.Load(a.X + 8 * s), acc);
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special)
         {
             float sum = Vector256.Sum(acc);
             for (int i = n / 8 * 8; i < n; i++) sum += BFloat16(Unsafe.ReadUnaligned<ushort>(w + 2 * i)) * a.X[i];
@@ -675,6 +683,8 @@ internal static unsafe class MatVecKernels
     {
         public static int Steps(int n) => n / 8;
 
+        public static bool Special(byte* w, int n) => HasNonFiniteHalves(w, n);
+
         // The conversion of F16x16, in 8 lanes.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Step(byte* w, in Activation a, int s, Vector256<float> acc)
@@ -685,9 +695,9 @@ internal static unsafe class MatVecKernels
             return Vector256.FusedMultiplyAdd(v, Vector256.Load(a.X + 8 * s), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc)
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special)
         {
-            if (HasNonFiniteHalves(w, n)) return (float)FloatDotReference(WeightFormat.F16, w, a.X, n);
+            if (special) return (float)FloatDotReference(WeightFormat.F16, w, a.X, n);
             float sum = Vector256.Sum(acc);
             for (int i = n / 8 * 8; i < n; i++) sum += Half(w + 2 * i) * a.X[i];
             return sum;
@@ -712,7 +722,7 @@ internal static unsafe class MatVecKernels
             return Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(Scale(p) * a.Q.D[s]), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc) => Vector256.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special) => Vector256.Sum(acc);
     }
 
     /// <summary>One block per step: low nibbles (elements 0-15) in the lower lane, high nibbles (16-31) in the upper.</summary>
@@ -733,7 +743,7 @@ internal static unsafe class MatVecKernels
             return Vector256.FusedMultiplyAdd(Avx.ConvertToVector256Single(isum), Vector256.Create(E8M0Half(p[0]) * a.Q.D[s]), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc) => Vector256.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special) => Vector256.Sum(acc);
     }
 
     private struct Q4_Kx256 : IKernel<Vector256<float>>
@@ -762,7 +772,7 @@ internal static unsafe class MatVecKernels
             return Vector256.FusedMultiplyAdd(Vector256.CreateScalar((float)imin), Vector256.Create(-(Scale(row + 2) * dx)), acc);
         }
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc) => Vector256.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special) => Vector256.Sum(acc);
     }
 
     private struct Q6_Kx256 : IKernel<Vector256<float>>
@@ -802,6 +812,6 @@ internal static unsafe class MatVecKernels
         private static Vector256<int> Q6Quarter(Vector256<byte> q, sbyte* x, sbyte s0, sbyte s1) =>
             Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x)), Vector256.Create(Vector128.Create((short)s0), Vector128.Create((short)s1)));
 
-        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc) => Vector256.Sum(acc);
+        public static float Finish(byte* w, in Activation a, int n, Vector256<float> acc, bool special) => Vector256.Sum(acc);
     }
 }

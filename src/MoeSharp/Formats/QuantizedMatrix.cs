@@ -13,6 +13,9 @@ public sealed unsafe class QuantizedMatrix
     /// <summary>Rows per parallel work item: enough bytes per item to amortise the hand-off, few enough to balance.</summary>
     private const int RowsPerItem = 16;
 
+    /// <summary>Rows per prefill work item: 64 rows of 4096 Q8_0 are 272 KiB, which stay in L2 while the tokens stream by.</summary>
+    private const int PrefillRowsPerItem = 64;
+
     /// <param name="data">rows × <see cref="RowBytes"/> bytes.</param>
     /// <exception cref="ArgumentException">The byte count does not match the shape, or cols is not a whole number of blocks.</exception>
     public QuantizedMatrix(ReadOnlyMemory<byte> data, WeightFormat format, int rows, int cols)
@@ -116,8 +119,10 @@ public sealed unsafe class QuantizedMatrix
             var job = new MultiplyJob
             {
                 W = (byte*)pin.Pointer, Acts = acts, Y = py, Format = Format, Path = path, Rows = Rows, Cols = Cols, RowBytes = RowBytes, Tokens = tokens,
+                // Prefill streams every token's activation once per item: bigger items read them fewer times.
+                ItemRows = tokens == 1 ? RowsPerItem : PrefillRowsPerItem,
             };
-            Workers.For((Rows + RowsPerItem - 1) / RowsPerItem, job);
+            Workers.For((Rows + job.ItemRows - 1) / job.ItemRows, job);
         }
     }
 
@@ -148,18 +153,18 @@ public sealed unsafe class QuantizedMatrix
         public float* Y; // [tokens, rows]
         public WeightFormat Format;
         public KernelPath Path;
-        public int Rows, Cols, Tokens;
+        public int Rows, Cols, Tokens, ItemRows;
         public long RowBytes;
 
         public readonly void Invoke(int index)
         {
-            int end = Math.Min(Rows, (index + 1) * RowsPerItem);
+            int end = Math.Min(Rows, (index + 1) * ItemRows);
             byte** rows = stackalloc byte*[4]; // [4]
             float* tile = stackalloc float[16]; // [4 rows, 4 tokens]
             for (int t = 0; t < Tokens; t += 4)
             {
                 int tokenCount = Math.Min(4, Tokens - t);
-                for (int r = index * RowsPerItem; r < end; r += 4)
+                for (int r = index * ItemRows; r < end; r += 4)
                 {
                     int rowCount = Math.Min(4, end - r);
                     for (int i = 0; i < rowCount; i++) rows[i] = W + (r + i) * RowBytes;

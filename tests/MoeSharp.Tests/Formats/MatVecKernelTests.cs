@@ -190,7 +190,7 @@ public unsafe class MatVecKernelTests
         {
             int block = Math.Max(32, format.BlockSize());
             int cols = format.BlockSize() == 1 ? 2 * 32 + 7 : (format.BlockSize() == 32 ? 7 : 3) * block;
-            const int Rows = 37; // two 16-row work items and a partial one, each ending in a partial group of four
+            const int Rows = 70; // prefill: a 64-row work item and a partial one; decode: four 16-row items and a partial one
             var matrix = RowKernelTests.RandomMatrix(format, Rows, cols, (ulong)format);
             foreach (var path in Paths)
             {
