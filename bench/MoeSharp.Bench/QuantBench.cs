@@ -46,12 +46,11 @@ internal static unsafe class QuantBench
                 for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
                 var y = new float[rows];
 
-                // Before/after and the read peer interleaved round by round, so that load from elsewhere hits all alike.
-                var (matvec, legacy, read) = Interleaved(() => matrix.MatVec(x, y, MatVecKernels.Best),
-                    () => matrix.MatVec(x, y, KernelPath.Legacy), () => Read(data), 7);
+                // The matvec and its read peer interleaved round by round, so that load from elsewhere hits both alike.
+                var (matvec, read) = Interleaved(() => matrix.MatVec(x, y), () => Read(data), 7);
                 double gb = data.Length / 1e9;
                 Console.WriteLine($"quant-matvec format={format} threads={threads} rows={rows} cols={cols} mb={data.Length >> 20} " +
-                    $"matvec_gbs={gb / matvec:F1} legacy_gbs={gb / legacy:F1} read_gbs={gb / read:F1} share={read / matvec:P0} legacy_share={read / legacy:P0}");
+                    $"matvec_gbs={gb / matvec:F1} read_gbs={gb / read:F1} share={read / matvec:P0}");
                 if (prefillRows == 0) continue;
                 int n = Math.Min(rows, prefillRows);
                 var slice = new QuantizedMatrix(data.AsMemory(0, (int)(n * rowBytes)), format, n, cols);
@@ -60,10 +59,10 @@ internal static unsafe class QuantBench
                     var xs = new float[tokens * cols]; // [T, K]
                     for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() - 0.5);
                     var ys = new float[tokens * n]; // [T, N]
-                    var (rowwise, dequantized, _) = Interleaved(() => slice.MatMul(xs, ys, tokens), () => slice.MatMulDequantized(xs, ys, tokens), null, 3);
-                    double flop = 2.0 * tokens * n * cols / 1e9;
+                    double seconds = Harness.Median(() => slice.MatMul(xs, ys, tokens), 3);
+                    double gflops = 2.0 * tokens * n * cols / seconds / 1e9;
                     Console.WriteLine($"quant-prefill format={format} threads={threads} tokens={tokens} rows={n} cols={cols} " +
-                        $"gflops={flop / rowwise:F1} peak_share={flop / rowwise / peak:P0} gemm_gflops={flop / dequantized:F1} gemm_peak_share={flop / dequantized / peak:P0}");
+                        $"gflops={gflops:F1} peak_share={gflops / peak:P0}");
                 }
             }
         }
@@ -93,9 +92,9 @@ internal static unsafe class QuantBench
     private static bool s_cpuTime;
 
     /// <summary>Median seconds of each body, run in turn within every round after a warm-up of each.</summary>
-    private static (double A, double B, double C) Interleaved(Action a, Action b, Action? c, int rounds)
+    private static (double A, double B) Interleaved(Action a, Action b, int rounds)
     {
-        Action[] bodies = c is null ? [a, b] : [a, b, c];
+        Action[] bodies = [a, b];
         var times = new List<double>[bodies.Length];
         for (int i = 0; i < bodies.Length; i++)
         {
@@ -112,7 +111,7 @@ internal static unsafe class QuantBench
                 times[i].Add(Now() - start);
             }
         double Median(List<double> t) { t.Sort(); return t[t.Count / 2]; }
-        return (Median(times[0]), Median(times[1]), c is null ? 0 : Median(times[2]));
+        return (Median(times[0]), Median(times[1]));
     }
 
     private static int Option(string[] args, string name, int fallback)

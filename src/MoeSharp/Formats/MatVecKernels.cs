@@ -16,9 +16,6 @@ internal enum KernelPath
 
     /// <summary>512-bit AVX-512 F/BW and VBMI (byte permutes).</summary>
     Avx512,
-
-    /// <summary>The kernels before issue 10 item 4, kept only for the interleaved before/after benchmark.</summary>
-    Legacy,
 }
 
 /// <summary>One activation row as the kernels read it: fp32 for the float formats, 8-bit blocks for the others.</summary>
@@ -54,7 +51,7 @@ internal static unsafe class MatVecKernels
     {
         KernelPath.Scalar => true,
         KernelPath.Avx2 => Avx2.IsSupported && Fma.IsSupported,
-        KernelPath.Avx512 or KernelPath.Legacy => Avx512BW.IsSupported && Avx512Vbmi.IsSupported,
+        KernelPath.Avx512 => Avx512BW.IsSupported && Avx512Vbmi.IsSupported,
         _ => false,
     };
 
@@ -91,14 +88,21 @@ internal static unsafe class MatVecKernels
     public static void Rows(KernelPath path, WeightFormat format, int count, byte** rows, Activation* act, int n, float* y) =>
         Dispatch(path, format, new Group { Rows = rows, Acts = act, Count = count, SharedActivation = true }, n, y);
 
-    /// <summary>Prefill: y[i] = the one weight row · activation <paramref name="acts"/>[i], for i &lt; count ≤ 4.</summary>
-    public static void Tokens(KernelPath path, WeightFormat format, byte* row, int count, Activation* acts, int n, float* y) =>
-        Dispatch(path, format, new Group { Rows = &row, Acts = acts, Count = count, SharedActivation = false }, n, y);
+    /// <summary>
+    /// Prefill: y[i] = the one weight row · activation <paramref name="acts"/>[i], for i &lt; count ≤ 4;
+    /// <paramref name="special"/> is <see cref="Special"/> of the row, which the caller checks once for all tokens.
+    /// </summary>
+    public static void Tokens(KernelPath path, WeightFormat format, byte* row, bool special, int count, Activation* acts, int n, float* y) =>
+        Dispatch(path, format, new Group { Rows = &row, Special = &special, Acts = acts, Count = count, SharedActivation = false }, n, y);
+
+    /// <summary>Whether the row needs the exact twin (an F16 row holding Inf or NaN); the same answer on every path.</summary>
+    public static bool Special(WeightFormat format, byte* row, int n) => format == WeightFormat.F16 && HasNonFiniteHalves(row, n);
 
     /// <summary>Up to four (weight row, activation) pairs: four rows against one activation, or one row against four.</summary>
     private struct Group
     {
         public byte** Rows; // [count] or [1]
+        public bool* Special; // null (decode checks its rows itself) or [1]: the one row's Special
         public Activation* Acts; // [1] or [count]
         public int Count;
         public bool SharedActivation;
@@ -140,9 +144,6 @@ internal static unsafe class MatVecKernels
                     y[i] = Q8Activation.BlockFor(format) == 0 ? (float)FloatDotReference(format, w, a.X, n) : (float)DotReference(format, w, a.Q, n);
                 }
                 return;
-            case KernelPath.Legacy when g.SharedActivation:
-                LegacyMatVecKernels.Dot(format, g.Rows[0], g.Count > 1 ? g.Rows[1] - g.Rows[0] : 0, g.Count, g.Acts[0].X, g.Acts[0].Q, n, y);
-                return;
         }
         throw new ArgumentOutOfRangeException(nameof(format), format, $"no {path} kernel for this format");
     }
@@ -150,25 +151,26 @@ internal static unsafe class MatVecKernels
     private static void Run<K, TAcc>(Group g, int n, float* y) where K : struct, IKernel<TAcc> where TAcc : struct
     {
         if (g.SharedActivation) RunRows<K, TAcc>(g.Count, g.Rows, *g.Acts, n, y);
-        else RunTokens<K, TAcc>(g.Rows[0], g.Count, g.Acts, n, y);
+        else RunTokens<K, TAcc>(g.Rows[0], *g.Special, g.Count, g.Acts, n, y);
     }
 
     /// <summary>
     /// y[4r + t] = row r · activation t for r &lt; rowCount, t &lt; tokenCount (both ≤ 4): the float formats load
     /// each weight and activation vector once for 16 products. The others run as <see cref="Tokens"/> per row.
     /// </summary>
-    public static void Tile(KernelPath path, WeightFormat format, int rowCount, byte** rows, int tokenCount, Activation* acts, int n, float* y)
+    /// <remarks><paramref name="special"/> holds <see cref="Special"/> of each row, checked once by the caller for all its tokens.</remarks>
+    public static void Tile(KernelPath path, WeightFormat format, int rowCount, byte** rows, bool* special, int tokenCount, Activation* acts, int n, float* y)
     {
         switch (path, format)
         {
-            case (KernelPath.Avx512, WeightFormat.F32): Tile4x4<F32x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
-            case (KernelPath.Avx512, WeightFormat.BF16): Tile4x4<BF16x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
-            case (KernelPath.Avx512, WeightFormat.F16): Tile4x4<F16x16, Vector512<float>>(rowCount, rows, tokenCount, acts, n, y); return;
-            case (KernelPath.Avx2, WeightFormat.F32): Tile4x4<F32x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
-            case (KernelPath.Avx2, WeightFormat.BF16): Tile4x4<BF16x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
-            case (KernelPath.Avx2, WeightFormat.F16): Tile4x4<F16x8, Vector256<float>>(rowCount, rows, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx512, WeightFormat.F32): Tile4x4<F32x16, Vector512<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx512, WeightFormat.BF16): Tile4x4<BF16x16, Vector512<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx512, WeightFormat.F16): Tile4x4<F16x16, Vector512<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx2, WeightFormat.F32): Tile4x4<F32x8, Vector256<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx2, WeightFormat.BF16): Tile4x4<BF16x8, Vector256<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
+            case (KernelPath.Avx2, WeightFormat.F16): Tile4x4<F16x8, Vector256<float>>(rowCount, rows, special, tokenCount, acts, n, y); return;
         }
-        for (int r = 0; r < rowCount; r++) Tokens(path, format, rows[r], tokenCount, acts, n, y + 4 * r);
+        for (int r = 0; r < rowCount; r++) Tokens(path, format, rows[r], special[r], tokenCount, acts, n, y + 4 * r);
     }
 
     /// <summary>
@@ -310,7 +312,7 @@ internal static unsafe class MatVecKernels
     }
 
     // The same chains with one weight row against four activations; its identical loads and decoding are shared.
-    private static void RunTokens<K, TAcc>(byte* w, int count, Activation* acts, int n, float* y)
+    private static void RunTokens<K, TAcc>(byte* w, bool special, int count, Activation* acts, int n, float* y)
         where K : struct, IKernel<TAcc> where TAcc : struct
     {
         int last = count - 1;
@@ -325,7 +327,6 @@ internal static unsafe class MatVecKernels
             c3 = K.Step(w, a3, s, c3);
         }
         float* out4 = stackalloc float[4]; // [4 tokens]
-        bool special = K.Special(w, n);
         out4[0] = K.Finish(w, a0, n, c0, special);
         out4[1] = K.Finish(w, a1, n, c1, special);
         out4[2] = K.Finish(w, a2, n, c2, special);
@@ -334,7 +335,7 @@ internal static unsafe class MatVecKernels
     }
 
     // 16 chains, each the same Step sequence as in RunRows; the JIT shares the identical loads between them.
-    private static void Tile4x4<K, TAcc>(int rowCount, byte** rows, int tokenCount, Activation* acts, int n, float* y)
+    private static void Tile4x4<K, TAcc>(int rowCount, byte** rows, bool* special, int tokenCount, Activation* acts, int n, float* y)
         where K : struct, IKernel<TAcc> where TAcc : struct
     {
         int lr = rowCount - 1, lt = tokenCount - 1;
@@ -351,7 +352,7 @@ internal static unsafe class MatVecKernels
             c30 = K.Step(w3, a0, s, c30); c31 = K.Step(w3, a1, s, c31); c32 = K.Step(w3, a2, s, c32); c33 = K.Step(w3, a3, s, c33);
         }
         float* all = stackalloc float[16]; // [4 rows, 4 tokens]
-        bool s0 = K.Special(w0, n), s1 = K.Special(w1, n), s2 = K.Special(w2, n), s3 = K.Special(w3, n);
+        bool s0 = special[0], s1 = special[Math.Min(1, lr)], s2 = special[Math.Min(2, lr)], s3 = special[Math.Min(3, lr)];
         all[0] = K.Finish(w0, a0, n, c00, s0); all[1] = K.Finish(w0, a1, n, c01, s0); all[2] = K.Finish(w0, a2, n, c02, s0); all[3] = K.Finish(w0, a3, n, c03, s0);
         all[4] = K.Finish(w1, a0, n, c10, s1); all[5] = K.Finish(w1, a1, n, c11, s1); all[6] = K.Finish(w1, a2, n, c12, s1); all[7] = K.Finish(w1, a3, n, c13, s1);
         all[8] = K.Finish(w2, a0, n, c20, s2); all[9] = K.Finish(w2, a1, n, c21, s2); all[10] = K.Finish(w2, a2, n, c22, s2); all[11] = K.Finish(w2, a3, n, c23, s2);

@@ -126,26 +126,6 @@ public sealed unsafe class QuantizedMatrix
         }
     }
 
-    /// <summary>
-    /// The dequantized-tile GEMM product (the prefill path before issue 10 item 4), kept only for the interleaved
-    /// benchmark against <see cref="MatMul(ReadOnlySpan{float}, Span{float}, int)"/>.
-    /// </summary>
-    internal void MatMulDequantized(ReadOnlySpan<float> x, Span<float> y, int tokens)
-    {
-        using MemoryHandle pin = Data.Pin();
-        fixed (float* px = x)
-        fixed (float* py = y)
-        {
-            var job = new MatMulJob { W = (byte*)pin.Pointer, X = px, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes, Tokens = tokens };
-            Workers.For((Rows + TileRows - 1) / TileRows, job);
-        }
-    }
-
-    /// <summary>W rows dequantized per prefill tile: 64 rows of 4096 are 1 MiB of fp32, streamed by the GEMM's B packing.</summary>
-    private const int TileRows = 64;
-
-    [ThreadStatic] private static float[]? t_tile; // [TileRows, cols]
-
     private struct MultiplyJob : IWorkItem
     {
         public byte* W;
@@ -161,6 +141,9 @@ public sealed unsafe class QuantizedMatrix
             int end = Math.Min(Rows, (index + 1) * ItemRows);
             byte** rows = stackalloc byte*[4]; // [4]
             float* tile = stackalloc float[16]; // [4 rows, 4 tokens]
+            bool* special = stackalloc bool[PrefillRowsPerItem]; // [item rows]
+            if (Tokens > 1)
+                for (int r = index * ItemRows; r < end; r++) special[r - index * ItemRows] = MatVecKernels.Special(Format, W + r * RowBytes, Cols);
             for (int t = 0; t < Tokens; t += 4)
             {
                 int tokenCount = Math.Min(4, Tokens - t);
@@ -173,39 +156,11 @@ public sealed unsafe class QuantizedMatrix
                         MatVecKernels.Rows(Path, Format, rowCount, rows, Acts, Cols, Y + r);
                         continue;
                     }
-                    MatVecKernels.Tile(Path, Format, rowCount, rows, tokenCount, Acts + t, Cols, tile);
+                    MatVecKernels.Tile(Path, Format, rowCount, rows, special + (r - index * ItemRows), tokenCount, Acts + t, Cols, tile);
                     for (int i = 0; i < rowCount; i++)
                         for (int j = 0; j < tokenCount; j++) Y[(long)(t + j) * Rows + r + i] = tile[4 * i + j];
                 }
             }
-        }
-    }
-
-    private struct MatMulJob : IWorkItem
-    {
-        public byte* W;
-        public float* X, Y; // [tokens, cols], [tokens, rows]
-        public WeightFormat Format;
-        public int Rows, Cols, Tokens;
-        public long RowBytes;
-
-        public readonly void Invoke(int index)
-        {
-            int first = index * TileRows, count = Math.Min(TileRows, Rows - first);
-            float* tile; // [count, cols]
-            if (Format == WeightFormat.F32)
-            {
-                tile = (float*)(W + first * RowBytes);
-            }
-            else
-            {
-                if (t_tile is null || t_tile.Length < TileRows * Cols)
-                    t_tile = GC.AllocateUninitializedArray<float>(TileRows * Cols, pinned: true);
-                tile = (float*)Unsafe.AsPointer(ref t_tile[0]);
-                for (int r = 0; r < count; r++)
-                    RowKernels.DequantizeRow(Format, W + (first + r) * RowBytes, tile + (long)r * Cols, Cols);
-            }
-            Gemm.MultiplyCore(X, Cols, false, tile, Cols, true, Y + first, Rows, Tokens, count, Cols, accumulate: false, parallel: false);
         }
     }
 }
