@@ -29,7 +29,7 @@ internal unsafe struct Activation
 /// Decode's and prefill's dot products. Every result is one (weight row, activation row) pair computed by one fixed
 /// sequence of operations (a format's <c>Step</c> over the row, then its <c>Finish</c>), whatever the pairs grouped
 /// with it: decode groups four weight rows against one activation, prefill four activations against one weight row
-/// (or, for F32 and BF16, a 4 × 4 tile), and each pair keeps its own accumulator. So a token's output in a batched
+/// (or, for the float formats, a 4 × 4 tile), and each pair keeps its own accumulator. So a token's output in a batched
 /// product is bitwise the one it gets alone, on every path.
 /// </summary>
 /// <remarks>
