@@ -9,20 +9,24 @@ namespace MoeSharp.Bench;
 /// bytes in the same run, on 1 and N threads. Weights are sized well past the caches, so both are memory reads.
 /// Prefill's: GFLOP/s of Y[T, N] = X[T, K]·Wᵀ for T = 64 and 512 over a [--prefill-rows, cols] slice of the same
 /// weights, against the FMA peak measured in the same run.
-/// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024] [--threads 1,2]
+/// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024 (0: none)] [--threads 1,2] [--formats Q8_0,MXFP4] [--cpu-time]
 /// </summary>
 internal static unsafe class QuantBench
 {
     public static int Run(string[] args)
     {
         int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096), prefillRows = Option(args, "--prefill-rows", 1024);
+        int formatsAt = Array.IndexOf(args, "--formats");
+        string[]? only = formatsAt >= 0 && formatsAt + 1 < args.Length ? args[formatsAt + 1].Split(',') : null;
         foreach (int threads in Harness.ThreadList(args))
         {
+            s_cpuTime = threads == 1 && args.Contains("--cpu-time");
             double peak = FmaPeak.Measure(threads);
             Console.WriteLine($"fma-peak threads={threads} gflops={peak:F1}");
             using var limit = Workers.Limit(threads);
             foreach (var format in WeightFormats.All)
             {
+                if (only is not null && !only.Contains(format.ToString(), StringComparer.OrdinalIgnoreCase)) continue;
                 long rowBytes = format.RowBytes(cols);
                 int rows = (int)((long)mb * (1 << 20) / rowBytes);
                 var data = GC.AllocateUninitializedArray<byte>((int)(rows * rowBytes), pinned: true);
@@ -42,12 +46,12 @@ internal static unsafe class QuantBench
                 for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() - 0.5);
                 var y = new float[rows];
 
-                double matvec = Harness.Median(() => matrix.MatVec(x, y), 5);
-                double read = Harness.Median(() => Read(data), 5);
+                // The matvec and its read peer interleaved round by round, so that load from elsewhere hits both alike.
+                var (matvec, read) = Interleaved(() => matrix.MatVec(x, y), () => Read(data), 7);
                 double gb = data.Length / 1e9;
                 Console.WriteLine($"quant-matvec format={format} threads={threads} rows={rows} cols={cols} mb={data.Length >> 20} " +
                     $"matvec_gbs={gb / matvec:F1} read_gbs={gb / read:F1} share={read / matvec:P0}");
-
+                if (prefillRows == 0) continue;
                 int n = Math.Min(rows, prefillRows);
                 var slice = new QuantizedMatrix(data.AsMemory(0, (int)(n * rowBytes)), format, n, cols);
                 foreach (int tokens in new[] { 64, 512 })
@@ -63,6 +67,51 @@ internal static unsafe class QuantBench
             }
         }
         return 0;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec time);
+
+    private struct TimeSpec
+    {
+        public long Seconds, Nanoseconds;
+    }
+
+    /// <summary>
+    /// Seconds on the clock the measurement uses: with --cpu-time on one thread, the calling thread's CPU time
+    /// (Workers runs a one-thread loop inline), which other processes' preemptions do not inflate on a shared
+    /// machine; otherwise wall time.
+    /// </summary>
+    private static double Now()
+    {
+        if (!s_cpuTime) return System.Diagnostics.Stopwatch.GetTimestamp() / (double)System.Diagnostics.Stopwatch.Frequency;
+        ClockGetTime(3, out var t); // CLOCK_THREAD_CPUTIME_ID
+        return t.Seconds + t.Nanoseconds * 1e-9;
+    }
+
+    private static bool s_cpuTime;
+
+    /// <summary>Median seconds of each body, run in turn within every round after a warm-up of each.</summary>
+    private static (double A, double B) Interleaved(Action a, Action b, int rounds)
+    {
+        Action[] bodies = [a, b];
+        var times = new List<double>[bodies.Length];
+        for (int i = 0; i < bodies.Length; i++)
+        {
+            times[i] = [];
+            var warm = System.Diagnostics.Stopwatch.StartNew();
+            do bodies[i](); while (warm.Elapsed.TotalSeconds < 0.2);
+        }
+        var total = System.Diagnostics.Stopwatch.StartNew();
+        for (int round = 0; round < rounds || (total.Elapsed.TotalSeconds < 0.5 && round < 50 * rounds); round++)
+            for (int i = 0; i < bodies.Length; i++)
+            {
+                double start = Now();
+                bodies[i]();
+                times[i].Add(Now() - start);
+            }
+        double Median(List<double> t) { t.Sort(); return t[t.Count / 2]; }
+        return (Median(times[0]), Median(times[1]));
     }
 
     private static int Option(string[] args, string name, int fallback)

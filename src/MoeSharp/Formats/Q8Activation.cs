@@ -5,26 +5,41 @@ using System.Runtime.Intrinsics.X86;
 namespace MoeSharp.Formats;
 
 /// <summary>
-/// An fp32 activation vector quantized to symmetric 8-bit blocks, ggml's <c>vec_dot_type</c>: blocks of 32 (Q8_0,
-/// for Q8_0 and MXFP4 weights) or 256 (Q8_K, for the k-quants), x ≈ d·q with d = max|x|/127 per block, q rounded to
-/// nearest even. Per-16 and per-32 sums of q carry the constant terms of the formats (Q4_K's mins, Q6_K's −32,
-/// MXFP4's offset table), so the weight side never needs them.
+/// Activation rows quantized to symmetric 8-bit blocks, ggml's <c>vec_dot_type</c>: blocks of 32 (Q8_0, for Q8_0 and
+/// MXFP4 weights) or 256 (Q8_K, for the k-quants), x ≈ d·q with d = max|x|/127 per block, q rounded to nearest even.
+/// Per-16 and per-32 sums of q carry the constant terms of the formats (Q4_K's mins, Q6_K's −32, MXFP4's offset
+/// table), so the weight side never needs them.
 /// </summary>
-/// <remarks>Buffers are pinned and grow once; one instance per calling thread, read by its workers.</remarks>
+/// <remarks>
+/// Blocks of 32 also get the layouts the AVX-512 kernels read, computed once per row instead of once per weight row:
+/// −q (Q8_0 moves the weight's sign onto x), q reordered per four blocks as MXFP4's nibbles come out of a byte
+/// permute, MXFP4's offset terms, and d spread over the lanes of each block; blocks of 256 get q in Q4_K's nibble order. Buffers are pinned and grow once; one
+/// instance per calling thread, read by its workers.
+/// </remarks>
 internal sealed unsafe class Q8Activation
 {
     [ThreadStatic] private static Q8Activation? t_current;
 
-    private sbyte[] _q = []; // [n]
-    private float[] _d = []; // [n / block]
-    private short[] _sums16 = []; // [n / 16]
-    private short[] _sums32 = []; // [n / 32]
+    private sbyte[] _q = []; // [rows, stride]
+    private float[] _d = []; // [rows, stride / 32]
+    private short[] _sums16 = []; // [rows, stride / 16]
+    private short[] _sums32 = []; // [rows, stride / 32]
+    private sbyte[] _negQ = []; // [rows, stride]
+    private sbyte[] _mxQ = []; // [rows, stride]: per 4 blocks, elements 0-15 of each block, then 16-31 of each
+    private short[] _mxOffset = []; // [rows, stride / 4]: per 4 blocks, 32 int16 lanes of −12·(pair sums of mxQ)
+    private float[] _dPair = []; // [rows, stride / 4]: per 2 blocks, 16 lanes (8 per block) of d
+    private float[] _dQuad = []; // [rows, stride / 8]: per 4 blocks, 16 lanes (4 per block) of d
+    private sbyte[] _k4Q = []; // [rows, stride]: per 256-block, q in Q4_K's nibble order
+    private int _stride;
 
     /// <summary>The calling thread's buffers.</summary>
     public static Q8Activation Current => t_current ??= new Q8Activation();
 
-    /// <summary>Elements quantized by the last <see cref="Quantize(ReadOnlySpan{float}, int)"/>.</summary>
+    /// <summary>Elements per row quantized by the last call.</summary>
     public int Length { get; private set; }
+
+    /// <summary>Rows quantized by the last call.</summary>
+    public int Rows { get; private set; }
 
     /// <summary>Elements per scale: 32 or 256.</summary>
     public int Block { get; private set; }
@@ -37,59 +52,134 @@ internal sealed unsafe class Q8Activation
         _ => 0,
     };
 
-    /// <summary>Raw views of the buffers for the kernels.</summary>
-    public Q8Vector View => new()
+    /// <summary>Raw views of row 0's buffers for the kernels.</summary>
+    public Q8Vector View => ViewOf(0);
+
+    /// <summary>Raw views of row <paramref name="row"/>'s buffers.</summary>
+    public Q8Vector ViewOf(int row)
     {
-        Q = (sbyte*)Unsafe.AsPointer(ref _q[0]),
-        D = (float*)Unsafe.AsPointer(ref _d[0]),
-        Sums16 = (short*)Unsafe.AsPointer(ref _sums16[0]),
-        Sums32 = (short*)Unsafe.AsPointer(ref _sums32[0]),
-    };
+        long e = (long)row * _stride;
+        return new Q8Vector
+        {
+            Q = (sbyte*)Unsafe.AsPointer(ref _q[e]),
+            D = (float*)Unsafe.AsPointer(ref _d[e / 32]),
+            Sums16 = (short*)Unsafe.AsPointer(ref _sums16[e / 16]),
+            Sums32 = (short*)Unsafe.AsPointer(ref _sums32[e / 32]),
+            NegQ = (sbyte*)Unsafe.AsPointer(ref _negQ[e]),
+            MxQ = (sbyte*)Unsafe.AsPointer(ref _mxQ[e]),
+            MxOffset = (short*)Unsafe.AsPointer(ref _mxOffset[e / 4]),
+            DPair = (float*)Unsafe.AsPointer(ref _dPair[e / 4]),
+            DQuad = (float*)Unsafe.AsPointer(ref _dQuad[e / 8]),
+            K4Q = (sbyte*)Unsafe.AsPointer(ref _k4Q[e]),
+        };
+    }
 
     /// <summary>q, d and the sums of x (length a multiple of <paramref name="block"/>), vectorised where AVX-512 is.</summary>
-    public void Quantize(ReadOnlySpan<float> x, int block) => Quantize(x, block, Avx512F.IsSupported);
+    public void Quantize(ReadOnlySpan<float> x, int block) => Quantize(x, 1, x.Length, block, Avx512F.IsSupported);
+
+    /// <summary>Each of the <paramref name="rows"/> rows of x [rows, cols] as <see cref="Quantize(ReadOnlySpan{float}, int)"/> does it alone.</summary>
+    public void QuantizeRows(ReadOnlySpan<float> x, int rows, int cols, int block) => Quantize(x, rows, cols, block, Avx512F.IsSupported);
 
     /// <summary>The scalar twin of <see cref="Quantize(ReadOnlySpan{float}, int)"/>; the two agree bitwise.</summary>
-    public void QuantizeReference(ReadOnlySpan<float> x, int block) => Quantize(x, block, vectorized: false);
+    public void QuantizeReference(ReadOnlySpan<float> x, int block) => Quantize(x, 1, x.Length, block, vectorized: false);
 
-    /// <summary>Copies of the quantized values, scales and sums, for tests.</summary>
+    /// <summary>Copies of row 0's quantized values, scales and sums, for tests.</summary>
     public (sbyte[] Q, float[] D, short[] Sums16, short[] Sums32) Snapshot() =>
         (_q[..Length], _d[..(Length / Block)], _sums16[..(Length / 16)], _sums32[..(Length / 32)]);
 
-    private void Quantize(ReadOnlySpan<float> x, int block, bool vectorized)
+    private void Quantize(ReadOnlySpan<float> x, int rows, int cols, int block, bool vectorized)
     {
-        if (block is not (32 or 256) || x.Length % block != 0)
-            throw new ArgumentException($"activation of {x.Length} elements is not a whole number of {block}-blocks", nameof(x));
-        int n = x.Length;
-        // One spare element keeps the views valid for n = 0.
-        Grow(ref _q, n + 1);
-        Grow(ref _d, n / block + 1);
-        Grow(ref _sums16, n / 16 + 1);
-        Grow(ref _sums32, n / 32 + 1);
-        Length = n;
+        if (block is not (32 or 256) || cols % block != 0 || x.Length != (long)rows * cols)
+            throw new ArgumentException($"activation of {rows} × {cols} elements is not whole rows of {block}-blocks", nameof(x));
+        // Rows are padded to whole groups of four 32-blocks (MXFP4's step), plus one group so that n = 0 has views.
+        int stride = (cols + 127) / 128 * 128 + 128;
+        long total = (long)rows * stride;
+        Grow(ref _q, total);
+        Grow(ref _d, total / 32);
+        Grow(ref _sums16, total / 16);
+        Grow(ref _sums32, total / 32);
+        // The 32-block layouts are sized for every block size, so that each row has valid views; only 32 fills them.
+        Grow(ref _negQ, total);
+        Grow(ref _mxQ, total);
+        Grow(ref _mxOffset, total / 4);
+        Grow(ref _dPair, total / 4);
+        Grow(ref _dQuad, total / 8);
+        Grow(ref _k4Q, total);
+        _stride = stride;
+        Length = cols;
+        Rows = rows;
         Block = block;
-        Q8Vector v = View;
         fixed (float* px = x)
-        {
-            for (int b = 0; b < n / block; b++)
-            {
-                float* xb = px + b * block;
-                float amax = vectorized ? AbsMax(xb, block) : AbsMaxReference(xb, block);
-                // amax·(1/d) ≤ 127·(1 + 2^-22) rounds to at most 127, so q needs no clamp.
-                float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-                v.D[b] = d;
-                for (int s = 0; s < block; s += 16)
-                    v.Sums16[(b * block + s) / 16] = vectorized
-                        ? Round16(xb + s, id, v.Q + b * block + s)
-                        : Round16Reference(xb + s, id, v.Q + b * block + s);
-            }
-        }
-        for (int j = 0; j < n / 32; j++) v.Sums32[j] = (short)(v.Sums16[2 * j] + v.Sums16[2 * j + 1]);
+            for (int r = 0; r < rows; r++)
+                QuantizeRow(px + (long)r * cols, cols, block, vectorized, ViewOf(r));
     }
 
-    private static void Grow<T>(ref T[] buffer, int length)
+    private static void QuantizeRow(float* px, int n, int block, bool vectorized, Q8Vector v)
     {
-        if (buffer.Length < length) buffer = GC.AllocateArray<T>(length, pinned: true);
+        for (int b = 0; b < n / block; b++)
+        {
+            float* xb = px + b * block;
+            float amax = vectorized ? AbsMax(xb, block) : AbsMaxReference(xb, block);
+            // amax·(1/d) ≤ 127·(1 + 2^-22) rounds to at most 127, so q needs no clamp.
+            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+            v.D[b] = d;
+            for (int s = 0; s < block; s += 16)
+                v.Sums16[(b * block + s) / 16] = vectorized
+                    ? Round16(xb + s, id, v.Q + b * block + s)
+                    : Round16Reference(xb + s, id, v.Q + b * block + s);
+        }
+        for (int j = 0; j < n / 32; j++) v.Sums32[j] = (short)(v.Sums16[2 * j] + v.Sums16[2 * j + 1]);
+        if (block == 32) Layouts32(n, v);
+        else Layouts256(n, v);
+    }
+
+    /// <summary>
+    /// Q4_K's order: per 256-block, 64-byte vectors of elements (0-31, 64-95), (32-63, 96-127), (128-159, 192-223),
+    /// (160-191, 224-255), which line up with the low and high nibbles of its two 64-byte loads.
+    /// </summary>
+    private static void Layouts256(int n, Q8Vector v)
+    {
+        for (int b = 0; b < n / 256; b++)
+        {
+            sbyte* q = v.Q + 256 * b, k = v.K4Q + 256 * b;
+            for (int part = 0; part < 4; part++)
+            {
+                int first = part / 2 * 128 + part % 2 * 32;
+                for (int j = 0; j < 32; j++)
+                {
+                    k[64 * part + j] = q[first + j];
+                    k[64 * part + 32 + j] = q[first + 64 + j];
+                }
+            }
+        }
+    }
+
+    /// <summary>The derived layouts of a row of 32-blocks; integer copies and d moved between lanes, so exact.</summary>
+    private static void Layouts32(int n, Q8Vector v)
+    {
+        for (int i = 0; i < n; i++) v.NegQ[i] = (sbyte)-v.Q[i];
+        int blocks = n / 32;
+        for (int p = 0; p < (blocks + 1) / 2; p++)
+            for (int m = 0; m < 16; m++)
+                v.DPair[16 * p + m] = 2 * p + m / 8 < blocks ? v.D[2 * p + m / 8] : 0f;
+        for (int g = 0; g < blocks / 4; g++)
+        {
+            sbyte* q = v.Q + 128 * g, mx = v.MxQ + 128 * g;
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 16; j++)
+                {
+                    mx[16 * k + j] = q[32 * k + j];
+                    mx[64 + 16 * k + j] = q[32 * k + 16 + j];
+                }
+            for (int i = 0; i < 32; i++)
+                v.MxOffset[32 * g + i] = (short)(-12 * (mx[2 * i] + mx[2 * i + 1] + mx[64 + 2 * i] + mx[64 + 2 * i + 1]));
+            for (int m = 0; m < 16; m++) v.DQuad[16 * g + m] = v.D[4 * g + m / 4];
+        }
+    }
+
+    private static void Grow<T>(ref T[] buffer, long length)
+    {
+        if (buffer.Length < length) buffer = GC.AllocateArray<T>(checked((int)length), pinned: true);
     }
 
     // Max is exact and order-free (NaN propagates in both), so the vector and scalar maxima are the same value.
@@ -128,11 +218,17 @@ internal sealed unsafe class Q8Activation
     }
 }
 
-/// <summary>Pointers into a <see cref="Q8Activation"/>'s pinned buffers.</summary>
+/// <summary>Pointers into one row of a <see cref="Q8Activation"/>'s pinned buffers.</summary>
 internal unsafe struct Q8Vector
 {
     public sbyte* Q; // [n]
     public float* D; // [n / block]
     public short* Sums16; // [n / 16]
     public short* Sums32; // [n / 32]
+    public sbyte* NegQ; // [n], blocks of 32 only
+    public sbyte* MxQ; // [n / 128 · 128], blocks of 32 only
+    public short* MxOffset; // [n / 128 · 32], blocks of 32 only
+    public float* DPair; // [(n / 64 + 1) · 16], blocks of 32 only
+    public float* DQuad; // [n / 128 · 16], blocks of 32 only
+    public sbyte* K4Q; // [n], blocks of 256 only
 }

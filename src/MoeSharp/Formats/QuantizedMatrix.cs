@@ -13,6 +13,9 @@ public sealed unsafe class QuantizedMatrix
     /// <summary>Rows per parallel work item: enough bytes per item to amortise the hand-off, few enough to balance.</summary>
     private const int RowsPerItem = 16;
 
+    /// <summary>Rows per prefill work item: 64 rows of 4096 Q8_0 are 272 KiB, which stay in L2 while the tokens stream by.</summary>
+    private const int PrefillRowsPerItem = 64;
+
     /// <param name="data">rows × <see cref="RowBytes"/> bytes.</param>
     /// <exception cref="ArgumentException">The byte count does not match the shape, or cols is not a whole number of blocks.</exception>
     public QuantizedMatrix(ReadOnlyMemory<byte> data, WeightFormat format, int rows, int cols)
@@ -34,7 +37,7 @@ public sealed unsafe class QuantizedMatrix
     /// <summary>Storage format of every row.</summary>
     public WeightFormat Format { get; }
 
-    /// <summary>Output features: rows of W and length of y in <see cref="MatVec"/>.</summary>
+    /// <summary>Output features: rows of W and length of y in <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/>.</summary>
     public int Rows { get; }
 
     /// <summary>Input features: elements per row (a whole number of the format's blocks) and length of x.</summary>
@@ -59,35 +62,28 @@ public sealed unsafe class QuantizedMatrix
     /// row's exact dot product is at most half a quantization step of x per element, Σ|w|·max|x_block|/254.
     /// Rows are split over the worker threads in fixed groups, so results are bitwise identical for 1 and N threads.
     /// </summary>
-    public void MatVec(ReadOnlySpan<float> x, Span<float> y)
+    public void MatVec(ReadOnlySpan<float> x, Span<float> y) => MatVec(x, y, MatVecKernels.Best);
+
+    /// <summary><see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> on a chosen kernel path (tests force each one).</summary>
+    internal void MatVec(ReadOnlySpan<float> x, Span<float> y, KernelPath path)
     {
         if (x.Length != Cols)
             throw new ArgumentException($"x has {x.Length} elements; the matrix has {Cols} columns", nameof(x));
         if (y.Length != Rows)
             throw new ArgumentException($"y has {y.Length} elements; the matrix has {Rows} rows", nameof(y));
-        int block = Q8Activation.BlockFor(Format);
-        Q8Vector q8 = default;
-        if (block != 0)
-        {
-            var activation = Q8Activation.Current;
-            activation.Quantize(x, block);
-            q8 = activation.View;
-        }
-        using MemoryHandle pin = Data.Pin();
-        fixed (float* px = x)
-        fixed (float* py = y)
-        {
-            var job = new MatVecJob { W = (byte*)pin.Pointer, X = px, Q8 = q8, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes };
-            Workers.For((Rows + RowsPerItem - 1) / RowsPerItem, job);
-        }
+        Multiply(x, y, 1, path);
     }
 
     /// <summary>
-    /// Prefill: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Tiles of rows are dequantized to fp32 once
-    /// and multiplied for all tokens by the packed GEMM; each tile is one work item, so results do not depend on
-    /// the thread count.
+    /// Prefill: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Row t of Y is bitwise <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> of
+    /// row t of X: every (weight row, token) pair runs the matrix-vector arithmetic, so a token's result does not
+    /// depend on the other tokens of the batch. Weight rows are read once per group of four tokens (the float formats in
+    /// 4 × 4 tiles); results do not depend on the thread count.
     /// </summary>
-    public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens)
+    public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens) => MatMul(x, y, tokens, MatVecKernels.Best);
+
+    /// <summary><see cref="MatMul(ReadOnlySpan{float}, Span{float}, int)"/> on a chosen kernel path.</summary>
+    internal void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens, KernelPath path)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);
         if (x.Length != (long)tokens * Cols)
@@ -95,62 +91,76 @@ public sealed unsafe class QuantizedMatrix
         if (y.Length != (long)tokens * Rows)
             throw new ArgumentException($"y has {y.Length} elements; [{tokens}, {Rows}] needs {(long)tokens * Rows}", nameof(y));
         if (tokens == 0 || Rows == 0) return;
+        Multiply(x, y, tokens, path);
+    }
+
+    [ThreadStatic] private static Activation[]? t_activations; // [tokens]
+
+    private void Multiply(ReadOnlySpan<float> x, Span<float> y, int tokens, KernelPath path)
+    {
+        if (!MatVecKernels.Supports(path))
+            throw new PlatformNotSupportedException($"this machine has no {path} kernels");
+        int block = Q8Activation.BlockFor(Format);
+        Q8Activation? q8 = null;
+        if (block != 0)
+        {
+            q8 = Q8Activation.Current;
+            q8.QuantizeRows(x, tokens, Cols, block);
+        }
+        if (t_activations is null || t_activations.Length < tokens)
+            t_activations = GC.AllocateArray<Activation>(Math.Max(tokens, 64), pinned: true);
         using MemoryHandle pin = Data.Pin();
         fixed (float* px = x)
         fixed (float* py = y)
         {
-            var job = new MatMulJob { W = (byte*)pin.Pointer, X = px, Y = py, Format = Format, Rows = Rows, Cols = Cols, RowBytes = RowBytes, Tokens = tokens };
-            Workers.For((Rows + TileRows - 1) / TileRows, job);
+            var acts = (Activation*)Unsafe.AsPointer(ref t_activations[0]);
+            for (int t = 0; t < tokens; t++)
+                acts[t] = new Activation { X = px + (long)t * Cols, Q = q8 is null ? default : q8.ViewOf(t) };
+            var job = new MultiplyJob
+            {
+                W = (byte*)pin.Pointer, Acts = acts, Y = py, Format = Format, Path = path, Rows = Rows, Cols = Cols, RowBytes = RowBytes, Tokens = tokens,
+                // Prefill streams every token's activation once per item: bigger items read them fewer times.
+                ItemRows = tokens == 1 ? RowsPerItem : PrefillRowsPerItem,
+            };
+            Workers.For((Rows + job.ItemRows - 1) / job.ItemRows, job);
         }
     }
 
-    /// <summary>W rows dequantized per prefill tile: 64 rows of 4096 are 1 MiB of fp32, streamed by the GEMM's B packing.</summary>
-    private const int TileRows = 64;
-
-    [ThreadStatic] private static float[]? t_tile; // [TileRows, cols]
-
-    private struct MatVecJob : IWorkItem
+    private struct MultiplyJob : IWorkItem
     {
         public byte* W;
-        public float* X, Y; // [cols], [rows]
-        public Q8Vector Q8;
+        public Activation* Acts; // [tokens]
+        public float* Y; // [tokens, rows]
         public WeightFormat Format;
-        public int Rows, Cols;
+        public KernelPath Path;
+        public int Rows, Cols, Tokens, ItemRows;
         public long RowBytes;
 
         public readonly void Invoke(int index)
         {
-            int end = Math.Min(Rows, (index + 1) * RowsPerItem);
-            for (int r = index * RowsPerItem; r < end; r += 4)
-                MatVecKernels.Dot(Format, W + r * RowBytes, RowBytes, Math.Min(4, end - r), X, Q8, Cols, Y + r);
-        }
-    }
-
-    private struct MatMulJob : IWorkItem
-    {
-        public byte* W;
-        public float* X, Y; // [tokens, cols], [tokens, rows]
-        public WeightFormat Format;
-        public int Rows, Cols, Tokens;
-        public long RowBytes;
-
-        public readonly void Invoke(int index)
-        {
-            int first = index * TileRows, count = Math.Min(TileRows, Rows - first);
-            float* tile; // [count, cols]
-            if (Format == WeightFormat.F32)
+            int end = Math.Min(Rows, (index + 1) * ItemRows);
+            byte** rows = stackalloc byte*[4]; // [4]
+            float* tile = stackalloc float[16]; // [4 rows, 4 tokens]
+            bool* special = stackalloc bool[PrefillRowsPerItem]; // [item rows]
+            if (Tokens > 1)
+                for (int r = index * ItemRows; r < end; r++) special[r - index * ItemRows] = MatVecKernels.Special(Format, W + r * RowBytes, Cols);
+            for (int t = 0; t < Tokens; t += 4)
             {
-                tile = (float*)(W + first * RowBytes);
+                int tokenCount = Math.Min(4, Tokens - t);
+                for (int r = index * ItemRows; r < end; r += 4)
+                {
+                    int rowCount = Math.Min(4, end - r);
+                    for (int i = 0; i < rowCount; i++) rows[i] = W + (r + i) * RowBytes;
+                    if (Tokens == 1)
+                    {
+                        MatVecKernels.Rows(Path, Format, rowCount, rows, Acts, Cols, Y + r);
+                        continue;
+                    }
+                    MatVecKernels.Tile(Path, Format, rowCount, rows, special + (r - index * ItemRows), tokenCount, Acts + t, Cols, tile);
+                    for (int i = 0; i < rowCount; i++)
+                        for (int j = 0; j < tokenCount; j++) Y[(long)(t + j) * Rows + r + i] = tile[4 * i + j];
+                }
             }
-            else
-            {
-                if (t_tile is null || t_tile.Length < TileRows * Cols)
-                    t_tile = GC.AllocateUninitializedArray<float>(TileRows * Cols, pinned: true);
-                tile = (float*)Unsafe.AsPointer(ref t_tile[0]);
-                for (int r = 0; r < count; r++)
-                    RowKernels.DequantizeRow(Format, W + (first + r) * RowBytes, tile + (long)r * Cols, Cols);
-            }
-            Gemm.MultiplyCore(X, Cols, false, tile, Cols, true, Y + first, Rows, Tokens, count, Cols, accumulate: false, parallel: false);
         }
     }
 }

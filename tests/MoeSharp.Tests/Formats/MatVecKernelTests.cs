@@ -4,9 +4,9 @@ using MoeSharp.Kernels;
 namespace MoeSharp.Tests.Formats;
 
 /// <summary>
-/// Decode and prefill kernels: the 8-bit activation quantizer and the integer dot products against their scalar
-/// twins, the twins against the exact dot product of the dequantized row, and the prefill product against
-/// dequantize-then-multiply.
+/// Decode and prefill kernels: the 8-bit activation quantizer and the dot products of every kernel path this machine
+/// runs (AVX-512, AVX2, scalar; forced through the internal path switch) against their scalar twins, the twins against
+/// the exact dot product of the dequantized row, and the prefill product row for row against the matrix-vector one.
 /// </summary>
 [Trait("Category", "Kernel")]
 public unsafe class MatVecKernelTests
@@ -14,6 +14,17 @@ public unsafe class MatVecKernelTests
     private static readonly WeightFormat[] IntegerFormats = [WeightFormat.Q8_0, WeightFormat.MXFP4, WeightFormat.Q4_K, WeightFormat.Q6_K];
 
     private static IEnumerable<int> Blocks() => Enumerable.Range(1, 9).Append(16);
+
+    /// <summary>Every kernel path this machine supports; the scalar twin always.</summary>
+    internal static KernelPath[] Paths { get; } =
+        [.. new[] { KernelPath.Scalar, KernelPath.Avx2, KernelPath.Avx512 }.Where(MatVecKernels.Supports)];
+
+    [Fact]
+    public void TheBestPathIsAVectorPathWhereTheMachineHasOne()
+    {
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) Assert.NotEqual(KernelPath.Scalar, MatVecKernels.Best);
+        Assert.Contains(MatVecKernels.Best, Paths);
+    }
 
     [Fact]
     public void ActivationQuantizerMatchesTwinBitwise()
@@ -72,10 +83,10 @@ public unsafe class MatVecKernelTests
                 var rows = new byte[4][];
                 for (int r = 0; r < 4; r++) rows[r] = RowKernelTests.Quantized(format, n, (ulong)(7 * blocks + r));
                 float[] x = Numerics.Random(n, (ulong)blocks + 11, 3f);
-                // fp32 in the vector path: each of 16 lanes sums ≤ n/16 scaled block terms, then ≤ 6 reduction levels,
-                // so ≤ n/16 + 64 roundings of 2^-24 relative to the sum of term magnitudes, ≤ 3·max|w|·Σ|x̂| (Q4_K's
-                // scale and min terms are each bounded by 2·max|w| and max|w|).
-                CompareToTwin(format, rows, x, (w, xhat) => (n / 16 + 64) * Math.ScaleB(1, -24) * 3 * MaxAbs(w) * SumAbs(xhat),
+                // fp32 in the vector paths: each of 16 (AVX-512) or 8 (AVX2) lanes sums ≤ n/8 scaled block terms, then
+                // ≤ 6 reduction levels and ≤ 3 tail blocks, so ≤ n/8 + 64 roundings of 2^-24 relative to the sum of term
+                // magnitudes, ≤ 3·max|w|·Σ|x̂| (Q4_K's scale and min terms are bounded by 2·max|w| and max|w|).
+                CompareToTwin(format, rows, x, (w, xhat) => (n / 8 + 64) * Math.ScaleB(1, -24) * 3 * MaxAbs(w) * SumAbs(xhat),
                     $"{format} blocks={blocks}");
             }
         }
@@ -124,21 +135,28 @@ public unsafe class MatVecKernelTests
                 for (int r = 0; r < 4; r++) rows[r] = RowKernelTests.Quantized(format, n, (ulong)(3 * n + r));
                 float[] x = Numerics.Random(n, (ulong)n + 1, 3f);
                 var y = new float[4];
-                fixed (float* px = x)
-                fixed (float* py = y)
+                var all = rows.SelectMany(r => r).ToArray();
+                var pointers = new nint[4];
+                foreach (var path in Paths)
                 {
-                    var all = rows.SelectMany(r => r).ToArray();
+                    fixed (float* px = x)
+                    fixed (float* py = y)
                     fixed (byte* pw = all)
-                        MatVecKernels.Dot(format, pw, rows[0].Length, 4, px, default, n, py);
-                }
-                for (int r = 0; r < 4; r++)
-                {
-                    var w = new float[n];
-                    RowKernels.DequantizeRowReference(format, rows[r], w);
-                    double twin = RowKernels.DotReference(format, rows[r], x);
-                    // fp32: 16 lanes of ≤ n/16 fused steps, a 4-level reduction and ≤ 15 tail steps.
-                    double tolerance = (n / 16 + 32) * Math.ScaleB(1, -24) * SumAbsProducts(w, x);
-                    Assert.True(Math.Abs(y[r] - twin) <= tolerance, $"{format} n={n} row {r}: {y[r]:R} vs {twin:R}");
+                    fixed (nint* pp = pointers)
+                    {
+                        for (int r = 0; r < 4; r++) pointers[r] = (nint)(pw + r * rows[0].Length);
+                        var act = new Activation { X = px };
+                        MatVecKernels.Rows(path, format, 4, (byte**)pp, &act, n, py);
+                    }
+                    for (int r = 0; r < 4; r++)
+                    {
+                        var w = new float[n];
+                        RowKernels.DequantizeRowReference(format, rows[r], w);
+                        double twin = RowKernels.DotReference(format, rows[r], x);
+                        // fp32: 16 or 8 lanes of ≤ n/8 fused steps, a 4-level reduction and ≤ 15 tail steps.
+                        double tolerance = (n / 8 + 32) * Math.ScaleB(1, -24) * SumAbsProducts(w, x);
+                        Assert.True(Math.Abs(y[r] - twin) <= tolerance, $"{format} {path} n={n} row {r}: {y[r]:R} vs {twin:R}");
+                    }
                 }
             }
         }
@@ -152,46 +170,43 @@ public unsafe class MatVecKernelTests
         float[] x = Numerics.Random(64, 2, 1f);
         var matrix = new QuantizedMatrix(row, WeightFormat.F16, 1, 64);
         var y = new float[1];
-        matrix.MatVec(x, y);
-        Assert.True(float.IsInfinity(y[0]), $"got {y[0]}");
+        foreach (var path in Paths)
+        {
+            matrix.MatVec(x, y, path);
+            Assert.True(float.IsInfinity(y[0]), $"{path}: got {y[0]}");
+            var ys = new float[3];
+            matrix.MatMul([.. x, .. x, .. x], ys, 3, path);
+            Assert.True(float.IsInfinity(ys[2]), $"{path} MatMul: got {ys[2]}");
+        }
     }
 
     [Fact]
-    public void MatMulMatchesDequantizeThenMultiply()
+    public void MatMulRowsAreMatVecBitwiseForEveryTokenCountAndThreadCount()
     {
+        // A batched token's output must not depend on the other tokens: row t of MatMul(X) is MatVec(X[t]) bit for
+        // bit, on every path, for 1..33 tokens (whole groups of four and every remainder) and 1 and 2 threads. The
+        // tolerance is 0. Odd block counts exercise the kernels' tail blocks (Q8_0 pairs, MXFP4 quads).
         foreach (var format in WeightFormats.All)
         {
-            int cols = 2 * Math.Max(32, format.BlockSize());
-            const int Rows = 70; // crosses a 64-row tile
-            var matrix = RowKernelTests.RandomMatrix(format, Rows, cols, 9);
-            var w = new float[Rows * cols]; // [rows, cols]
-            for (int r = 0; r < Rows; r++) matrix.DequantizeRow(r, w.AsSpan(r * cols, cols));
-            foreach (int tokens in new[] { 1, 3, 17 })
+            int block = Math.Max(32, format.BlockSize());
+            int cols = format.BlockSize() == 1 ? 2 * 32 + 7 : (format.BlockSize() == 32 ? 7 : 3) * block;
+            const int Rows = 70; // prefill: a 64-row work item and a partial one; decode: four 16-row items and a partial one
+            var matrix = RowKernelTests.RandomMatrix(format, Rows, cols, (ulong)format);
+            foreach (var path in Paths)
             {
-                float[] x = Numerics.Random(tokens * cols, (ulong)tokens, 2f);
-                var results = new List<float[]>();
-                foreach (int threads in new[] { 1, 2 })
+                for (int tokens = 1; tokens <= 33; tokens++)
                 {
-                    using var limit = Workers.Limit(threads);
-                    var y = new float[tokens * Rows];
-                    matrix.MatMul(x, y, tokens);
-                    results.Add(y);
-                }
-                Numerics.BitwiseEqual(results[0], results[1], $"{format} tokens={tokens} 1 vs 2 threads");
-                for (int t = 0; t < tokens; t++)
-                    for (int r = 0; r < Rows; r++)
+                    float[] x = Numerics.Random(tokens * cols, (ulong)(100 * tokens) + (ulong)format, 2f);
+                    var alone = new float[tokens * Rows]; // [T, rows]
+                    for (int t = 0; t < tokens; t++) matrix.MatVec(x.AsSpan(t * cols, cols), alone.AsSpan(t * Rows, Rows), path);
+                    foreach (int threads in new[] { 1, 2 })
                     {
-                        double exact = 0, magnitude = 0;
-                        for (int k = 0; k < cols; k++)
-                        {
-                            exact += (double)x[t * cols + k] * w[r * cols + k];
-                            magnitude += Math.Abs((double)x[t * cols + k] * w[r * cols + k]);
-                        }
-                        // fp32 GEMM over the same dequantized values: at most cols roundings of 2^-24 of Σ|x·w|.
-                        double tolerance = cols * Math.ScaleB(1, -24) * magnitude;
-                        float got = results[0][t * Rows + r];
-                        Assert.True(Math.Abs(got - exact) <= tolerance, $"{format} tokens={tokens} [{t},{r}]: {got:R} vs {exact:R}");
+                        using var limit = Workers.Limit(threads);
+                        var y = new float[tokens * Rows];
+                        matrix.MatMul(x, y, tokens, path);
+                        Numerics.BitwiseEqual(alone, y, $"{format} {path} tokens={tokens} threads={threads}");
                     }
+                }
             }
         }
     }
@@ -217,14 +232,20 @@ public unsafe class MatVecKernelTests
         fixed (byte* pw = all)
         fixed (float* py = y)
         {
-            MatVecKernels.Dot(format, pw, rows[0].Length, 4, null, a.View, n, py);
-            for (int r = 0; r < 4; r++)
+            byte** pointers = stackalloc byte*[4];
+            for (int r = 0; r < 4; r++) pointers[r] = pw + r * rows[0].Length;
+            var act = new Activation { Q = a.View };
+            foreach (var path in Paths)
             {
-                double twin = MatVecKernels.DotReference(format, pw + r * rows[0].Length, a.View, n);
-                var w = new float[n];
-                RowKernels.DequantizeRowReference(format, rows[r], w);
-                double tol = tolerance(w, xhat);
-                Assert.True(Math.Abs(y[r] - twin) <= tol, $"{what} row {r}: {y[r]:R} vs twin {twin:R} (tolerance {tol:G3})");
+                MatVecKernels.Rows(path, format, 4, pointers, &act, n, py);
+                for (int r = 0; r < 4; r++)
+                {
+                    double twin = MatVecKernels.DotReference(format, pointers[r], a.View, n);
+                    var w = new float[n];
+                    RowKernels.DequantizeRowReference(format, rows[r], w);
+                    double tol = tolerance(w, xhat);
+                    Assert.True(Math.Abs(y[r] - twin) <= tol, $"{what} {path} row {r}: {y[r]:R} vs twin {twin:R} (tolerance {tol:G3})");
+                }
             }
         }
     }

@@ -95,15 +95,18 @@ public unsafe class RowKernelTests
         {
             var matrix = RandomMatrix(format, 301, 512, 3);
             float[] x = Numerics.Random(512, 4, 1f);
-            var results = new List<float[]>();
-            foreach (int threads in new[] { 1, 2 })
+            foreach (var path in MatVecKernelTests.Paths)
             {
-                using var limit = Workers.Limit(threads);
-                var y = new float[301];
-                matrix.MatVec(x, y);
-                results.Add(y);
+                var results = new List<float[]>();
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    using var limit = Workers.Limit(threads);
+                    var y = new float[301];
+                    matrix.MatVec(x, y, path);
+                    results.Add(y);
+                }
+                Numerics.BitwiseEqual(results[0], results[1], $"{format} {path}");
             }
-            Numerics.BitwiseEqual(results[0], results[1], $"{format}");
         }
     }
 
