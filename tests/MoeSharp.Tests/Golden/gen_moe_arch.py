@@ -25,6 +25,12 @@ Every feature of each architecture is switched on at a tiny size:
              [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position. YaRN (factor 4 over an
              original context of 16, so the 22 positions run past it) with mscale = mscale_all_dim = 0.707, which
              scales the softmax by (0.1·0.707·ln 4 + 1)².
+  deepseek_v2  deepseek_v3's attention, dense first layer, shared experts and YaRN, with V2's router: scoring_func
+             softmax, no selection bias, norm_topk_prob false, routed_scaling_factor 2. topk_method greedy (as V2-Lite,
+             n_group = topk_group = 1): llama.cpp ranks expert groups by the sum of their two best scores for every
+             deepseek2 file (llama-graph.cpp build_moe_ffn), where V2's group_limited_greedy ranks them by their best,
+             so a grouped V2 would not be a reference. Converted with expert_gating_func 1 (softmax) and without
+             expert_weights_norm, which the converter writes only when true.
   gpt_oss    q/k/v/o biases, per-head attention sinks, sliding window 4 (shorter than the 22 positions) on layers
              0 and 2 (layer_types), YaRN (factor 4, original context 64, truncate as llama.cpp does), a biased
              router with top-k-then-softmax, biased experts with the clamped SwiGLU (alpha 1.702, limit 7);
@@ -32,7 +38,10 @@ Every feature of each architecture is switched on at a tiny size:
              down_proj [E, F, D]) and converted as conversion/gpt_oss.py does (transpose, split even/odd).
              The expert matrices are rounded to MXFP4 first (blocks of 32 along the input, nearest code, scale
              2^ceil(log2(max/6))), so gpt_oss/mxfp4/ holds the same model as the released checkpoints store it:
-             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8
+             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8,
+             and DIR/model-mxfp4.gguf holds it as the converter writes that checkpoint: ffn_{gate,up,down}_exps as
+             ggml MXFP4 (type 39, blocks of the scale byte then 16 bytes, element j in byte j's low nibble and j + 16
+             in its high one), everything else F32
 llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
 config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
 token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
