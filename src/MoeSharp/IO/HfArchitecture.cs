@@ -226,8 +226,8 @@ public sealed partial class HfArchitecture
     /// V2-Lite) or within the topk_group of n_group groups whose best score is highest (group_limited_greedy, V2),
     /// renormalised when norm_topk_prob (false in V2) and scaled by routed_scaling_factor. DeepSeek's own V2 code
     /// scales only when it does not renormalise and HF's port ignores norm_topk_prob; MoeSharp does what llama.cpp
-    /// and vLLM do (renormalise, then scale), which all agree on for the released checkpoints, all norm_topk_prob false.
-    /// llama.cpp itself ranks groups by the sum of their two best scores for every deepseek2 file, V2's included.
+    /// does (renormalise, then scale): all three agree on the released checkpoints, whose norm_topk_prob is false.
+    /// llama.cpp, though, ranks groups by the sum of their two best scores for every deepseek2 file, V2's included.
     /// </summary>
     private static ModelConfig DeepseekV2(JsonElement c, string source, int? maxContext)
     {

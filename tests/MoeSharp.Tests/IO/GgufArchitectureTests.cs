@@ -100,22 +100,34 @@ public class GgufArchitectureTests : TempFolderTest
         { "gpt_oss", "drop blk.2.ffn_up_exps.weight", "the file has no tensor 'blk.2.ffn_up_exps.weight'", "model-mxfp4.gguf" },
     };
 
-    /// <summary>A file missing a tensor, or with metadata MoeSharp does not read, is one line naming it; `moe generate` exits 2 with that line.</summary>
+    /// <summary>A file missing a tensor, or with metadata MoeSharp does not read, is one line naming the file and the problem.</summary>
     [Theory]
     [MemberData(nameof(BadFiles))]
-    public async Task ABadFileIsOneLineNamingWhatIsWrong(string arch, string change, string message, string file)
+    public void ABadFileIsOneLineNamingWhatIsWrong(string arch, string change, string message, string file)
     {
-        string[] words = change.Split(' ');
-        string path = words[0] == "drop"
-            ? Rewrite(Golden(arch, file is "" ? "model-f32.gguf" : file), [words[1]], [])
-            : Rewrite(Golden(arch, file is "" ? "model-f32.gguf" : file), [], new()
-            {
-                [words[0]] = uint.TryParse(words[1], out uint n) ? GgufValue.Of(n) : GgufValue.Of(words[1]),
-            });
+        string path = BadFile(arch, change, file);
         var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(path));
         Assert.StartsWith(path + ": ", ex.Message);
         Assert.Contains(message, ex.Message);
         Assert.DoesNotContain('\n', ex.Message);
-        MoeCli.UserError(await MoeCli.Run("generate", "--model", path, "--prompt-ids", "1", "--max-tokens", "1"), message);
+    }
+
+    /// <summary>`moe generate` on a GGUF missing a tensor prints that one line and exits 2.</summary>
+    [Fact]
+    public async Task GenerateOnAFileMissingATensorIsOneLineAndExitCode2()
+    {
+        string path = BadFile("deepseek_v2", "drop blk.1.attn_k_b.weight", "");
+        MoeCli.UserError(await MoeCli.Run("generate", "--model", path, "--prompt-ids", "1", "--max-tokens", "1"),
+            "the file has no tensor 'blk.1.attn_k_b.weight', the other half of parameter 'model.layers.1.self_attn.kv_b_proj.weight'");
+    }
+
+    /// <summary>The golden file of <paramref name="arch"/> with "drop TENSOR" or "KEY VALUE" applied.</summary>
+    private string BadFile(string arch, string change, string file)
+    {
+        string[] words = change.Split(' ');
+        string source = Golden(arch, file is "" ? "model-f32.gguf" : file);
+        return words[0] == "drop"
+            ? Rewrite(source, [words[1]], [])
+            : Rewrite(source, [], new() { [words[0]] = uint.TryParse(words[1], out uint n) ? GgufValue.Of(n) : GgufValue.Of(words[1]) });
     }
 }
