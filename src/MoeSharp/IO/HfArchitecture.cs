@@ -42,7 +42,14 @@ public sealed partial class HfArchitecture
     }
 
     /// <summary>What a GGUF file cannot say about an architecture: llama.cpp fixes these per architecture in its code.</summary>
-    private sealed record Gguf(string Name, string Preset, QkNorm QkNorm, bool NormalizeTopK, RopeStyle Rope = RopeStyle.HalfRotate);
+    private sealed record Gguf(string Name, string Preset, QkNorm QkNorm, bool NormalizeTopK, RopeStyle Rope = RopeStyle.HalfRotate)
+    {
+        /// <summary>Reads the config where the shared reading (<see cref="ReadGguf"/>) does not fit; null to use it.</summary>
+        public Func<GgufFile, int?, ModelConfig>? Config { get; init; }
+
+        /// <summary>The architecture's own llama.cpp name for a parameter, where it differs from <see cref="ModelStore.GgufName"/>; null elsewhere.</summary>
+        public Func<string, string?>? Rename { get; init; }
+    }
 
     /// <summary>The config.json <c>model_type</c> this entry reads.</summary>
     public string ModelType { get; }
@@ -62,8 +69,11 @@ public sealed partial class HfArchitecture
         new("qwen2_moe", Qwen2Moe, QwenName, new Gguf("qwen2moe", "gguf-qwen2-moe", QkNorm.None, NormalizeTopK: false)),
         new("qwen3_moe", Qwen3Moe, QwenName, new Gguf("qwen3moe", "gguf-qwen3-moe", QkNorm.PerHead, NormalizeTopK: true)),
         new("olmoe", Olmoe, QwenName, new Gguf("olmoe", "gguf-olmoe", QkNorm.Whole, NormalizeTopK: false)),
-        new("deepseek_v3", DeepseekV3, DeepseekName),
-        new("gpt_oss", GptOss, GptOssName, load: LoadGptOss),
+        // convert_hf_to_gguf.py writes both DeepSeek versions as deepseek2, told apart by expert_gating_func, so
+        // either entry reads any deepseek2 file (ForGguf takes the first).
+        new("deepseek_v2", DeepseekV2, DeepseekName, DeepseekGguf),
+        new("deepseek_v3", DeepseekV3, DeepseekName, DeepseekGguf),
+        new("gpt_oss", GptOss, GptOssName, GptOssGguf, load: LoadGptOss),
     ];
 
     /// <summary>The architecture of <paramref name="modelType"/>; an unknown one is an error naming it and the supported list.</summary>
@@ -79,7 +89,7 @@ public sealed partial class HfArchitecture
     {
         foreach (var a in All)
             if (a._gguf is not null && a._gguf.Name == name) return a;
-        throw new InvalidDataException($"{source}: general.architecture '{name}' is not supported; expected one of {string.Join(", ", All.Where(a => a._gguf is not null).Select(a => a._gguf!.Name))}.");
+        throw new InvalidDataException($"{source}: general.architecture '{name}' is not supported; expected one of {string.Join(", ", All.Where(a => a._gguf is not null).Select(a => a._gguf!.Name).Distinct())}.");
     }
 
     /// <summary>
@@ -89,6 +99,7 @@ public sealed partial class HfArchitecture
     public ModelConfig ReadGguf(GgufFile file, int? maxContext = null)
     {
         var g = _gguf ?? throw new InvalidOperationException($"MoeSharp does not read GGUF files of {ModelType}.");
+        if (g.Config is not null) return g.Config(file, maxContext);
         string source = file.Path;
         int Required(string key) => GgufInt(file, $"{g.Name}.{key}") ?? throw new InvalidDataException($"{source}: missing integer metadata '{g.Name}.{key}'.");
         int hidden = Required("embedding_length"), heads = Required("attention.head_count"), layers = Required("block_count");
@@ -188,18 +199,76 @@ public sealed partial class HfArchitecture
     /// of moe_intermediate_size. rope_scaling of type yarn scales the rotary parts' table (magnitude
     /// mscale(s, mscale) / mscale(s, mscale_all_dim), 1 in the released configs, where the two are equal) and
     /// multiplies the softmax scale by mscale(s, mscale_all_dim)², as HF's DeepseekV3Attention and llama.cpp's
-    /// deepseek2 graph (its kq_scale) do. What V2's configs set differently (softmax scoring, greedy group
-    /// selection) or other rope_scaling types are refused by name.
+    /// deepseek2 graph (its kq_scale) do. What V2's configs set instead (softmax scoring, greedy or
+    /// group_limited_greedy top-k) or other rope_scaling types are refused by name.
     /// </summary>
     private static ModelConfig DeepseekV3(JsonElement c, string source, int? maxContext)
     {
-        var yarn = Yarn(c, source);
         Expect(c, source, "scoring_func", "sigmoid");
         Expect(c, source, "topk_method", "noaux_tc");
+        var (groups, topGroups) = DeepseekGroups(c, source);
+        var config = DeepseekCommon(c, source, maxContext, "hf-deepseek-v3");
+        return ModelStore.Validated(config with
+        {
+            Moe = config.Moe! with
+            {
+                Router = RouterKind.SigmoidBias,
+                NormalizeTopK = Bool(c, "norm_topk_prob") ?? true,
+                Groups = groups,
+                TopGroups = topGroups,
+            },
+        }, source);
+    }
+
+    /// <summary>
+    /// DeepSeek-V2: V3's attention, dense blocks and shared experts (see <see cref="DeepseekV3"/>), with V2's router:
+    /// softmax scores (scoring_func softmax) without a selection bias, top-k over all experts (topk_method greedy,
+    /// V2-Lite) or within the topk_group of n_group groups whose best score is highest (group_limited_greedy, V2),
+    /// renormalised when norm_topk_prob (false in V2) and scaled by routed_scaling_factor. DeepSeek's own V2 code
+    /// scales only when it does not renormalise and HF's port ignores norm_topk_prob; MoeSharp does what llama.cpp
+    /// does (renormalise, then scale): all three agree on the released checkpoints, whose norm_topk_prob is false.
+    /// llama.cpp, though, ranks groups by the sum of their two best scores for every deepseek2 file, V2's included.
+    /// </summary>
+    private static ModelConfig DeepseekV2(JsonElement c, string source, int? maxContext)
+    {
+        Expect(c, source, "scoring_func", "softmax");
+        string? method = c.TryGetProperty("topk_method", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+        if (m.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null) && method is not ("greedy" or "group_limited_greedy"))
+            throw new InvalidDataException($"{source}: topk_method {m.GetRawText()} is not supported for deepseek_v2; expected \"greedy\" or \"group_limited_greedy\".");
+        var (groups, topGroups) = method == "group_limited_greedy" ? DeepseekGroups(c, source) : (1, 1);
+        var config = DeepseekCommon(c, source, maxContext, "hf-deepseek-v2");
+        return ModelStore.Validated(config with
+        {
+            Moe = config.Moe! with
+            {
+                Router = RouterKind.SoftmaxTopK,
+                NormalizeTopK = Bool(c, "norm_topk_prob") ?? false,
+                Groups = groups,
+                TopGroups = topGroups,
+            },
+        }, source);
+    }
+
+    /// <summary>n_group and topk_group (1 when absent), each checked against the other and the expert count by its config name.</summary>
+    private static (int Groups, int TopGroups) DeepseekGroups(JsonElement c, string source)
+    {
+        int groups = ModelStore.OptionalInt(c, "n_group") ?? 1, top = ModelStore.OptionalInt(c, "topk_group") ?? 1;
+        int experts = ModelStore.Int(c, "n_routed_experts", source);
+        if (groups < 1 || experts % groups != 0)
+            throw new InvalidDataException($"{source}: n_group must be positive and divide n_routed_experts = {experts}, got {groups}.");
+        if (top < 1 || top > groups)
+            throw new InvalidDataException($"{source}: topk_group must be in [1, n_group = {groups}], got {top}.");
+        return (groups, top);
+    }
+
+    /// <summary>What DeepSeek-V2 and V3 configs share: everything but the router's kind, groups and renormalisation.</summary>
+    private static ModelConfig DeepseekCommon(JsonElement c, string source, int? maxContext, string preset)
+    {
+        var yarn = Yarn(c, source);
         if (ModelStore.OptionalInt(c, "moe_layer_freq") is int freq && freq != 1)
             throw new InvalidDataException($"{source}: moe_layer_freq {freq} is not supported; expected 1.");
         if (Bool(c, "attention_bias") == true)
-            throw new InvalidDataException($"{source}: attention_bias true is not supported for deepseek_v3; expected false.");
+            throw new InvalidDataException($"{source}: attention_bias true is not supported for DeepSeek; expected false.");
         int layers = ModelStore.Int(c, "num_hidden_layers", source);
         int dense = ModelStore.OptionalInt(c, "first_k_dense_replace") ?? 0;
         if (dense < 0 || dense > layers)
@@ -208,9 +277,9 @@ public sealed partial class HfArchitecture
         int shared = ModelStore.OptionalInt(c, "n_shared_experts") ?? 0;
         if (shared < 0) throw new InvalidDataException($"{source}: n_shared_experts must be non-negative, got {shared}.");
         double theta = ModelStore.OptionalDouble(c, "rope_theta") ?? 10000;
-        var config = new ModelConfig
+        return new ModelConfig
         {
-            Preset = "hf-deepseek-v3",
+            Preset = preset,
             Vocab = ModelStore.Int(c, "vocab_size", source),
             DModel = ModelStore.Int(c, "hidden_size", source),
             Layers = layers,
@@ -239,10 +308,6 @@ public sealed partial class HfArchitecture
                 Experts = ModelStore.Int(c, "n_routed_experts", source),
                 TopK = ModelStore.Int(c, "num_experts_per_tok", source),
                 ExpertHidden = expertHidden,
-                Router = RouterKind.SigmoidBias,
-                NormalizeTopK = Bool(c, "norm_topk_prob") ?? true,
-                Groups = ModelStore.OptionalInt(c, "n_group") ?? 1,
-                TopGroups = ModelStore.OptionalInt(c, "topk_group") ?? 1,
                 RoutedScaling = (float)(ModelStore.OptionalDouble(c, "routed_scaling_factor") ?? 1),
                 SharedExperts = shared,
                 SharedHidden = expertHidden,
@@ -250,7 +315,6 @@ public sealed partial class HfArchitecture
                 ZLossCoef = 0,
             },
         };
-        return ModelStore.Validated(config, source);
     }
 
     /// <summary>

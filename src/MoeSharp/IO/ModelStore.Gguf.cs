@@ -11,11 +11,12 @@ public static partial class ModelStore
     /// <summary>
     /// Loads a GGUF file as llama.cpp's convert_hf_to_gguf.py writes it for one of the architectures whose
     /// <see cref="HfArchitecture.GgufArchitecture"/> is set (general.architecture llama for Mixtral, qwen2moe,
-    /// qwen3moe, olmoe). The
+    /// qwen3moe, olmoe, deepseek2 for DeepSeek-V2 and V3, gpt-oss). The
     /// config comes from the file's metadata and tensors: q/k/v biases when blk.0.attn_q.bias exists, a shared
     /// expert when blk.0.ffn_up_shexp does, a dense block where blk.i.ffn_gate_inp is missing, a tied head when
     /// output.weight is. Any weight format MoeSharp computes with (F32 … MXFP4) is dequantized to float32 as it is
-    /// copied in.
+    /// copied in. Tensors the converter split (DeepSeek's attn_k_b and attn_v_b) are joined by
+    /// <see cref="HfArchitecture.LoadGgufSplits"/> first.
     /// </summary>
     public static MoeTransformer OpenGguf(string path, int? maxContext = null)
     {
@@ -23,21 +24,24 @@ public static partial class ModelStore
         string? type = file.Metadata.TryGetValue("general.architecture", out var a) ? a.Value as string : null;
         var architecture = HfArchitecture.ForGguf(type, path);
         var model = new MoeTransformer(architecture.ReadGguf(file, maxContext));
-        LoadGguf(model.Arena, file);
+        var split = architecture.LoadGgufSplits(model, file);
+        LoadGguf(model.Arena, file, architecture.GgufTensorName, split.Parameters, split.Tensors);
         return model;
     }
 
     /// <summary>
-    /// Fills every parameter from its llama.cpp tensor (<see cref="GgufName"/>), checking first that each exists with
-    /// the parameter's shape (ggml lists dimensions innermost first; size-1 dimensions aside) and that no tensor is
-    /// left over, then that every value read is finite.
+    /// Fills every parameter but the <paramref name="filled"/> ones from its llama.cpp tensor (<paramref name="tensorName"/>),
+    /// checking first that each exists with the parameter's shape (ggml lists dimensions innermost first; size-1
+    /// dimensions aside) and that no tensor but the <paramref name="read"/> ones is left over, then that every value
+    /// read is finite.
     /// </summary>
-    private static void LoadGguf(ParameterArena arena, GgufFile file)
+    private static void LoadGguf(ParameterArena arena, GgufFile file, Func<string, string> tensorName, IReadOnlySet<string> filled, IReadOnlySet<string> read)
     {
-        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        var wanted = new HashSet<string>(read, StringComparer.Ordinal);
         foreach (var p in arena.Parameters)
         {
-            string name = GgufName(p.Name);
+            if (filled.Contains(p.Name)) continue;
+            string name = tensorName(p.Name);
             wanted.Add(name);
             if (!file.Contains(name))
                 throw new InvalidDataException($"{file.Path}: the file has no tensor '{name}' (for parameter '{p.Name}', shape {Shapes.Format(p.Shape)}).");
@@ -50,7 +54,8 @@ public static partial class ModelStore
                 throw new InvalidDataException($"{file.Path}: the model has no parameter for tensor '{t.Name}'.");
         foreach (var p in arena.Parameters)
         {
-            string name = GgufName(p.Name);
+            if (filled.Contains(p.Name)) continue;
+            string name = tensorName(p.Name);
             var info = file[name];
             var values = p.Value.Span;
             if (info.Dims.Length < 2)
@@ -87,7 +92,8 @@ public static partial class ModelStore
 
     /// <summary>
     /// llama.cpp's tensor name (llama-arch.cpp LLM_TENSOR_NAMES) for a MoeSharp parameter. One map serves every
-    /// architecture, since llama.cpp names a tensor by its role, not by the model it comes from; experts are stacked
+    /// architecture, since llama.cpp names a tensor by its role, not by the model it comes from (the one exception,
+    /// GPT-OSS's post-attention norm, is <see cref="HfArchitecture.GgufTensorName"/>'s); experts are stacked
     /// [E, out, in] on both sides.
     /// </summary>
     public static string GgufName(string parameter)
@@ -111,12 +117,25 @@ public static partial class ModelStore
             "self_attn.k_proj.bias" => "attn_k.bias",
             "self_attn.v_proj.bias" => "attn_v.bias",
             "self_attn.o_proj.weight" => "attn_output.weight",
+            "self_attn.o_proj.bias" => "attn_output.bias",
+            "self_attn.sinks" => "attn_sinks.weight",
+            "self_attn.q_a_proj.weight" => "attn_q_a.weight",
+            "self_attn.q_a_layernorm.weight" => "attn_q_a_norm.weight",
+            "self_attn.q_b_proj.weight" => "attn_q_b.weight",
+            "self_attn.kv_a_proj_with_mqa.weight" => "attn_kv_a_mqa.weight",
+            "self_attn.kv_a_layernorm.weight" => "attn_kv_a_norm.weight",
+            "self_attn.kv_b_proj.weight" => "attn_kv_b.weight",
             "self_attn.q_norm.weight" => "attn_q_norm.weight",
             "self_attn.k_norm.weight" => "attn_k_norm.weight",
             "block_sparse_moe.gate.weight" => "ffn_gate_inp.weight",
+            "block_sparse_moe.gate.bias" => "ffn_gate_inp.bias",
+            "block_sparse_moe.gate.e_score_correction_bias" => "exp_probs_b.bias",
             "block_sparse_moe.experts.w1" => "ffn_gate_exps.weight",
             "block_sparse_moe.experts.w3" => "ffn_up_exps.weight",
             "block_sparse_moe.experts.w2" => "ffn_down_exps.weight",
+            "block_sparse_moe.experts.b1" => "ffn_gate_exps.bias",
+            "block_sparse_moe.experts.b3" => "ffn_up_exps.bias",
+            "block_sparse_moe.experts.b2" => "ffn_down_exps.bias",
             "block_sparse_moe.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",
             "block_sparse_moe.shared_expert.up_proj.weight" => "ffn_up_shexp.weight",
             "block_sparse_moe.shared_expert.down_proj.weight" => "ffn_down_shexp.weight",

@@ -3,7 +3,10 @@ namespace MoeSharp.Routing;
 /// <summary>The router families. Each picks experts per token (or tokens per expert) and gate weights.</summary>
 public enum RouterKind
 {
-    /// <summary>p = softmax(logits); top-k of p; weights p (renormalised over the k if NormalizeTopK). Mixtral, Qwen-MoE.</summary>
+    /// <summary>
+    /// p = softmax(logits); top-k of p, optionally within the best groups; weights p (renormalised over the k if
+    /// NormalizeTopK, times RoutedScaling). Mixtral, Qwen-MoE, DeepSeek-V2.
+    /// </summary>
     SoftmaxTopK,
 
     /// <summary>Top-k of the logits, then softmax over those k logits. GPT-OSS.</summary>

@@ -45,13 +45,17 @@ public record RouterOptions
     /// <summary>Switch: the router sees x·U(1−ε, 1+ε) during training.</summary>
     public float JitterEps { get; init; }
 
-    /// <summary>Sigmoid router: experts form this many groups; a token may use only the best <see cref="TopGroups"/>.</summary>
+    /// <summary>
+    /// Softmax top-k and sigmoid routers: experts form this many groups (DeepSeek n_group); a token may use only the
+    /// best <see cref="TopGroups"/>, a group scoring its best probability (softmax, DeepSeek-V2) or the sum of its
+    /// two best biased scores (sigmoid, DeepSeek-V3).
+    /// </summary>
     public int Groups { get; init; } = 1;
 
-    /// <summary>Sigmoid router: groups a token may choose experts from (DeepSeek topk_group).</summary>
+    /// <summary>Softmax top-k and sigmoid routers: groups a token may choose experts from (DeepSeek topk_group).</summary>
     public int TopGroups { get; init; } = 1;
 
-    /// <summary>Sigmoid router: a factor on the gate weights (DeepSeek's routed_scaling_factor).</summary>
+    /// <summary>Softmax top-k and sigmoid routers: a factor on the gate weights, after any renormalisation (DeepSeek's routed_scaling_factor).</summary>
     public float RoutedScaling { get; init; } = 1f;
 
     /// <summary>Auxiliary-loss-free balancing: γ in b ← b + γ·sign(mean(load) − load), after each optimizer step (sigmoid router).</summary>
@@ -116,7 +120,9 @@ public record RouterOptions
         Require(Groups > 0 && Experts % Groups == 0, nameof(Groups), $"must divide Experts ({Experts}), got {Groups}.");
         Require(TopGroups > 0 && TopGroups <= Groups, nameof(TopGroups), $"must be in [1, Groups = {Groups}], got {TopGroups}.");
         Require(TopK <= TopGroups * (Experts / Groups), nameof(TopK), $"{TopK} experts cannot be picked from {TopGroups} groups of {Experts / Groups}.");
+        Require(Groups == 1 || Router is RouterKind.SoftmaxTopK or RouterKind.SigmoidBias, nameof(Groups), $"groups limit the SoftmaxTopK and SigmoidBias routers only, not {Router}; got {Groups}.");
         Require(RoutedScaling > 0, nameof(RoutedScaling), $"must be positive, got {RoutedScaling}.");
+        Require(RoutedScaling == 1 || Router is RouterKind.SoftmaxTopK or RouterKind.SigmoidBias, nameof(RoutedScaling), $"scales the SoftmaxTopK and SigmoidBias routers' weights only, not {Router}'s; got {RoutedScaling}.");
         Require(BiasUpdateRate >= 0, nameof(BiasUpdateRate), $"must be non-negative, got {BiasUpdateRate}.");
         Require(BiasUpdateRate == 0 || Router == RouterKind.SigmoidBias, nameof(BiasUpdateRate), $"bias balancing needs the SigmoidBias router, not {Router}.");
         Require(SinkhornIterations > 0, nameof(SinkhornIterations), $"must be positive, got {SinkhornIterations}.");

@@ -89,6 +89,30 @@ public abstract class LinearRouter : Module, IRouter
         return indices;
     }
 
+    /// <summary>
+    /// Group-limited routing (DeepSeek): sets to −∞ every score of <paramref name="row"/> [E] outside the
+    /// <paramref name="top"/> best of its <paramref name="groupScore"/>.Length equal groups. A group scores its best
+    /// value (DeepSeek-V2's group_limited_greedy) or, with <paramref name="sumOfTwo"/>, the sum of its two best
+    /// (DeepSeek-V3's noaux_tc). <paramref name="kept"/> and <paramref name="scratch"/> are [top] workspaces.
+    /// </summary>
+    internal static void KeepBestGroups(Span<float> row, int top, bool sumOfTwo, Span<float> groupScore, Span<int> kept, Span<float> scratch)
+    {
+        int groups = groupScore.Length, size = row.Length / groups;
+        for (int g = 0; g < groups; g++)
+        {
+            float best = float.NegativeInfinity, second = float.NegativeInfinity;
+            foreach (float v in row.Slice(g * size, size))
+            {
+                if (v > best) (best, second) = (v, best);
+                else if (v > second) second = v;
+            }
+            groupScore[g] = sumOfTwo && size > 1 ? best + second : best;
+        }
+        TopK.Rows(groupScore, groups, top, scratch, kept);
+        for (int g = 0; g < groups; g++)
+            if (kept.IndexOf(g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
+    }
+
     /// <summary>Creates the router an options object names.</summary>
     public static IRouter Create(ParameterArena arena, string name, RouterOptions o) => o.Router switch
     {
@@ -104,7 +128,11 @@ public abstract class LinearRouter : Module, IRouter
     };
 }
 
-/// <summary>p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK. With K = E: the dense mixture.</summary>
+/// <summary>
+/// p = softmax(x·Wᵀ); the top-k of p; weights p, renormalised over the k when NormalizeTopK, times RoutedScaling.
+/// With Groups &gt; 1 the k come from the TopGroups groups whose best p is highest (DeepSeek-V2's
+/// group_limited_greedy). With K = E: the dense mixture.
+/// </summary>
 public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterOptions o) : LinearRouter(arena, name, o)
 {
     /// <inheritdoc />
@@ -112,11 +140,28 @@ public sealed class SoftmaxTopKRouter(ParameterArena arena, string name, RouterO
     {
         var logits = GateLogits(tape, x);
         var p = tape.Softmax(logits);
-        int k = Options.TopK;
-        var experts = Select(tape, logits.Span, Options.Experts, k);
-        var offsets = Uniform(tape, x.RowCount, k);
+        int k = Options.TopK, e = Options.Experts, tokens = x.RowCount;
+        int[] experts;
+        if (Options.Groups > 1)
+        {
+            // Softmax keeps each token's order, so the groups' best logits rank them as their best probabilities do.
+            var choice = tape.Allocate(tokens, e).Span; // [T,E] logits, −∞ outside the kept groups
+            logits.Span.CopyTo(choice);
+            int groups = Options.Groups, top = Options.TopGroups;
+            Span<float> groupScore = groups <= 1024 ? stackalloc float[groups] : new float[groups]; // [groups]
+            Span<int> kept = top <= 1024 ? stackalloc int[top] : new int[top];                      // [TopGroups]
+            Span<float> scratch = top <= 1024 ? stackalloc float[top] : new float[top];             // [TopGroups] their scores, unused
+            for (int t = 0; t < tokens; t++) KeepBestGroups(choice.Slice(t * e, e), top, sumOfTwo: false, groupScore, kept, scratch);
+            experts = Select(tape, choice, e, k);
+        }
+        else
+        {
+            experts = Select(tape, logits.Span, e, k);
+        }
+        var offsets = Uniform(tape, tokens, k);
         var w = tape.GatherPairs(p, offsets, experts);
-        if (Options.NormalizeTopK && k > 1 && k < Options.Experts) w = tape.NormalizePerToken(w, offsets);
+        if (Options.NormalizeTopK && k > 1 && k < e) w = tape.NormalizePerToken(w, offsets);
+        if (Options.RoutedScaling != 1f) w = tape.Scale(w, Options.RoutedScaling);
         return new RouterOutput(logits, p, offsets, experts, w);
     }
 }
@@ -138,7 +183,8 @@ public sealed class TopKSoftmaxRouter(ParameterArena arena, string name, RouterO
 /// <summary>
 /// DeepSeek-V3: s = σ(x·Wᵀ). Selection uses s + b, where the bias b is trained only by
 /// <see cref="UpdateBias"/>, and is limited to the best TopGroups groups (a group scores the sum of its
-/// two best biased scores). Weights come from s alone, renormalised and scaled by RoutedScaling.
+/// two best biased scores, <see cref="LinearRouter.KeepBestGroups"/>). Weights come from s alone, renormalised and
+/// scaled by RoutedScaling.
 /// </summary>
 public sealed class SigmoidBiasRouter : LinearRouter
 {
@@ -174,8 +220,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
         var s = tape.Sigmoid(logits);
         var choice = tape.Allocate(tokens, e).Span; // [T,E] biased scores, −∞ outside the kept groups
         var bias = Bias.Value.Span;
-        int groups = Options.Groups, size = e / groups;
-        int top = Options.TopGroups;
+        int groups = Options.Groups, top = Options.TopGroups;
         Span<float> groupScore = groups <= 1024 ? stackalloc float[groups] : new float[groups]; // [groups]
         Span<int> keptGroups = top <= 1024 ? stackalloc int[top] : new int[top];                // [TopGroups]
         Span<float> scratch = top <= 1024 ? stackalloc float[top] : new float[top];             // [TopGroups] their scores, unused
@@ -183,21 +228,7 @@ public sealed class SigmoidBiasRouter : LinearRouter
         {
             var row = choice.Slice(t * e, e);
             for (int j = 0; j < e; j++) row[j] = s[t * e + j] + bias[j];
-            if (groups == 1) continue;
-            for (int g = 0; g < groups; g++)
-            {
-                var part = row.Slice(g * size, size);
-                float best = float.NegativeInfinity, second = float.NegativeInfinity;
-                foreach (float v in part)
-                {
-                    if (v > best) (best, second) = (v, best);
-                    else if (v > second) second = v;
-                }
-                groupScore[g] = size == 1 ? best : best + second;
-            }
-            TopK.Rows(groupScore, groups, top, scratch, keptGroups);
-            for (int g = 0; g < groups; g++)
-                if (keptGroups.IndexOf(g) < 0) row.Slice(g * size, size).Fill(float.NegativeInfinity);
+            if (groups > 1) KeepBestGroups(row, top, sumOfTwo: true, groupScore, keptGroups, scratch);
         }
         var experts = Select(tape, choice, e, k);
         var offsets = Uniform(tape, tokens, k);

@@ -20,12 +20,17 @@ public class ArchitectureCliTests : TempFolderTest
         Assert.Equal(string.Join(",", expected.ReadInt32("ids")), r.Stdout.Trim());
     }
 
-    [Fact]
-    public async Task GenerateReadsAGgufFile()
+    /// <summary>`moe generate --model x.gguf` on each checked-in GGUF (see ArchitectureGoldenTests.TheConvertedGgufLoadsToTheSameModel) prints llama.cpp's ids.</summary>
+    [Theory]
+    [InlineData("qwen2_moe", "model-f32.gguf")]
+    [InlineData("deepseek_v2", "model-f32.gguf")]
+    [InlineData("deepseek_v3", "model-f32.gguf")]
+    [InlineData("gpt_oss", "model-mxfp4.gguf")]
+    public async Task GenerateReadsAGgufFile(string arch, string file)
     {
-        string folder = ArchitectureGoldenTests.Folder("qwen2_moe");
+        string folder = ArchitectureGoldenTests.Folder(arch);
         using var expected = SafetensorsFile.Open(Path.Combine(folder, "expected.safetensors"));
-        var r = await MoeCli.Run("generate", "--model", Path.Combine(folder, "model-f32.gguf"), "--prompt-ids", string.Join(",", expected.ReadInt32("prompt")),
+        var r = await MoeCli.Run("generate", "--model", Path.Combine(folder, file), "--prompt-ids", string.Join(",", expected.ReadInt32("prompt")),
             "--max-tokens", "16", "--temperature", "0", "--print-ids");
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Equal(string.Join(",", expected.ReadInt32("ids")), r.Stdout.Trim());

@@ -82,9 +82,9 @@ public sealed class ChatCliTests : TempFolderTest
         int sharedExperts = c.ResolvedMoe!.SharedExperts;
         int shared = sharedExperts > 0 ? 1 : 0;
         Assert.Equal(shared + prompt + session.LastIds.Count, lines.Length);
-        // DeepSeek-V3's first_k_dense_replace makes its leading blocks dense: they have no routing to show.
+        // DeepSeek's first_k_dense_replace makes its leading blocks dense: they have no routing to show.
         int[] moeBlocks = [.. Enumerable.Range(0, c.Layers).Where(c.IsMoeLayer)];
-        Assert.Equal(arch == "deepseek_v3" ? [1, 2] : Enumerable.Range(0, c.Layers), moeBlocks);
+        Assert.Equal(arch is "deepseek_v2" or "deepseek_v3" ? [1, 2] : Enumerable.Range(0, c.Layers), moeBlocks);
         string sharedSet = string.Join(",", Enumerable.Range(0, sharedExperts).Select(s => $"s{s}"));
         if (shared == 1) Assert.Equal("shared (every token): " + string.Join(" ", moeBlocks.Select(b => $"L{b}:[{sharedSet}]")), lines[0]);
         else Assert.DoesNotContain("shared", lines[0], StringComparison.Ordinal);

@@ -25,6 +25,12 @@ Every feature of each architecture is switched on at a tiny size:
              [H, dv, r] for llama.cpp's MLA path, which caches [latent | k_rope] per position. YaRN (factor 4 over an
              original context of 16, so the 22 positions run past it) with mscale = mscale_all_dim = 0.707, which
              scales the softmax by (0.1·0.707·ln 4 + 1)².
+  deepseek_v2  deepseek_v3's attention, dense first layer, shared experts and YaRN, with V2's router: scoring_func
+             softmax, no selection bias, norm_topk_prob false, routed_scaling_factor 2. topk_method greedy (as V2-Lite,
+             n_group = topk_group = 1): llama.cpp ranks expert groups by the sum of their two best scores for every
+             deepseek2 file (llama-graph.cpp build_moe_ffn), where V2's group_limited_greedy ranks them by their best,
+             so a grouped V2 would not be a reference. Converted with expert_gating_func 1 (softmax) and without
+             expert_weights_norm, which the converter writes only when true.
   gpt_oss    q/k/v/o biases, per-head attention sinks, sliding window 4 (shorter than the 22 positions) on layers
              0 and 2 (layer_types), YaRN (factor 4, original context 64, truncate as llama.cpp does), a biased
              router with top-k-then-softmax, biased experts with the clamped SwiGLU (alpha 1.702, limit 7);
@@ -32,7 +38,10 @@ Every feature of each architecture is switched on at a tiny size:
              down_proj [E, F, D]) and converted as conversion/gpt_oss.py does (transpose, split even/odd).
              The expert matrices are rounded to MXFP4 first (blocks of 32 along the input, nearest code, scale
              2^ceil(log2(max/6))), so gpt_oss/mxfp4/ holds the same model as the released checkpoints store it:
-             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8
+             *_blocks [E, out, in/32, 16] U8 (element 2i in byte i's low nibble) and *_scales [E, out, in/32] U8,
+             and DIR/model-mxfp4.gguf holds it as the converter writes that checkpoint: ffn_{gate,up,down}_exps as
+             ggml MXFP4 (type 39, blocks of the scale byte then 16 bytes, element j in byte j's low nibble and j + 16
+             in its high one), everything else F32
 llama.cpp hard-codes norm_topk_prob per architecture (true for qwen3moe, false for olmoe and qwen2moe), so each
 config uses the value its real checkpoints use. Weights are drawn from numpy's default_rng(seed) in a fixed order:
 token embeddings N(0, 1) (so the continuation varies), other matrices N(0, 0.1), routers N(0, 0.5) (decisive routing, so no near-ties between implementations), biases
@@ -48,7 +57,7 @@ import struct
 
 import numpy as np
 
-GGML_F32 = 0
+GGML_F32, GGML_MXFP4 = 0, 39
 GI32, GU32, GF32, GBOOL, GSTR, GARR = 5, 4, 6, 7, 8, 9
 ALIGN = 32
 
@@ -66,14 +75,19 @@ ARCHS = {
                         q_lora=24, kv_lora=16, qk_nope=8, qk_rope=4, v_head=6, experts=8, top_k=3, groups=4,
                         topk_group=2, moe_inter=16, inter=48, shared=2, dense=1, scaling=2.5, norm_topk=True,
                         theta=10000.0, eps=1e-6, yarn_factor=4.0, yarn_orig=16, yarn_mscale=0.707),
+    "deepseek_v2": dict(gguf="deepseek2", hf="DeepseekV2ForCausalLM", vocab=288, hidden=32, layers=3, heads=4,
+                        q_lora=24, kv_lora=16, qk_nope=8, qk_rope=4, v_head=6, experts=8, top_k=3, groups=1,
+                        topk_group=1, moe_inter=16, inter=48, shared=2, dense=1, scaling=2.0, norm_topk=False,
+                        theta=10000.0, eps=1e-6, yarn_factor=4.0, yarn_orig=16, yarn_mscale=0.707, scoring="softmax",
+                        topk_method="greedy"),
     "gpt_oss": dict(gguf="gpt-oss", hf="GptOssForCausalLM", vocab=288, hidden=32, layers=3, heads=4, kv_heads=2,
                     head_dim=16, experts=4, top_k=2, moe_inter=32, inter=32, shared_inter=0, qk_norm=None,
                     bias=True, norm_topk=False, theta=150000.0, eps=1e-5, window=4, yarn_factor=4.0, yarn_orig=64),
 }
 
 
-def deepseek_config(a):
-    return {"architectures": [a["hf"]], "model_type": "deepseek_v3", "vocab_size": a["vocab"],
+def deepseek_config(arch, a):
+    c = {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"],
             "hidden_size": a["hidden"], "intermediate_size": a["inter"], "moe_intermediate_size": a["moe_inter"],
             "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"], "num_key_value_heads": a["heads"],
             "n_shared_experts": a["shared"], "n_routed_experts": a["experts"], "routed_scaling_factor": a["scaling"],
@@ -91,6 +105,9 @@ def deepseek_config(a):
                              "original_max_position_embeddings": a["yarn_orig"], "mscale": a["yarn_mscale"],
                              "mscale_all_dim": a["yarn_mscale"]},
             "attention_dropout": 0.0, "torch_dtype": "float32", "bos_token_id": 0, "eos_token_id": 1}
+    if "scoring" in a:  # DeepSeek-V2's router: softmax scores, no selection bias, greedy or group-limited top-k
+        c.update(scoring_func=a["scoring"], topk_method=a["topk_method"])
+    return c
 
 
 def deepseek_tensors(a):
@@ -114,8 +131,9 @@ def deepseek_tensors(a):
                     (p + "mlp.up_proj.weight", g + "ffn_up.weight", (I, D), "matrix"),
                     (p + "mlp.down_proj.weight", g + "ffn_down.weight", (D, I), "matrix")]
             continue
-        out += [(p + "mlp.gate.weight", g + "ffn_gate_inp.weight", (E, D), "router"),
-                (p + "mlp.gate.e_score_correction_bias", g + "exp_probs_b.bias", (E,), "bias")]
+        out.append((p + "mlp.gate.weight", g + "ffn_gate_inp.weight", (E, D), "router"))
+        if a.get("scoring", "sigmoid") == "sigmoid":
+            out.append((p + "mlp.gate.e_score_correction_bias", g + "exp_probs_b.bias", (E,), "bias"))
         for w, gg, shape in (("gate_proj", "ffn_gate_exps", (E, F, D)), ("up_proj", "ffn_up_exps", (E, F, D)),
                              ("down_proj", "ffn_down_exps", (E, D, F))):
             out.append(([p + f"mlp.experts.{e}.{w}.weight" for e in range(E)], g + gg + ".weight", shape, "matrix"))
@@ -141,8 +159,8 @@ def to_gguf(gguf_name, x, a):
 
 
 def hf_config(arch, a):
-    if arch == "deepseek_v3":
-        return deepseek_config(a)
+    if arch.startswith("deepseek"):
+        return deepseek_config(arch, a)
     if arch == "gpt_oss":
         return {"architectures": [a["hf"]], "model_type": arch, "vocab_size": a["vocab"], "hidden_size": a["hidden"],
                 "num_hidden_layers": a["layers"], "num_attention_heads": a["heads"],
@@ -245,14 +263,18 @@ FP4 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], 
 
 
 def mxfp4(t):
-    """t [..., K] (K % 32 == 0) -> HF blocks [..., K/32, 16] U8, scales [..., K/32] U8, and the exact dequantized t."""
+    """t [..., K] (K % 32 == 0) -> HF blocks [..., K/32, 16] U8, scales [..., K/32] U8, the exact dequantized t, and
+    the same values as ggml's MXFP4 rows [..., K/32·17] U8 (the block_mxfp4 that repack_mxfp4 in conversion/gpt_oss.py
+    makes: the scale byte, then element j in the low nibble of byte j and element j + 16 in its high nibble)."""
     g = t.reshape(*t.shape[:-1], t.shape[-1] // 32, 32).astype(np.float64)
     e = np.ceil(np.log2(np.maximum(np.abs(g).max(-1), 1e-30) / 6)).astype(np.int64)
     d = np.exp2(e)[..., None]
     codes = np.abs(FP4[None, :] * d[..., None] - g[..., None]).argmin(-1).astype(np.uint8)  # [..., G, 32]
     blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
     deq = (FP4[codes] * d).astype(np.float32).reshape(t.shape)
-    return blocks, (e + 127).astype(np.uint8), deq
+    scales = (e + 127).astype(np.uint8)
+    ggml = np.concatenate([scales[..., None], codes[..., :16] | (codes[..., 16:] << 4)], axis=-1).astype(np.uint8)
+    return blocks, scales, deq, ggml.reshape(*t.shape[:-1], -1)
 
 
 def gpt_oss_gguf(gguf_name, hf_name, x):
@@ -325,10 +347,12 @@ def dummy_vocab(n):
 
 
 def write_gguf(path, arch, a, cfg, gg_tensors):
-    """gg_tensors: list of (gguf name, float32 array). Metadata as convert_hf_to_gguf.py writes it."""
+    """gg_tensors: list of (gguf name, float32 array, or (MXFP4 rows U8, logical shape)). Metadata as
+    convert_hf_to_gguf.py writes it."""
     n = a["gguf"]
     kvs = [gkv("general.architecture", GSTR, n), gkv("general.name", GSTR, f"tiny-random-{arch}"),
-           gkv("general.alignment", GU32, ALIGN), gkv("general.file_type", GU32, 0),
+           gkv("general.alignment", GU32, ALIGN), # LLAMA_FTYPE_ALL_F32 0, MOSTLY_MXFP4_MOE 38
+           gkv("general.file_type", GU32, 38 if any(isinstance(x, tuple) for _, x in gg_tensors) else 0),
            gkv(f"{n}.block_count", GU32, cfg["num_hidden_layers"]),
            gkv(f"{n}.context_length", GU32, cfg["max_position_embeddings"]),
            gkv(f"{n}.embedding_length", GU32, cfg["hidden_size"]),
@@ -340,7 +364,7 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
            gkv(f"{n}.attention.layer_norm_rms_epsilon", GF32, 1e-5 if arch == "olmoe" else cfg["rms_norm_eps"]),
            gkv(f"{n}.expert_count", GU32, cfg.get("num_experts", cfg.get("n_routed_experts", cfg.get("num_local_experts")))),
            gkv(f"{n}.expert_used_count", GU32, cfg["num_experts_per_tok"])]
-    if arch == "deepseek_v3":  # DeepseekV2Model.set_gguf_parameters, TextModel's expert group and gating keys
+    if arch.startswith("deepseek"):  # DeepseekV2Model.set_gguf_parameters, TextModel's expert group and gating keys
         r, dr = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
         kvs = [kv for kv in kvs if not kv.startswith(gstr(f"{n}.attention.head_count_kv"))]
         kvs += [gkv(f"{n}.attention.head_count_kv", GU32, 1), gkv(f"{n}.vocab_size", GU32, cfg["vocab_size"]),
@@ -353,24 +377,26 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
                 gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]),
                 gkv(f"{n}.expert_shared_count", GU32, cfg["n_shared_experts"]),
                 gkv(f"{n}.expert_weights_scale", GF32, cfg["routed_scaling_factor"]),
-                gkv(f"{n}.expert_weights_norm", GBOOL, cfg["norm_topk_prob"]),
                 gkv(f"{n}.expert_group_count", GU32, cfg["n_group"]),
                 gkv(f"{n}.expert_group_used_count", GU32, cfg["topk_group"]),
-                gkv(f"{n}.expert_gating_func", GU32, 2),  # sigmoid (scoring_func's default in DeepseekV3Config)
+                # ExpertGatingFuncType: SOFTMAX 1, SIGMOID 2 (scoring_func; sigmoid is DeepseekV3Config's default)
+                gkv(f"{n}.expert_gating_func", GU32, {"softmax": 1, "sigmoid": 2}[cfg.get("scoring_func", "sigmoid")]),
                 gkv(f"{n}.rope.dimension_count", GU32, dr),
                 # TextModel's rope_scaling keys; DeepseekV2Model adds 0.1·mscale_all_dim as yarn_log_multiplier
                 gkv(f"{n}.rope.scaling.yarn_log_multiplier", GF32, 0.1 * cfg["rope_scaling"]["mscale_all_dim"])]
+        if cfg["norm_topk_prob"]:  # written only when true
+            kvs.append(gkv(f"{n}.expert_weights_norm", GBOOL, True))
     if "head_dim" in cfg:
         kvs += [gkv(f"{n}.attention.key_length", GU32, cfg["head_dim"]),
                 gkv(f"{n}.attention.value_length", GU32, cfg["head_dim"])]
-    if "moe_intermediate_size" in cfg and arch != "deepseek_v3":
+    if "moe_intermediate_size" in cfg and not arch.startswith("deepseek"):
         kvs.append(gkv(f"{n}.expert_feed_forward_length", GU32, cfg["moe_intermediate_size"]))
     if "shared_expert_intermediate_size" in cfg:
         kvs.append(gkv(f"{n}.expert_shared_feed_forward_length", GU32, cfg["shared_expert_intermediate_size"]))
     if arch == "gpt_oss":
         kvs += [gkv(f"{n}.expert_feed_forward_length", GU32, cfg["intermediate_size"]),
                 gkv(f"{n}.attention.sliding_window", GU32, cfg["sliding_window"])]
-    if arch in ("gpt_oss", "deepseek_v3"):
+    if arch in ("gpt_oss", "deepseek_v2", "deepseek_v3"):
         rs = cfg["rope_scaling"]
         kvs += [gkv(f"{n}.rope.scaling.type", GSTR, "yarn"),
                 gkv(f"{n}.rope.scaling.factor", GF32, rs["factor"]),
@@ -384,10 +410,11 @@ def write_gguf(path, arch, a, cfg, gg_tensors):
             gkv("tokenizer.ggml.eos_token_id", GU32, 2), gkv("tokenizer.ggml.unknown_token_id", GU32, 0)]
     infos, off, blobs = [], 0, []
     for name, x in gg_tensors:
-        ne = list(reversed(x.shape))  # GGUF lists ne0 (innermost) first
+        raw, shape, gtype = (x[0], x[1], GGML_MXFP4) if isinstance(x, tuple) else (None, x.shape, GGML_F32)
+        ne = list(reversed(shape))  # GGUF lists ne0 (innermost) first
         infos.append(gstr(name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}Q", *ne)
-                     + struct.pack("<IQ", GGML_F32, off))
-        b = np.ascontiguousarray(x, dtype="<f4").tobytes()
+                     + struct.pack("<IQ", gtype, off))
+        b = np.ascontiguousarray(raw).tobytes() if raw is not None else np.ascontiguousarray(x, dtype="<f4").tobytes()
         blobs.append((off, b))
         off += len(b) + (-len(b)) % ALIGN
     head = b"GGUF" + struct.pack("<IQQ", 3, len(gg_tensors), len(kvs)) + b"".join(kvs) + b"".join(infos)
@@ -409,19 +436,30 @@ def model(args):
     rng = np.random.default_rng(args.seed)
     hf, gg = [], []
     if args.arch == "gpt_oss":
-        quantized = []
+        quantized, gg_mxfp4 = [], []
         for hf_name, gguf_name, shape, kind in gpt_oss_tensors(a):
             x = draw(rng, shape, kind)
+            converted = None
             if kind == "expert":  # HF [E, in, out] -> MXFP4 rows [E, out, in]
-                blocks, scales, deq = mxfp4(np.ascontiguousarray(x.transpose(0, 2, 1)))
+                blocks, scales, deq, rows = mxfp4(np.ascontiguousarray(x.transpose(0, 2, 1)))
                 x = np.ascontiguousarray(deq.transpose(0, 2, 1))
                 quantized += [(hf_name + "_blocks", blocks), (hf_name + "_scales", scales)]
+                E, out_rows, n_in = deq.shape
+                if gguf_name == "gate_up":  # generate_extra_tensors: gate the even rows, up the odd ones
+                    blk = hf_name.split(".")[2]
+                    converted = [(f"blk.{blk}.ffn_gate_exps.weight", (rows[:, ::2], (E, out_rows // 2, n_in))),
+                                 (f"blk.{blk}.ffn_up_exps.weight", (rows[:, 1::2], (E, out_rows // 2, n_in)))]
+                else:
+                    converted = [(gguf_name, (rows, (E, out_rows, n_in)))]
             else:
                 quantized.append((hf_name, x))
             hf.append((hf_name, x))
             gg += gpt_oss_gguf(gguf_name, hf_name, x)
+            gg_mxfp4 += converted or gpt_oss_gguf(gguf_name, hf_name, x)
         write_safetensors(os.path.join(args.out, "model.safetensors"), hf)
         write_gguf(args.gguf, args.arch, a, cfg, gg)
+        # The released checkpoint's form converted: experts stay MXFP4, repacked to ggml's block_mxfp4 (ArchitectureGoldenTests).
+        write_gguf(os.path.join(args.out, "model-mxfp4.gguf"), args.arch, a, cfg, gg_mxfp4)
         os.makedirs(os.path.join(args.out, "mxfp4"), exist_ok=True)
         with open(os.path.join(args.out, "mxfp4", "config.json"), "w") as f:
             json.dump(dict(cfg, quantization_config={"quant_method": "mxfp4", "modules_to_not_convert": [

@@ -9,14 +9,14 @@ using MoeSharp.Tests.Models;
 
 namespace MoeSharp.Tests.IO;
 
-/// <summary>How a DeepSeek-V3 config.json maps onto MoeTransformer options, what it refuses, and a training step on it.</summary>
+/// <summary>How DeepSeek-V2 and V3 config.json files map onto MoeTransformer options, what they refuse, and a training step on V3.</summary>
 public class DeepseekConfigTests
 {
-    private static JsonObject Golden() =>
-        JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder("deepseek_v3"), "config.json")))!.AsObject();
+    private static JsonObject Golden(string arch = "deepseek_v3") =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(ArchitectureGoldenTests.Folder(arch), "config.json")))!.AsObject();
 
     private static ModelConfig Read(JsonObject config) =>
-        HfArchitecture.For("deepseek_v3", "config.json").ReadConfig(JsonDocument.Parse(config.ToJsonString()).RootElement, "config.json");
+        HfArchitecture.For(config["model_type"]!.GetValue<string>(), "config.json").ReadConfig(JsonDocument.Parse(config.ToJsonString()).RootElement, "config.json");
 
     [Fact]
     public void EveryFeatureBecomesAnOption()
@@ -64,11 +64,65 @@ public class DeepseekConfigTests
     [InlineData("rope_scaling", "{\"type\":\"longrope\",\"factor\":40}", "rope_scaling type 'longrope' is not supported; expected \"yarn\" or null.")]
     [InlineData("rope_scaling", "{\"type\":\"yarn\",\"factor\":0.5}", "rope_scaling: YaRN factor must be at least 1, got 0.5.")]
     [InlineData("first_k_dense_replace", "5", "first_k_dense_replace must be in [0, num_hidden_layers = 3], got 5.")]
-    [InlineData("topk_group", "5", "TopGroups: must be in [1, Groups = 4], got 5.")]
-    public void AnUnsupportedOrInvalidFieldIsNamed(string field, string value, string message)
+    [InlineData("topk_group", "5", "topk_group must be in [1, n_group = 4], got 5.")]
+    [InlineData("n_group", "3", "n_group must be positive and divide n_routed_experts = 8, got 3.")]
+    public void AnUnsupportedOrInvalidFieldIsNamed(string field, string value, string message) => Refused("deepseek_v3", field, value, message);
+
+    /// <summary>
+    /// DeepSeek-V2's router: softmax without a selection bias, greedy top-k over every expert (the golden, as V2-Lite)
+    /// or group_limited_greedy within topk_group of n_group groups (V2), not renormalised by default, scaled by
+    /// routed_scaling_factor; the attention, dense blocks, shared experts and YaRN are V3's.
+    /// </summary>
+    [Fact]
+    public void DeepseekV2SwitchesOnItsRouter()
     {
-        var config = Golden();
+        var c = Read(Golden("deepseek_v2"));
+        Assert.Equal((24, 16, 8, 4, 6), (c.Mla!.QLoraRank, c.Mla.KvLoraRank, c.Mla.QkNopeHeadDim, c.Mla.QkRopeHeadDim, c.Mla.VHeadDim));
+        Assert.Equal(1.2056281810, c.Mla.SoftmaxMultiplier, 1.2056281810 * 1e-6);
+        Assert.Equal([0], c.DenseLayers!);
+        var m = c.Moe!;
+        Assert.Equal((RouterKind.SoftmaxTopK, 8, 3, 1, 1, 2f, false, 2, 16, false), (m.Router, m.Experts, m.TopK, m.Groups, m.TopGroups, m.RoutedScaling, m.NormalizeTopK, m.SharedExperts, m.SharedHidden, m.GateBias));
+        Assert.DoesNotContain(new MoeTransformer(c).Arena.Parameters, p => p.Name.Contains("e_score_correction_bias", StringComparison.Ordinal));
+
+        var v2 = Golden("deepseek_v2");
+        v2["topk_method"] = "group_limited_greedy";
+        v2["n_group"] = 4;
+        v2["topk_group"] = 2;
+        v2["norm_topk_prob"] = true;
+        m = Read(v2).Moe!;
+        Assert.Equal((RouterKind.SoftmaxTopK, 4, 2, true), (m.Router, m.Groups, m.TopGroups, m.NormalizeTopK));
+        v2.Remove("scoring_func");
+        v2.Remove("topk_method");
+        v2.Remove("norm_topk_prob");
+        m = Read(v2).Moe!;
+        Assert.Equal((RouterKind.SoftmaxTopK, 1, 1, false), (m.Router, m.Groups, m.TopGroups, m.NormalizeTopK)); // HF's defaults: softmax, greedy
+    }
+
+    [Theory]
+    [InlineData("scoring_func", "\"sigmoid\"", "scoring_func \"sigmoid\" is not supported; expected \"softmax\".")]
+    [InlineData("topk_method", "\"noaux_tc\"", "topk_method \"noaux_tc\" is not supported for deepseek_v2; expected \"greedy\" or \"group_limited_greedy\".")]
+    [InlineData("topk_method", "\"gready\"", "topk_method \"gready\" is not supported for deepseek_v2")]
+    [InlineData("topk_group", "5", "topk_group must be in [1, n_group = 4], got 5.")]
+    [InlineData("rope_scaling", "{\"type\":\"dynamic\",\"factor\":4}", "rope_scaling type 'dynamic' is not supported; expected \"yarn\" or null.")]
+    public void AnUnsupportedOrInvalidV2FieldIsNamed(string field, string value, string message)
+    {
+        var config = Golden("deepseek_v2");
+        config["topk_method"] = "group_limited_greedy";
+        config["n_group"] = 4;
+        config["topk_group"] = 2;
         config[field] = JsonNode.Parse(value);
+        Refused(config, message);
+    }
+
+    private static void Refused(string arch, string field, string value, string message)
+    {
+        var config = Golden(arch);
+        config[field] = JsonNode.Parse(value);
+        Refused(config, message);
+    }
+
+    private static void Refused(JsonObject config, string message)
+    {
         var ex = Assert.ThrowsAny<Exception>(() => Read(config));
         Assert.True(ex is InvalidDataException, ex.GetType().Name);
         Assert.StartsWith("config.json: ", ex.Message);

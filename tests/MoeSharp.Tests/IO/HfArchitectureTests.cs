@@ -145,15 +145,38 @@ public class HfArchitectureTests : TempFolderTest
     [InlineData("model.layers.2.block_sparse_moe.shared_expert.up_proj.weight", "blk.2.ffn_up_shexp.weight")]
     [InlineData("model.layers.2.block_sparse_moe.shared_expert_gate.weight", "blk.2.ffn_gate_inp_shexp.weight")]
     [InlineData("model.layers.10.mlp.down_proj.weight", "blk.10.ffn_down.weight")]
+    [InlineData("model.layers.1.self_attn.q_a_proj.weight", "blk.1.attn_q_a.weight")]
+    [InlineData("model.layers.1.self_attn.q_a_layernorm.weight", "blk.1.attn_q_a_norm.weight")]
+    [InlineData("model.layers.1.self_attn.q_b_proj.weight", "blk.1.attn_q_b.weight")]
+    [InlineData("model.layers.1.self_attn.kv_a_proj_with_mqa.weight", "blk.1.attn_kv_a_mqa.weight")]
+    [InlineData("model.layers.1.self_attn.kv_a_layernorm.weight", "blk.1.attn_kv_a_norm.weight")]
+    [InlineData("model.layers.1.self_attn.kv_b_proj.weight", "blk.1.attn_kv_b.weight")]
+    [InlineData("model.layers.1.block_sparse_moe.gate.e_score_correction_bias", "blk.1.exp_probs_b.bias")]
+    [InlineData("model.layers.1.self_attn.o_proj.bias", "blk.1.attn_output.bias")]
+    [InlineData("model.layers.1.self_attn.sinks", "blk.1.attn_sinks.weight")]
+    [InlineData("model.layers.1.block_sparse_moe.gate.bias", "blk.1.ffn_gate_inp.bias")]
+    [InlineData("model.layers.1.block_sparse_moe.experts.b1", "blk.1.ffn_gate_exps.bias")]
+    [InlineData("model.layers.1.block_sparse_moe.experts.b3", "blk.1.ffn_up_exps.bias")]
+    [InlineData("model.layers.1.block_sparse_moe.experts.b2", "blk.1.ffn_down_exps.bias")]
     public void GgufNamesAreLlamaCpps(string parameter, string gguf) => Assert.Equal(gguf, ModelStore.GgufName(parameter));
+
+    /// <summary>GPT-OSS alone calls its post-attention norm attn_post_norm (post_attention_norm), as llama-arch.cpp names it.</summary>
+    [Fact]
+    public void GptOssNamesItsPostAttentionNormApart()
+    {
+        const string norm = "model.layers.2.post_attention_layernorm.weight";
+        Assert.Equal("blk.2.post_attention_norm.weight", HfArchitecture.For("gpt_oss", "t").GgufTensorName(norm));
+        Assert.Equal("blk.2.ffn_norm.weight", HfArchitecture.For("deepseek_v3", "t").GgufTensorName(norm));
+        Assert.Equal("blk.2.attn_sinks.weight", HfArchitecture.For("gpt_oss", "t").GgufTensorName("model.layers.2.self_attn.sinks"));
+    }
 
     [Fact]
     public void AGgufOfAnotherArchitectureNamesItAndTheSupportedOnes()
     {
         string path = Path.Combine(Folder, "m.gguf");
-        new GgufWriter().Add("general.architecture", GgufValue.Of("gpt-oss")).Write(path);
+        new GgufWriter().Add("general.architecture", GgufValue.Of("grok")).Write(path);
         var ex = Assert.Throws<InvalidDataException>(() => ModelStore.Open(path));
-        Assert.Contains("general.architecture 'gpt-oss' is not supported; expected one of llama, qwen2moe, qwen3moe, olmoe", ex.Message);
+        Assert.Contains("general.architecture 'grok' is not supported; expected one of llama, qwen2moe, qwen3moe, olmoe, deepseek2, gpt-oss.", ex.Message);
     }
 
     /// <summary>The whole-sequence (training) path gives the KV-cache path's logits, to 1e-5 of their scale.</summary>

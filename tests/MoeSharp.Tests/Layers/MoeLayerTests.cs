@@ -177,6 +177,8 @@ public class MoeLayerTests
         Bad(Small() with { Router = (RouterKind)99 }, "Router");
         Bad(Small() with { Dim = 0 }, "Dim");
         Bad(Small() with { Groups = 3 }, "Groups");
+        Bad(Small(RouterKind.TopKSoftmax) with { Groups = 2 }, "Groups: groups limit the SoftmaxTopK and SigmoidBias routers only, not TopKSoftmax");
+        Bad(Small(RouterKind.Switch) with { RoutedScaling = 2 }, "RoutedScaling: scales the SoftmaxTopK and SigmoidBias routers' weights only, not Switch's");
         Bad(Small() with { BiasUpdateRate = 0.1f }, "BiasUpdateRate");
         var (_, layer) = Make(Small());
         var ex = Assert.Throws<ArgumentException>(() => layer.Forward(new Tape(), new Tensor(3, 7)));

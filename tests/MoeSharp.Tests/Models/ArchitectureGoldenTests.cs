@@ -6,7 +6,7 @@ using MoeSharp.Models;
 namespace MoeSharp.Tests.Models;
 
 /// <summary>
-/// Tiny random Qwen3-MoE, OLMoE, Qwen2-MoE, DeepSeek-V3 and GPT-OSS models (Golden/&lt;arch&gt;/, every feature of each switched on; see
+/// Tiny random Qwen3-MoE, OLMoE, Qwen2-MoE, DeepSeek-V2, DeepSeek-V3 and GPT-OSS models (Golden/&lt;arch&gt;/, every feature of each switched on; see
 /// Golden/README.md) against llama.cpp: the same weights converted to GGUF as llama.cpp's convert_hf_to_gguf.py does
 /// and run by its prebuilt CPU library (node-llama-cpp 3.22.1, F32 weights and KV cache, flash attention off). The
 /// prompt goes through the KV cache in one pass and each greedy token after it one at a time; at every one of the
@@ -16,7 +16,7 @@ namespace MoeSharp.Tests.Models;
 /// </summary>
 public class ArchitectureGoldenTests
 {
-    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
+    public static TheoryData<string> Architectures() => ["qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v2", "deepseek_v3", "gpt_oss"];
 
     internal static string Folder(string arch) => TestPaths.ArchitectureGolden(arch);
 
@@ -25,19 +25,34 @@ public class ArchitectureGoldenTests
     public void LogitsAndGreedyIdsMatchLlamaCppThroughTheKvCache(string arch) => MatchesLlamaCpp(arch, ModelStore.Open(Folder(arch), maxContext: 64));
 
     /// <summary>
-    /// The very GGUF file llama.cpp ran (checked in for one architecture to keep the repository small; the generator
-    /// writes it for each) loads to the same outputs, and to the HF folder's parameters exactly.
+    /// The GGUF file the generator wrote, as convert_hf_to_gguf.py converts the HF folder, loads to the HF folder's
+    /// config and parameters exactly, and so to llama.cpp's outputs: the very F32 file llama.cpp ran for qwen2_moe
+    /// and both DeepSeeks (deepseek2, with kv_b_proj split into attn_k_b / attn_v_b), and for gpt_oss the released
+    /// checkpoint's form converted (experts as ggml MXFP4, the rest F32; the generator rounded the experts to MXFP4
+    /// before writing either, so dequantizing them is exact). The other architectures' GGUFs are not checked in, to
+    /// keep the repository small. The softmax multiplier, which the deepseek2 file stores as 0.1·mscale_all_dim in
+    /// float32, agrees to 1e-6 relative.
     /// </summary>
     [Theory]
-    [InlineData("qwen2_moe")]
-    public void TheGgufLlamaCppRanLoadsToTheSameModel(string arch)
+    [InlineData("qwen2_moe", "model-f32.gguf")]
+    [InlineData("deepseek_v2", "model-f32.gguf")]
+    [InlineData("deepseek_v3", "model-f32.gguf")]
+    [InlineData("gpt_oss", "model-mxfp4.gguf")]
+    public void TheConvertedGgufLoadsToTheSameModel(string arch, string file)
     {
-        var gguf = ModelStore.Open(Path.Combine(Folder(arch), "model-f32.gguf"), maxContext: 64);
+        var gguf = ModelStore.Open(Path.Combine(Folder(arch), file), maxContext: 64);
         var hf = ModelStore.Open(Folder(arch), maxContext: 64);
         static object Shape(ModelConfig c) => (c.Vocab, c.DModel, c.Layers, c.Heads, c.ResolvedKvHeads, c.ResolvedHeadDim, c.NormEps, c.RopeTheta,
-            c.QkNorm, c.AttentionBias, c.TiedEmbeddings, c.Moe!.Experts, c.Moe.TopK, c.Moe.ExpertHidden, c.Moe.NormalizeTopK,
-            (c.Moe.SharedExperts, c.Moe.SharedHidden, c.Moe.SharedGate));
+            (c.DFF, c.RopeStyle, c.QkNorm, c.AttentionBias, c.AttentionOutBias, c.AttentionSinks, c.TiedEmbeddings),
+            (c.SlidingWindow, string.Join(",", c.SlidingLayers ?? []), string.Join(",", c.DenseLayers ?? [])),
+            c.Mla is { } m ? (m.QLoraRank, m.KvLoraRank, m.QkNopeHeadDim, m.QkRopeHeadDim, m.VHeadDim) : default,
+            c.Yarn is { } y ? (y.Factor, y.OriginalContext, y.BetaFast, y.BetaSlow, y.AttentionFactor, y.Truncate) : default,
+            (c.Moe!.Experts, c.Moe.TopK, c.Moe.ExpertHidden, c.Moe.Router, c.Moe.NormalizeTopK, c.Moe.Groups, c.Moe.TopGroups, c.Moe.RoutedScaling),
+            (c.Moe.SharedExperts, c.Moe.SharedHidden, c.Moe.SharedGate, c.Moe.GateBias, c.Moe.ExpertBias, c.Moe.SwiGluClamp));
         Assert.Equal(Shape(hf.Config), Shape(gguf.Config));
+        float want = hf.Config.Mla?.SoftmaxMultiplier ?? 1, got = gguf.Config.Mla?.SoftmaxMultiplier ?? 1;
+        Assert.True(Math.Abs(want - got) <= 1e-6 * want, $"{arch} softmax multiplier: HF {want}, GGUF {got}");
+        Assert.Equal(hf.Config.Yarn?.ResolvedAttentionFactor ?? 1, gguf.Config.Yarn?.ResolvedAttentionFactor ?? 1, 1e-6);
         Numerics.BitwiseEqual(hf.Arena.Values, gguf.Arena.Values, arch + " parameters");
         MatchesLlamaCpp(arch, gguf);
     }

@@ -10,17 +10,17 @@ namespace MoeSharp.Tests.Models;
 /// A tiny random model of each architecture written as a Hugging Face folder beside a real tokenizer from
 /// ../shared/tokenizers (tokenizer.json and tokenizer_config.json copied into a temp folder), with the vocabulary
 /// the tokenizer's size and the embeddings tied to keep the files small. The shared folder has no Llama/Mixtral or
-/// OLMoE tokenizer, so those get GPT-OSS's (harmony, no template) and DeepSeek-V3's (BOS in its template). The server's
-/// tests use it too, by link.
+/// OLMoE or DeepSeek-V2 tokenizer, so those get GPT-OSS's (harmony, no template) and DeepSeek-V3's (BOS in its template).
+/// The server's tests use it too, by link.
 /// </summary>
 internal static class TinyChatModels
 {
-    public static TheoryData<string> Architectures() => ["mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v3", "gpt_oss"];
+    public static TheoryData<string> Architectures() => ["mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "deepseek_v2", "deepseek_v3", "gpt_oss"];
 
     public static string TokenizerOf(string arch) => arch switch
     {
         "mixtral" or "gpt_oss" => "gptoss",
-        "olmoe" or "deepseek_v3" => "deepseek_v3",
+        "olmoe" or "deepseek_v2" or "deepseek_v3" => "deepseek_v3",
         _ => "qwen3",
     };
 

@@ -176,6 +176,32 @@ public class RouterTests
         Assert.Equal([0, 1], r.PairExpert);
     }
 
+    /// <summary>
+    /// DeepSeek-V2's group_limited_greedy: groups {0,1} and {2,3} with logits (3, −5 | 2.5, 2.4). Group {0,1} has the
+    /// best single probability, group {2,3} the larger sum of its two best, and ungrouped top-2 would take experts 0
+    /// and 2; one group allowed, the softmax router must take 0 and 1, weighted p·2 (routed_scaling_factor 2, no
+    /// renormalisation): 2e³/Z and 2e⁻⁵/Z with Z = e³ + e⁻⁵ + e^2.5 + e^2.4. Tolerance 1e-6 absolute.
+    /// </summary>
+    [Fact]
+    public void SoftmaxGroupLimitedRoutingRanksGroupsByTheirBestProbability()
+    {
+        float[] logits = [3, -5, 2.5f, 2.4f];
+        void Logits(Span<float> w, Span<float> _)
+        {
+            for (int e = 0; e < 4; e++) w[e * 3] = logits[e];
+        }
+        var o = Four(RouterKind.SoftmaxTopK, 2) with { NormalizeTopK = false, RoutedScaling = 2f };
+        var (r, w) = Route(o with { Groups = 2, TopGroups = 1 }, Logits);
+        Assert.Equal([0, 1], r.PairExpert);
+        double z = Math.Exp(3) + Math.Exp(-5) + Math.Exp(2.5) + Math.Exp(2.4);
+        Assert.Equal(2 * Math.Exp(3) / z, w[0], 1e-6);
+        Assert.Equal(2 * Math.Exp(-5) / z, w[1], 1e-6);
+        (r, _) = Route(o, Logits);
+        Assert.Equal([0, 2], r.PairExpert);
+        (r, _) = Route(o with { Groups = 2, TopGroups = 2 }, Logits);
+        Assert.Equal([0, 2], r.PairExpert);
+    }
+
     [Fact]
     public void ExpertChoiceGivesEachExpertItsBestTokens()
     {
