@@ -20,6 +20,7 @@ internal static class MoeCommand
             ChatCommand.Create(),
             TokenizeCommand.Create(),
             RagCommand.Create(),
+            QuantizeCommand.Create(),
         };
         // System.CommandLine's own reports would print the help page after a parse error and a stack trace after an
         // exception; ours are one line and exit code 2.

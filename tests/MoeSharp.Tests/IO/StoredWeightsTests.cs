@@ -17,14 +17,16 @@ public sealed class StoredWeightsTests : TempFolderTest
     private const int D = 256, Layers = 2, Experts = 4, Vocab = 256;
     private static readonly int[] Prompt = [3, 14, 15, 92, 65, 35, 89, 79];
 
-    private string WriteFolder(bool tied = false)
+    private string WriteFolder(bool tied = false) => WriteMixtral(Path.Combine(Folder, tied ? "tied" : "untied"), tied);
+
+    /// <summary>Writes the tiny Mixtral's config.json and model.safetensors (random weights, seed 7) into <paramref name="folder"/>.</summary>
+    internal static string WriteMixtral(string folder, bool tied = false)
     {
         string json = $$"""
             { "model_type": "mixtral", "hidden_size": {{D}}, "num_hidden_layers": {{Layers}}, "num_attention_heads": 4, "num_key_value_heads": 2,
               "intermediate_size": 256, "num_local_experts": {{Experts}}, "num_experts_per_tok": 2, "vocab_size": {{Vocab}},
               "max_position_embeddings": 64, "rope_theta": 10000.0, "tie_word_embeddings": {{(tied ? "true" : "false")}} }
             """;
-        string folder = Path.Combine(Folder, tied ? "tied" : "untied");
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, "config.json"), json);
         using var doc = System.Text.Json.JsonDocument.Parse(json);
@@ -161,5 +163,35 @@ public sealed class StoredWeightsTests : TempFolderTest
         }
         using var file = GgufFile.Open(gguf);
         Assert.True(file.TensorBytes(file["blk.0.ffn_gate_exps.weight"])[..w1[0].Data.Length].SequenceEqual(w1[0].Data.Span));
+    }
+
+    /// <summary>
+    /// SaveGguf writes the Q4_K rows the loader quantizes (q/k rows permuted to llama's interleaved RoPE), so the GGUF
+    /// model computes what the folder quantized on load does: equal up to float reassociation in attention (1e-4).
+    /// </summary>
+    [Theory]
+    [InlineData(WeightFormat.Q4_K)]
+    [InlineData(WeightFormat.BF16)]
+    public void SaveGgufRoundTripsThroughOpenGguf(WeightFormat format)
+    {
+        string folder = WriteFolder();
+        string gguf = Path.Combine(Folder, $"model.{format}.gguf");
+        using (var source = ModelStore.Open(folder, new ModelLoadOptions { InPlace = true })) ModelStore.SaveGguf(source, gguf, format, "llama");
+        using var quantized = ModelStore.Open(folder, new ModelLoadOptions { Quantize = format });
+        using var model = ModelStore.OpenGguf(gguf);
+        Assert.Equal(format, model.Arena["model.layers.0.self_attn.k_proj.weight"].Stored!.Format);
+        Assert.Null(model.Arena["model.layers.0.block_sparse_moe.gate.weight"].Stored);
+        Numerics.Close(Logits(quantized), Logits(model), 1e-4f, 1e-5f, $"{format} GGUF vs quantized on load");
+        Assert.Equal(Generator.Greedy(quantized, Prompt, 8), Generator.Greedy(model, Prompt, 8));
+    }
+
+    [Fact]
+    public void SaveGgufRefusesAnArchitectureThatCannotExpressTheModelAndLeavesNoFile()
+    {
+        string gguf = Path.Combine(Folder, "qwen.gguf");
+        using var source = ModelStore.Open(WriteFolder());
+        var ex = Assert.Throws<InvalidDataException>(() => ModelStore.SaveGguf(source, gguf, WeightFormat.F32, "qwen3moe"));
+        Assert.Contains("qwen3moe cannot express this model: its q/k norm is None (the file would give PerHead)", ex.Message);
+        Assert.Empty(Directory.GetFiles(Folder, "qwen.gguf*"));
     }
 }
