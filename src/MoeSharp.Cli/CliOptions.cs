@@ -38,6 +38,30 @@ internal static class CliOptions
     /// <summary>A random seed: any integer from 0 to 2⁶⁴ − 1.</summary>
     public static Option<ulong> Seed(ulong defaultValue) => Number("--seed", defaultValue, ulong.MinValue, ulong.MaxValue);
 
+    /// <summary>
+    /// <c>--quantize FORMAT</c>: the inference commands' weight format (f32, f16, bf16, q8_0, q6_k, q4_k, mxfp4), parsed
+    /// while the command line is; null when absent.
+    /// </summary>
+    public static Option<MoeSharp.Formats.WeightFormat?> Quantize() => new("--quantize")
+    {
+        Description = "Quantize the model's projections, embedding and experts once on load and compute with them: f32, f16, bf16, q8_0, q6_k, q4_k, or mxfp4 (experts only).",
+        CustomParser = r => ParseFormat(r, "--quantize"),
+    };
+
+    /// <summary>A weight format by its lower-case ggml name; an unknown one is an error naming the accepted ones.</summary>
+    public static MoeSharp.Formats.WeightFormat? ParseFormat(ArgumentResult r, string name)
+    {
+        string token = r.Tokens.Count == 0 ? "" : r.Tokens[^1].Value;
+        foreach (var f in MoeSharp.Formats.WeightFormats.All)
+            if (string.Equals(f.ToString(), token, StringComparison.OrdinalIgnoreCase)) return f;
+        r.AddError($"{name}: expected one of f32, f16, bf16, q8_0, q6_k, q4_k, mxfp4, got '{token}'");
+        return null;
+    }
+
+    /// <summary>How the inference commands load a model: weights in place from the mapped files, quantized when asked.</summary>
+    public static MoeSharp.IO.ModelLoadOptions Inference(int? maxContext, MoeSharp.Formats.WeightFormat? quantize) =>
+        new() { MaxContext = maxContext, InPlace = true, Quantize = quantize };
+
     /// <summary>A positive finite number (learning rates, time budgets).</summary>
     public static Option<float> Positive(string name, float defaultValue, string? description = null) =>
         Number(name, defaultValue, 0f, float.MaxValue, minExcluded: true, description);

@@ -18,15 +18,33 @@ internal static class BenchCommand
         var steps = CliOptions.Int("--steps", d.Steps, 1, "Timed training steps, after two seconds of untimed ones.");
         var tokens = CliOptions.Int("--tokens", d.Tokens, 1, "Tokens to generate, after a 16-token prompt.");
         var threads = CliOptions.Threads(d.Threads);
-        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads };
+        var quantize = CliOptions.Quantize();
+        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize };
         command.SetAction(p =>
         {
             var options = d with { Batch = p.GetValue(batch), Steps = p.GetValue(steps), Tokens = p.GetValue(tokens), Threads = p.GetValue(threads) };
-            var lm = p.GetValue(model) is { } dir ? ModelStore.Open(dir.FullName) : new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length));
+            var format = p.GetValue(quantize);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            // Quantized weights are for inference only, so with --quantize the training measurement is left out.
+            using var lm = p.GetValue(model) is { } dir
+                ? format is null ? ModelStore.Open(dir.FullName) : ModelStore.Open(dir.FullName, CliOptions.Inference(null, format))
+                : format is null ? new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length))
+                : throw new ArgumentException("--quantize needs --model: a fresh preset has no checkpoint to quantize.");
+            double load = clock.Elapsed.TotalSeconds;
             var config = lm.Config;
             Console.WriteLine($"model: {config.Preset}, {config.Layers} layers, d_model {config.DModel}, context {config.Context}, " +
                 (config.Moe is { } moe ? $"{moe.Experts} experts, top-{moe.TopK}" : "dense") +
-                $"; {lm.Arena.Length:N0} parameters, {lm.ActiveParameters:N0} active; {options.Threads} threads");
+                $"; {lm.Arena.TotalElements:N0} parameters, {lm.ActiveParameters:N0} active; {options.Threads} threads");
+            if (format is not null)
+            {
+                Console.WriteLine($"weights:  {ModelStore.Describe(lm)}, loaded in {load:F2} s");
+                int[] prompt = [.. Enumerable.Range(0, 16).Select(i => i % config.Vocab)];
+                Generator.Greedy(lm, prompt, 4, options.Threads); // warm-up: the JIT's final tier
+                clock.Restart();
+                Generator.Greedy(lm, prompt, options.Tokens, options.Threads);
+                Console.WriteLine($"generate: {options.Tokens / clock.Elapsed.TotalSeconds,9:N1} tok/s  (greedy, batch 1, {options.Tokens} tokens after a 16-token prompt, prompt included)");
+                return 0;
+            }
             var r = SpeedBench.Run(lm, options);
             Console.WriteLine($"train:    {r.TrainTokensPerSecond,9:N0} tok/s  ({r.SecondsPerStep * 1e3:F1} ms per step of {options.Batch} × {config.Context} tokens)");
             Console.WriteLine($"generate: {r.GenerateTokensPerSecond,9:N0} tok/s  (greedy, batch 1, {options.Tokens} tokens after a {r.PromptTokens}-token prompt)");

@@ -19,12 +19,14 @@ internal static class ChatCommand
         var stop = new Option<string[]>("--stop") { Description = "A text that ends a reply (repeatable).", AllowMultipleArgumentsPerToken = false };
         var showPrompt = new Option<bool>("--show-prompt") { Description = "Print the rendered prompt before each reply." };
         var sampling = new SamplingCli();
-        var command = new Command("chat", "Chat with a model, with its own tokenizer and chat template.") { model, system, stop, showPrompt };
+        var quantize = CliOptions.Quantize();
+        var command = new Command("chat", "Chat with a model, with its own tokenizer and chat template.") { model, system, stop, showPrompt, quantize };
         sampling.AddTo(command);
         command.SetAction(p =>
         {
             string dir = p.GetValue(model)!.FullName;
-            var (lm, tokenizer) = Open(dir, sampling.Context(p));
+            var (lm, tokenizer) = Open(dir, sampling.Context(p), p.GetValue(quantize));
+            using var owned = lm;
             var chat = new ChatSession(lm, tokenizer) { SystemPrompt = p.GetValue(system) };
             var options = sampling.Options(p) with { StopStrings = p.GetValue(stop) ?? [] };
             using var cancel = new ReplyCancellation();
@@ -63,9 +65,10 @@ internal static class ChatCommand
     }
 
     /// <summary><c>moe generate --chat</c>: one user turn answered and printed; with routing, the prompt's and each token's experts.</summary>
-    public static int Answer(string dir, string question, ChatOptions options, bool showRouting)
+    public static int Answer(string dir, string question, ChatOptions options, bool showRouting, MoeSharp.Formats.WeightFormat? quantize = null)
     {
-        var (lm, tokenizer) = Open(dir, null);
+        var (lm, tokenizer) = Open(dir, null, quantize);
+        using var owned = lm;
         var chat = new ChatSession(lm, tokenizer);
         if (showRouting)
         {
@@ -105,11 +108,11 @@ internal static class ChatCommand
         }
     }
 
-    /// <summary>The model and its tokenizer from <paramref name="dir"/>, both checked before anything is generated.</summary>
-    public static (MoeTransformer Model, HfTokenizer Tokenizer) Open(string dir, int? maxContext)
+    /// <summary>The model (weights in place, or quantized to <paramref name="quantize"/>) and its tokenizer from <paramref name="dir"/>, both checked before anything is generated.</summary>
+    public static (MoeTransformer Model, HfTokenizer Tokenizer) Open(string dir, int? maxContext, MoeSharp.Formats.WeightFormat? quantize = null)
     {
         var tokenizer = LoadTokenizer(dir);
-        var model = ModelStore.Open(dir, maxContext);
+        var model = ModelStore.Open(dir, CliOptions.Inference(maxContext, quantize));
         if (tokenizer.VocabSize > model.Config.Vocab)
             throw new InvalidDataException($"{Path.Combine(dir, "tokenizer.json")}: the tokenizer has {tokenizer.VocabSize} ids; the model's vocab_size is {model.Config.Vocab}.");
         // Parse the template now, so a template error is reported before the first question.

@@ -17,12 +17,13 @@ internal static class EvalCommand
         var data = new Option<FileInfo?>("--data") { Description = "Evaluate on the last 10% of this text file instead of the run's own validation split." };
         var maxTokens = CliOptions.Int("--max-tokens", LmEvalOptions.Default.MaxTokens, 1, "Evaluate at most this many tokens.");
         var threads = CliOptions.Threads(LmEvalOptions.Default.Threads);
-        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads };
+        var quantize = CliOptions.Quantize();
+        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize };
         command.SetAction(p =>
         {
             var folder = new RunFolder(p.GetValue(model)!.FullName);
             var run = folder.ReadConfig();
-            var lm = ModelStore.Open(folder.Path);
+            using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize)));
             var source = p.GetValue(data) is { } file ? new DataSource { Kind = "file", Path = file.FullName } : run.Data;
             var lmData = LmData.Load(source, run.Alphabet);
             var result = LmEvaluator.Evaluate(lm, lmData, new LmEvalOptions { MaxTokens = p.GetValue(maxTokens), Threads = p.GetValue(threads) });

@@ -22,9 +22,10 @@ internal static class GenerateCommand
         var chat = new Option<string?>("--chat") { Description = "A question, answered as one chat turn with the model folder's tokenizer and chat template." };
         var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
+        var quantize = CliOptions.Quantize();
         var command = new Command("generate", "Generate text with the KV cache.")
         {
-            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat,
+            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat, quantize,
         };
         command.SetAction(p =>
         {
@@ -32,20 +33,20 @@ internal static class GenerateCommand
             int max = p.GetValue(maxTokens);
             var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
             if (p.GetValue(chat) is { } question)
-                return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting));
+                return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting), p.GetValue(quantize));
             var folder = new RunFolder(dir);
             ITextTokenizer? tokenizer = null;
-            MoeTransformer lm;
+            int? context = null;
             if (folder.IsRun)
             {
                 var run = folder.ReadConfig();
                 tokenizer = LmData.TokenizerFor(run.Data, run.Alphabet);
-                lm = ModelStore.Open(dir);
             }
             else
             {
-                lm = ModelStore.Open(dir, maxContext: Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1));
+                context = Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1);
             }
+            using var lm = ModelStore.Open(dir, CliOptions.Inference(context, p.GetValue(quantize)));
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));

@@ -33,7 +33,7 @@ internal static class InspectCommand
                 : text is null ? null
                 : tokenizer?.Encode(text.Replace("\\n", "\n", StringComparison.Ordinal))
                   ?? throw new ArgumentException($"--prompt: '{dir}' has no tokenizer.json; give the prompt as --prompt-ids.");
-            var model = ModelStore.Open(dir, input is null ? 64 : Math.Max(64, input.Length));
+            using var model = ModelStore.Open(dir, CliOptions.Inference(input is null ? 64 : Math.Max(64, input.Length), null));
             Console.WriteLine(RoutingTable.Summary(model.Config));
             if (input is not null) RoutingTable.PrintPrompt(model, input, RoutingTable.Shower(tokenizer), p.GetValue(threads));
             return 0;

@@ -14,18 +14,43 @@ public static partial class ModelStore
     /// qwen3moe, olmoe, deepseek2 for DeepSeek-V2 and V3, gpt-oss). The
     /// config comes from the file's metadata and tensors: q/k/v biases when blk.0.attn_q.bias exists, a shared
     /// expert when blk.0.ffn_up_shexp does, a dense block where blk.i.ffn_gate_inp is missing, a tied head when
-    /// output.weight is. Any weight format MoeSharp computes with (F32 … MXFP4) is dequantized to float32 as it is
-    /// copied in. Tensors the converter split (DeepSeek's attn_k_b and attn_v_b) are joined by
-    /// <see cref="HfArchitecture.LoadGgufSplits"/> first.
+    /// output.weight is. Tensors the converter split (DeepSeek's attn_k_b and attn_v_b) are joined by
+    /// <see cref="HfArchitecture.LoadGgufSplits"/>. Every storable weight (<see cref="MoeTransformer.Storable"/>: the
+    /// embedding, projections, experts, head) is used in place from the memory map in its format (F32 … MXFP4); the
+    /// rest (norms, routers, 1-D tensors, joined splits) is dequantized to float32 into the arena. The model owns the
+    /// mapped file: dispose it.
     /// </summary>
-    public static MoeTransformer OpenGguf(string path, int? maxContext = null)
+    public static MoeTransformer OpenGguf(string path, int? maxContext = null) => OpenGguf(path, new ModelLoadOptions { MaxContext = maxContext });
+
+    /// <summary><see cref="OpenGguf(string, int?)"/>, with the storable weights quantized to <see cref="ModelLoadOptions.Quantize"/> when it is set.</summary>
+    public static MoeTransformer OpenGguf(string path, ModelLoadOptions options)
     {
-        using var file = GgufFile.Open(path);
-        string? type = file.Metadata.TryGetValue("general.architecture", out var a) ? a.Value as string : null;
-        var architecture = HfArchitecture.ForGguf(type, path);
-        var model = new MoeTransformer(architecture.ReadGguf(file, maxContext));
-        var split = architecture.LoadGgufSplits(model, file);
-        LoadGguf(model.Arena, file, architecture.GgufTensorName, split.Parameters, split.Tensors);
+        var file = GgufFile.Open(path);
+        MoeTransformer model;
+        HfArchitecture architecture;
+        try
+        {
+            string? type = file.Metadata.TryGetValue("general.architecture", out var a) ? a.Value as string : null;
+            architecture = HfArchitecture.ForGguf(type, path);
+            var tensorName = architecture.GgufTensorName;
+            model = new MoeTransformer(architecture.ReadGguf(file, options.MaxContext),
+                new CheckpointWeights(path, p => GgufMatrices(file, tensorName(p.Name), p), options.Quantize, file));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        try
+        {
+            var split = architecture.LoadGgufSplits(model, file);
+            LoadGguf(model.Arena, file, architecture.GgufTensorName, split.Parameters, split.Tensors);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         return model;
     }
 
@@ -55,6 +80,8 @@ public static partial class ModelStore
         foreach (var p in arena.Parameters)
         {
             if (filled.Contains(p.Name)) continue;
+            // A stored parameter computes with the file's bytes in place: nothing to copy.
+            if (p.Stored is not null) continue;
             string name = tensorName(p.Name);
             var info = file[name];
             var values = p.Value.Span;

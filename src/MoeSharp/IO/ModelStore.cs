@@ -26,6 +26,8 @@ public static partial class ModelStore
         var tensors = new List<SafetensorsWriter.Tensor>();
         foreach (var p in arena.Parameters)
         {
+            if (p.Stored is { } w)
+                throw new InvalidOperationException($"Cannot save parameter '{p.Name}': it is stored as {w.Format} for inference; save a model loaded with fp32 weights, or write a GGUF with 'moe quantize'.");
             var m = StackedExperts().Match(p.Name);
             if (!m.Success)
             {
@@ -45,7 +47,7 @@ public static partial class ModelStore
     /// <paramref name="rename"/>(n). Every tensor is checked (present, right shape) before any is read, and every
     /// value after, so that a checkpoint for another architecture or with a NaN or infinity in it fails here,
     /// naming the file's tensor, rather than as garbage or a NaN loss later. The source may hold other tensors too
-    /// (gradients beside weights, the parts of a mixture); <see cref="Open"/> refuses those for a whole model.
+    /// (gradients beside weights, the parts of a mixture); <see cref="Open(string, int?)"/> refuses those for a whole model.
     /// </summary>
     public static void Load(ParameterArena arena, SafetensorsModel source, Func<string, string>? rename = null) => LoadPlanned(arena, source, rename, null);
 
@@ -62,6 +64,8 @@ public static partial class ModelStore
         }
         foreach (var (stored, target, offset, shape) in plan)
         {
+            // A stored parameter computes with the checkpoint's bytes in place: nothing to read.
+            if (target.Stored is not null) continue;
             var values = target.Value.Span.Slice(offset, Shapes.Count(shape));
             source.ReadFloat32(stored, values);
             if (!TensorPrimitives.IsFiniteAll(values))
@@ -153,11 +157,17 @@ public static partial class ModelStore
     /// Reads a model folder: a MoeSharp run (config.json with a "model" section), a Hugging Face folder (config.json
     /// whose model_type is one of <see cref="HfArchitecture.All"/>, model.safetensors or an index of shards), or
     /// Mistral's reference layout (config.reference.json / params with "dim", model.reference.safetensors). A path to
-    /// a <c>.gguf</c> file is read by <see cref="OpenGguf"/>.
+    /// a <c>.gguf</c> file is read by <see cref="OpenGguf(string, int?)"/>. The weights go into the trainable fp32 arena.
     /// </summary>
-    public static MoeTransformer Open(string folder, int? maxContext = null)
+    public static MoeTransformer Open(string folder, int? maxContext = null) => Open(folder, new ModelLoadOptions { MaxContext = maxContext });
+
+    /// <summary>
+    /// <see cref="Open(string, int?)"/> with the weights placed as <paramref name="options"/> says: in place from the
+    /// mapped files, or quantized on load, for inference (see <see cref="ModelLoadOptions"/>); dispose the model.
+    /// </summary>
+    public static MoeTransformer Open(string folder, ModelLoadOptions options)
     {
-        if (File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return OpenGguf(folder, maxContext);
+        if (File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return OpenGguf(folder, options);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder '{folder}' does not exist.");
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Model folder '{folder}' has no config.json.");
@@ -166,18 +176,15 @@ public static partial class ModelStore
         if (root.TryGetProperty("model", out var run))
         {
             var config = ModelConfig.FromJson(run.GetRawText(), configPath + " (model)");
-            var model = new MoeTransformer(config);
-            using var weights = SafetensorsModel.Open(Path.Combine(folder, "model.safetensors"));
-            LoadModel(model.Arena, weights);
-            return model;
+            var weights = SafetensorsModel.Open(Path.Combine(folder, "model.safetensors"));
+            return Build(config, weights, options, null, model => LoadModel(model.Arena, weights));
         }
         if (root.TryGetProperty("model_type", out var type))
         {
             var architecture = HfArchitecture.For(type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
-            var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
-            using var weights = SafetensorsModel.Open(folder);
-            architecture.LoadWeights(model.Arena, weights);
-            return model;
+            var config = architecture.ReadConfig(root, configPath, options.MaxContext);
+            var weights = SafetensorsModel.Open(folder);
+            return Build(config, weights, options, architecture.TensorName, model => architecture.LoadWeights(model.Arena, weights));
         }
         throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
     }
@@ -192,20 +199,18 @@ public static partial class ModelStore
         var root = doc.RootElement;
         var architecture = HfArchitecture.For(!root.TryGetProperty("model_type", out var type) ? "mixtral"
             : type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
-        var model = new MoeTransformer(architecture.ReadConfig(root, configPath, maxContext));
-        using var source = SafetensorsModel.Open(weights);
-        architecture.LoadWeights(model.Arena, source);
-        return model;
+        var config = architecture.ReadConfig(root, configPath, maxContext);
+        var source = SafetensorsModel.Open(weights);
+        return Build(config, source, new ModelLoadOptions(), architecture.TensorName, model => architecture.LoadWeights(model.Arena, source));
     }
 
     /// <summary>Loads Mistral's reference layout: a params JSON with "dim", and weights under reference names (interleaved RoPE).</summary>
     public static MoeTransformer OpenReference(string configPath, string weightsPath, int? maxContext = null)
     {
         using var doc = ParseJson(configPath);
-        var model = new MoeTransformer(FromReference(doc.RootElement, configPath, maxContext));
-        using var weights = SafetensorsModel.Open(weightsPath);
-        LoadModel(model.Arena, weights, ReferenceName);
-        return model;
+        var config = FromReference(doc.RootElement, configPath, maxContext);
+        var weights = SafetensorsModel.Open(weightsPath);
+        return Build(config, weights, new ModelLoadOptions(), ReferenceName, model => LoadModel(model.Arena, weights, ReferenceName));
     }
 
     /// <summary>A Hugging Face MixtralConfig as a <see cref="ModelConfig"/> (rotate-half RoPE).</summary>

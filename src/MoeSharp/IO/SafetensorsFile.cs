@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -10,14 +11,15 @@ namespace MoeSharp.IO;
 /// <summary>
 /// A safetensors file opened for reading: the header is parsed and validated by <see cref="Open"/>, tensor data is
 /// read on demand with <see cref="RandomAccess"/>, so files of many GB cost only their header in memory.
-/// Reads are position-free and may run concurrently.
+/// Reads are position-free and may run concurrently. <see cref="Matrix"/> maps the file (on first use) and gives a
+/// float tensor's bytes in place, for a model that computes with them directly.
 /// </summary>
 /// <remarks>
 /// Layout: an 8-byte little-endian header length N, N bytes of UTF-8 JSON (an object mapping each tensor name to
 /// <c>{"dtype", "shape", "data_offsets": [begin, end]}</c>, plus an optional <c>"__metadata__"</c> string map),
 /// then the data section, with offsets relative to its start.
 /// </remarks>
-public sealed class SafetensorsFile : IDisposable
+public sealed unsafe class SafetensorsFile : IDisposable
 {
     /// <summary>Upper bound on the header length, so a corrupt length cannot cause a huge allocation.</summary>
     public const long MaxHeaderBytes = 100L << 20;
@@ -28,6 +30,11 @@ public sealed class SafetensorsFile : IDisposable
     private readonly SafeFileHandle _handle;
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsEntry> _byName;
+    private readonly Lock _mapLock = new();
+    private MemoryMappedFile? _map;
+    private MemoryMappedViewAccessor? _view;
+    private byte* _base; // the mapped file's first byte, null until Matrix maps it
+    private bool _disposed;
 
     private SafetensorsFile(string path, SafeFileHandle handle, long dataStart,
         Dictionary<string, SafetensorsEntry> byName, SafetensorsEntry[] entries, Dictionary<string, string> metadata)
@@ -137,8 +144,77 @@ public sealed class SafetensorsFile : IDisposable
         return result;
     }
 
-    /// <summary>Unmaps the file.</summary>
-    public void Dispose() => _handle.Dispose();
+    /// <summary>
+    /// The F32, F16 or BF16 tensor <paramref name="name"/> as a [<paramref name="rows"/>, <paramref name="cols"/>]
+    /// matrix over the file's mapped bytes, used in place (no copy); null when its dtype is another or its element
+    /// count is not rows × cols. The matrix must not be used after the file is disposed.
+    /// </summary>
+    public Formats.QuantizedMatrix? Matrix(string name, int rows, int cols)
+    {
+        var entry = this[name];
+        Formats.WeightFormat format;
+        switch (entry.DType)
+        {
+            case SafetensorsDType.F32: format = Formats.WeightFormat.F32; break;
+            case SafetensorsDType.F16: format = Formats.WeightFormat.F16; break;
+            case SafetensorsDType.BF16: format = Formats.WeightFormat.BF16; break;
+            default: return null;
+        }
+        // The formats' kernels read little-endian values, as the file stores them.
+        if (!BitConverter.IsLittleEndian || entry.ElementCount != (long)rows * cols || entry.End - entry.Begin > int.MaxValue) return null;
+        byte* start = Mapped() + _dataStart + entry.Begin;
+        return new Formats.QuantizedMatrix(new MappedMemory(this, start, (int)(entry.End - entry.Begin)).Memory, format, rows, cols);
+    }
+
+    /// <summary>The mapping's base pointer; the whole file is mapped read-only once, on first use.</summary>
+    private byte* Mapped()
+    {
+        lock (_mapLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_base != null) return _base;
+            _map = MemoryMappedFile.CreateFromFile(_handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+            _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* pointer = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            _base = pointer + _view.PointerOffset;
+            return _base;
+        }
+    }
+
+    /// <summary>Unmaps the file and closes it; matrices taken from it must not be used afterwards.</summary>
+    public void Dispose()
+    {
+        lock (_mapLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (_base != null) _view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view?.Dispose();
+            _map?.Dispose();
+            _handle.Dispose();
+        }
+    }
+
+    /// <summary>Memory over a tensor in the mapping; it keeps the file object alive, and pinning is free.</summary>
+    private sealed class MappedMemory(SafetensorsFile owner, byte* pointer, int length) : MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan()
+        {
+            ObjectDisposedException.ThrowIf(owner._disposed, owner);
+            return new Span<byte>(pointer, length);
+        }
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            ObjectDisposedException.ThrowIf(owner._disposed, owner);
+            return new MemoryHandle(pointer + elementIndex);
+        }
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) { }
+    }
 
     private SafetensorsEntry FloatEntry(string name)
     {

@@ -65,6 +65,9 @@ public sealed class SafetensorsModel : IDisposable
     /// <inheritdoc cref="SafetensorsFile.ReadFloat32(string, Span{float})"/>
     public void ReadFloat32(string name, Span<float> destination) => FileOf(name).ReadFloat32(name, destination);
 
+    /// <inheritdoc cref="SafetensorsFile.Matrix"/>
+    public Formats.QuantizedMatrix? Matrix(string name, int rows, int cols) => FileOf(name).Matrix(name, rows, cols);
+
     /// <summary>Closes every shard.</summary>
     public void Dispose()
     {

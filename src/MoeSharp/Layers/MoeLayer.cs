@@ -96,7 +96,7 @@ public sealed class MoeLayer : Module
         }
         var assignment = ws.Assignment;
         assignment.Plan(r.TokenOffsets, dispatch);
-        var y = tape.ExpertFfn(x, assignment, r.Weights, Bank);
+        var y = Bank.IsStored ? tape.StoredExpertFfnForward(x, assignment, r.Weights, Bank) : tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = new int[Options.Experts]; // [E] kept by the statistics
         Balance.Counts(r, context.Mask, counts);
         var aux = Balance.Terms(tape, r, dispatch, counts, context, Options.LoadBalanceNormalization);

@@ -17,12 +17,27 @@ public sealed record LmOutput(Tensor Logits, Tensor? AuxLoss, IReadOnlyList<MoeR
 /// or, per <see cref="ModelConfig.IsMoeLayer"/>, a <see cref="MoeLayer"/>. Parameter names follow Hugging Face
 /// (Llama for dense blocks, Mixtral's block_sparse_moe for MoE blocks), so checkpoints map onto that ecosystem.
 /// </summary>
-public sealed class MoeTransformer
+/// <remarks>
+/// Built with an <see cref="IWeightSource"/>, the model is for inference: the parameters the source stores (see
+/// <see cref="Storable"/>) compute with their stored weights in place and take no arena space; every other parameter
+/// is left zero for the loader to fill. Such a model owns the source, so dispose it to release mapped files.
+/// </remarks>
+public sealed class MoeTransformer : IDisposable
 {
     private readonly Block[] _blocks;
+    private readonly IWeightSource? _weights;
 
     /// <summary>Builds the model for <paramref name="config"/> (validated first) with weights drawn from <paramref name="seed"/>.</summary>
-    public MoeTransformer(ModelConfig config, ulong seed = 0)
+    public MoeTransformer(ModelConfig config, ulong seed = 0) : this(config, seed, null) { }
+
+    /// <summary>
+    /// Builds the model for <paramref name="config"/> for inference over <paramref name="weights"/>, which the model then
+    /// owns: each of <see cref="Storable"/> that the source stores uses its stored weight; the arena holds the rest,
+    /// zero (not drawn at random) until the caller fills it from the same checkpoint.
+    /// </summary>
+    public MoeTransformer(ModelConfig config, IWeightSource weights) : this(config, 0, weights ?? throw new ArgumentNullException(nameof(weights))) { }
+
+    private MoeTransformer(ModelConfig config, ulong seed, IWeightSource? weights)
     {
         config.Validate();
         Config = config;
@@ -51,7 +66,70 @@ public sealed class MoeTransformer
         MoeLayers = _blocks.Where(b => b.Moe is not null).Select(b => b.Moe!).ToArray();
         FinalNorm = new RmsNorm(Arena, "model.norm", config.DModel, config.NormEps);
         Head = config.TiedEmbeddings ? null : new Linear(Arena, "lm_head", config.DModel, config.Vocab, initStd: config.InitStd);
-        Arena.Build(seed);
+        Storable = StorableParameters();
+        if (weights is not null)
+            foreach (var p in Storable)
+                if (weights.Stored(p) is { } w) Arena.Store(p, w);
+        Arena.Build(seed, initialize: weights is null);
+        _weights = weights;
+    }
+
+    /// <summary>
+    /// The parameters that may compute with a stored weight: the embedding, the LM head, every attention projection
+    /// (but latent attention's kv_b_proj, which decode absorbs into the query in fp32), the dense MLPs, and each token-routed
+    /// MoE layer's stacked experts and shared expert. Norms, routers, biases and sinks always stay fp32.
+    /// </summary>
+    public IReadOnlyList<Parameter> Storable { get; }
+
+    /// <summary>Releases the weight source the model was built over (its memory-mapped files); a model built from a seed holds none.</summary>
+    public void Dispose() => _weights?.Dispose();
+
+    private Parameter[] StorableParameters()
+    {
+        var list = new List<Parameter> { Embed.Weight };
+        void Add(Linear? l)
+        {
+            if (l is not null) list.Add(l.Weight);
+        }
+        void AddMlp(Mlp? m)
+        {
+            if (m is null) return;
+            Add(m.Gate);
+            Add(m.Up);
+            Add(m.Down);
+        }
+        foreach (var b in _blocks)
+        {
+            switch (b.Attn)
+            {
+                case CausalSelfAttention a:
+                    Add(a.Q);
+                    Add(a.K);
+                    Add(a.V);
+                    Add(a.O);
+                    break;
+                case LatentAttention a:
+                    Add(a.QA);
+                    Add(a.QB);
+                    Add(a.Q);
+                    Add(a.KvA);
+                    Add(a.O);
+                    break;
+            }
+            AddMlp(b.Mlp);
+            if (b.Moe is { } moe)
+            {
+                if (moe.Router is not null)
+                {
+                    list.Add(moe.Bank.W1);
+                    if (moe.Bank.W3 is not null) list.Add(moe.Bank.W3);
+                    list.Add(moe.Bank.W2);
+                }
+                AddMlp(moe.Shared);
+            }
+        }
+        Add(Head);
+        return [.. list];
     }
 
     /// <summary>The sizes this model was built with.</summary>
@@ -75,7 +153,7 @@ public sealed class MoeTransformer
     {
         get
         {
-            long total = Arena.Length;
+            long total = Arena.TotalElements;
             foreach (var m in MoeLayers)
             {
                 var o = m.Options;
@@ -164,7 +242,7 @@ public sealed class MoeTransformer
     {
         using var _ = tape.Named("lm_head");
         var h = FinalNorm.Forward(tape, x);
-        var logits = Head is null ? tape.Linear(h, Embed.Weight.Value) : Head.Forward(tape, h);
+        var logits = Head is null ? Embed.Logits(tape, h) : Head.Forward(tape, h);
         CheckFinite(tape, logits, "lm_head");
         return logits;
     }

@@ -27,8 +27,10 @@ public sealed class Linear : Module
     /// <summary>b [out], or null without a bias.</summary>
     public Parameter? Bias { get; }
 
-    /// <summary>x [N, in] → y [N, out], recorded on <paramref name="tape"/>.</summary>
-    public Tensor Forward(Tape tape, Tensor x) => tape.Linear(x, Weight.Value, Bias?.Value);
+    /// <summary>x [N, in] → y [N, out], recorded on <paramref name="tape"/>; a stored weight (inference) is used in place.</summary>
+    public Tensor Forward(Tape tape, Tensor x) => Weight.Stored is { } w
+        ? tape.StoredLinear(x, w[0], Bias?.Value, Weight.Name)
+        : tape.Linear(x, Weight.Value, Bias?.Value);
 }
 
 /// <summary>A lookup table [vocab, dim].</summary>
@@ -49,8 +51,15 @@ public sealed class Embedding : Module
     /// <summary>The table [vocab, dim].</summary>
     public Parameter Weight { get; }
 
-    /// <summary>Rows of the table for <paramref name="ids"/> [N] → [N, dim]; an id outside the vocabulary throws.</summary>
-    public Tensor Forward(Tape tape, int[] ids) => tape.Embedding(Weight.Value, ids);
+    /// <summary>Rows of the table for <paramref name="ids"/> [N] → [N, dim]; an id outside the vocabulary throws. A stored table dequantizes only the rows looked up.</summary>
+    public Tensor Forward(Tape tape, int[] ids) => Weight.Stored is { } w
+        ? tape.StoredEmbedding(w[0], ids, Weight.Name)
+        : tape.Embedding(Weight.Value, ids);
+
+    /// <summary>The tied LM head: h [N, dim] → logits [N, vocab] = h · tableᵀ.</summary>
+    public Tensor Logits(Tape tape, Tensor h) => Weight.Stored is { } w
+        ? tape.StoredLinear(h, w[0], null, Weight.Name)
+        : tape.Linear(h, Weight.Value);
 }
 
 /// <summary>Root-mean-square normalisation with a learned scale.</summary>

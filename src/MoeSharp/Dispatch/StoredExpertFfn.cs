@@ -1,0 +1,101 @@
+using MoeSharp.Autograd;
+using MoeSharp.Experts;
+using MoeSharp.Formats;
+using MoeSharp.Kernels;
+using MoeSharp.Tensors;
+
+namespace MoeSharp.Dispatch;
+
+/// <summary>
+/// The sparse expert FFN over stored expert weights (<see cref="Nn.StoredWeight"/>, one matrix per expert), for
+/// inference: the same result as <see cref="ExpertFfnOp"/> computed with the stored matrices. Rows are grouped per
+/// expert by the <see cref="Assignment"/>, and each expert that received rows multiplies all of them at once, so
+/// its bytes are read once per call: one row goes through <see cref="QuantizedMatrix.MatVec"/> (decode), more
+/// through <see cref="QuantizedMatrix.MatMul"/>. Each product spreads over the worker threads itself.
+/// </summary>
+/// <remarks>Dimensions: T tokens, D model width, H expert width, R placed rows.</remarks>
+internal static class StoredExpertFfn
+{
+    /// <summary>y [T,D] = Σ over each token's pairs of weight·expert(x), with the bank's weights stored; nothing is recorded.</summary>
+    public static Tensor StoredExpertFfnForward(this Tape tape, Tensor x, Assignment a, Tensor weights, ExpertBank bank)
+    {
+        int d = bank.Dim, h = bank.Hidden;
+        Shapes.LastDim("StoredExpertFfn", x, d, "input");
+        if (x.RowCount != a.Tokens) throw new ArgumentException($"StoredExpertFfn: input {Shapes.Format(x.Shape)} has {x.RowCount} rows; the assignment has {a.Tokens} tokens.");
+        if (weights.Length != a.Pairs) throw new ArgumentException($"StoredExpertFfn: {weights.Length} gate weights for {a.Pairs} pairs.");
+        var w1 = bank.W1.Stored;
+        var w3 = bank.W3?.Stored;
+        var w2 = bank.W2.Stored;
+        if (w1 is null || w2 is null || (bank.W3 is not null && w3 is null))
+            throw new InvalidOperationException($"ExpertBank {bank.Name}: either every expert weight is stored or none is; W1 {Describe(w1)}, W3 {(bank.W3 is null ? "absent" : Describe(w3))}, W2 {Describe(w2)}.");
+        if (tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad)) throw Tape.InferenceOnly(bank.W1.Name, w1.Format);
+        var b1 = bank.B1 is null ? default : bank.B1.Value.Span; // [E,H], empty without biases
+        var b3 = bank.B3 is null ? default : bank.B3.Value.Span; // [E,H]
+        var b2 = bank.B2 is null ? default : bank.B2.Value.Span; // [E,D]
+        int rows = Math.Max(1, a.Placed);
+        var xs = tape.Allocate(rows, d).Span;  // [R,D] gathered inputs
+        var g = tape.Allocate(rows, h).Span;   // [R,H] w1 pre-activation
+        var u = tape.Allocate(rows, h).Span;   // [R,H] w3 branch
+        var act = tape.Allocate(rows, h).Span; // [R,H] activation, input of w2
+        var ys = tape.Allocate(rows, d).Span;  // [R,D] expert outputs, before gating
+        var xv = x.Span;
+        for (int e = 0; e < a.Experts; e++)
+        {
+            int r0 = a.ExpertOffsets[e], n = a.Load(e);
+            if (n == 0) continue;
+            for (int r = r0; r < r0 + n; r++) xv.Slice(a.RowToken[r] * d, d).CopyTo(xs.Slice(r * d, d));
+            var rx = xs.Slice(r0 * d, n * d);
+            var rg = g.Slice(r0 * h, n * h);
+            var ract = act.Slice(r0 * h, n * h);
+            var rys = ys.Slice(r0 * d, n * d);
+            Multiply(w1[e], rx, rg, n);
+            AddRows(rg, n, b1.IsEmpty ? default : b1.Slice(e * h, h));
+            if (bank.Activation == ExpertActivation.SwiGlu)
+            {
+                var ru = u.Slice(r0 * h, n * h);
+                Multiply(w3![e], rx, ru, n);
+                AddRows(ru, n, b3.IsEmpty ? default : b3.Slice(e * h, h));
+                if (bank.Clamp is { } c) Activations.ClampedSwiGluForward(rg, ru, ract, c.Alpha, c.Limit);
+                else Activations.SwiGluForward(rg, ru, ract);
+            }
+            else
+            {
+                Activations.GeluForward(rg, ract);
+            }
+            Multiply(w2[e], ract, rys, n);
+            AddRows(rys, n, b2.IsEmpty ? default : b2.Slice(e * d, d));
+        }
+        var y = tape.Output(false, x.RowCount, d);
+        var yv = y.Span;
+        var wv = weights.Span;
+        // Per token, its pairs in order: the same sum order as ExpertFfnOp's combine.
+        for (int t = 0; t < a.Tokens; t++)
+        {
+            var yt = yv.Slice(t * d, d);
+            yt.Clear();
+            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
+            {
+                int r = a.PairRow[p];
+                if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), wv[p], yt, yt);
+            }
+        }
+        return y;
+    }
+
+    private static string Describe(Nn.StoredWeight? w) => w is null ? "fp32" : w.Format.ToString();
+
+    /// <summary>y [n, rows] = x [n, cols] · Wᵀ: decode (n = 1) by MatVec, more rows by MatMul.</summary>
+    private static void Multiply(QuantizedMatrix w, ReadOnlySpan<float> x, Span<float> y, int n)
+    {
+        if (n == 1) w.MatVec(x, y);
+        else w.MatMul(x, y, n);
+    }
+
+    /// <summary>Adds <paramref name="bias"/> [width] to each of the <paramref name="n"/> rows of <paramref name="rows"/>; nothing when empty.</summary>
+    private static void AddRows(Span<float> rows, int n, ReadOnlySpan<float> bias)
+    {
+        if (bias.IsEmpty) return;
+        int width = bias.Length;
+        for (int r = 0; r < n; r++) TensorPrimitives.Add(rows.Slice(r * width, width), bias, rows.Slice(r * width, width));
+    }
+}
