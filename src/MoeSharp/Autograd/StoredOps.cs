@@ -10,8 +10,8 @@ namespace MoeSharp.Autograd;
 public sealed partial class Tape
 {
     /// <summary>
-    /// y [N,out] = x [N,in] · Wᵀ + b with W stored [out,in]: one row through <see cref="QuantizedMatrix.MatVec"/>
-    /// (decode), more through <see cref="QuantizedMatrix.MatMul"/> (prefill). Inference only.
+    /// y [N,out] = x [N,in] · Wᵀ + b with W stored [out,in]: one row through <see cref="QuantizedMatrix.MatVec(ReadOnlySpan{float}, Span{float})"/>
+    /// (decode), more through <see cref="QuantizedMatrix.MatMul(ReadOnlySpan{float}, Span{float}, int)"/> (prefill). Inference only.
     /// </summary>
     public Tensor StoredLinear(Tensor x, QuantizedMatrix w, Tensor? b = null, string? name = null)
     {

@@ -10,8 +10,8 @@ namespace MoeSharp.Dispatch;
 /// The sparse expert FFN over stored expert weights (<see cref="Nn.StoredWeight"/>, one matrix per expert), for
 /// inference: the same result as <see cref="ExpertFfnOp"/> computed with the stored matrices. Rows are grouped per
 /// expert by the <see cref="Assignment"/>, and each expert that received rows multiplies all of them at once, so
-/// its bytes are read once per call: one row goes through <see cref="QuantizedMatrix.MatVec"/> (decode), more
-/// through <see cref="QuantizedMatrix.MatMul"/>. Each product spreads over the worker threads itself.
+/// its bytes are read once per call: one row goes through <see cref="QuantizedMatrix.MatVec(ReadOnlySpan{float}, Span{float})"/> (decode), more
+/// through <see cref="QuantizedMatrix.MatMul(ReadOnlySpan{float}, Span{float}, int)"/>. Each product spreads over the worker threads itself.
 /// </summary>
 /// <remarks>Dimensions: T tokens, D model width, H expert width, R placed rows.</remarks>
 internal static class StoredExpertFfn

@@ -191,7 +191,7 @@ public sealed partial class HfArchitecture
 
     /// <summary>
     /// Fills the parameters a GGUF file stores split rather than one tensor each, and names the tensors it read, so
-    /// that <see cref="ModelStore.OpenGguf"/>'s tensor-by-tensor binding leaves both alone. convert_hf_to_gguf.py
+    /// that <see cref="ModelStore.OpenGguf(string, ModelLoadOptions)"/>'s tensor-by-tensor binding leaves both alone. convert_hf_to_gguf.py
     /// splits DeepSeek's kv_b_proj [H·(dn+dv), r] per head into attn_k_b [H, r, dn] (each head's key rows,
     /// transposed) and attn_v_b [H, dv, r] for llama.cpp's absorbed MLA path; files from before keep attn_kv_b
     /// whole, and the binding reads that one as it is.
