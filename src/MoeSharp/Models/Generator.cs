@@ -51,6 +51,13 @@ public static class Generator
     /// <summary>Streams up to <paramref name="maxTokens"/> new tokens after <paramref name="prompt"/>.</summary>
     public static IEnumerable<GeneratedToken> Stream(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
     {
+        Check(model, prompt, maxTokens, sampling);
+        return Run(model, prompt, maxTokens, sampling);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming what is wrong with a request.</summary>
+    internal static void Check(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
+    {
         sampling.Validate();
         if (prompt.Length == 0) throw new ArgumentException("The prompt is empty; generation needs at least one token.", nameof(prompt));
         if (maxTokens < 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), $"The number of tokens to generate must be non-negative, got {maxTokens}.");
@@ -59,7 +66,6 @@ public static class Generator
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary [0, {model.Config.Vocab}).", nameof(prompt));
         if (prompt.Length > model.Config.Context)
             throw new ArgumentException($"The prompt has {prompt.Length} tokens; the model's context is {model.Config.Context}.", nameof(prompt));
-        return Run(model, prompt, maxTokens, sampling);
     }
 
     private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)

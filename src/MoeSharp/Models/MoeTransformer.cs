@@ -239,9 +239,26 @@ public sealed class MoeTransformer
     {
         int n = capacity ?? Config.Context;
         if (n <= 0 || n > Config.Context) throw new ArgumentOutOfRangeException(nameof(capacity), $"A KV cache holds 1..{Config.Context} positions, asked for {n}.");
-        // Latent attention caches [latent | rotary key] per position and no values (see LatentAttention).
-        if (Config.Mla is { } mla) return new(Config.Layers, n, mla.KvLoraRank + mla.QkRopeHeadDim, 0);
-        return new(Config.Layers, n, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
+        var (key, value) = CacheWidths();
+        return new(Config.Layers, n, key, value);
+    }
+
+    /// <summary>Bytes <see cref="NewCache"/>(<paramref name="capacity"/>) takes, without making it: what admitting a request costs.</summary>
+    public long CacheBytes(int capacity)
+    {
+        var (key, value) = CacheWidths();
+        return (long)capacity * Config.Layers * (key + value) * sizeof(float);
+    }
+
+    /// <summary>
+    /// Floats per position and layer of keys and of values. Latent attention caches [latent | rotary key] per
+    /// position and no values (see LatentAttention).
+    /// </summary>
+    private (int Key, int Value) CacheWidths()
+    {
+        if (Config.Mla is { } mla) return (mla.KvLoraRank + mla.QkRopeHeadDim, 0);
+        int width = Config.ResolvedKvHeads * Config.ResolvedHeadDim;
+        return (width, width);
     }
 
     private static Tensor Ffn(Tape tape, Block b, Tensor h, RoutingContext context, List<MoeResult> results, ref Tensor? aux)
