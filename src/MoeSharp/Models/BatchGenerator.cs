@@ -36,14 +36,26 @@ public sealed class BatchGenerator : IAsyncDisposable
     private int _lastBatch;
     private long _tokens, _steps, _kvBytes;
 
-    /// <summary>Starts the stepping thread for <paramref name="model"/> (options validated first).</summary>
-    public BatchGenerator(MoeTransformer model, BatchOptions options)
+    /// <summary>
+    /// Starts the stepping thread for <paramref name="model"/> (options validated first). The model must run nothing
+    /// else meanwhile: its MoE layers reuse their dispatch workspaces from one inference pass to the next.
+    /// </summary>
+    public BatchGenerator(MoeTransformer model, BatchOptions options) : this(model, options, start: true)
+    {
+    }
+
+    /// <summary>With <paramref name="start"/> false the stepping thread waits for <see cref="Start"/>, so that a test can queue several requests before the first step.</summary>
+    internal BatchGenerator(MoeTransformer model, BatchOptions options, bool start)
     {
         options.Validate();
         _model = model;
         _options = options;
-        _loop = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _loop = new Task(Loop, TaskCreationOptions.LongRunning);
+        if (start) Start();
     }
+
+    /// <summary>Starts the stepping thread of a generator made with start: false.</summary>
+    internal void Start() => _loop.Start(TaskScheduler.Default);
 
     /// <summary>A snapshot of the queue, the batch and the counters.</summary>
     public BatchStats Stats
