@@ -204,9 +204,6 @@ public sealed class KvCache
         }
     }
 
-    /// <summary>Bytes the buffers of all layers take: <see cref="Capacity"/> × <see cref="BytesPerPosition"/>.</summary>
-    public long Bytes => Capacity * BytesPerPosition;
-
     /// <summary>
     /// Checks a batched cached forward's layout: inference only, offsets [S+1] rising from 0 to x's row count with
     /// at least one row per sequence, and room in each sequence's cache for its rows.

@@ -132,8 +132,8 @@ public sealed class LatentAttention : Module, ISelfAttention
     public Tensor Forward(Tape tape, Tensor x, int batch, int seq)
     {
         int n = x.RowCount, h = _heads, dn = _o.QkNopeHeadDim, dr = _o.QkRopeHeadDim, dv = _o.VHeadDim, qk = _o.QkHeadDim;
-        var (qNope, qRope) = Queries(tape, x, seq, 0); // [N·H, dn], [N·H, dr]
-        var (latent, kRope) = Latent(tape, x, seq, 0); // [N, r], [N, dr]
+        var (qNope, qRope) = Queries(tape, x, seq); // [N·H, dn], [N·H, dr]
+        var (latent, kRope) = Latent(tape, x, seq); // [N, r], [N, dr]
         var kv = tape.Reshape(KvB.Forward(tape, latent), n * h, dn + dv); // [N·H, dn+dv]
         var repeat = tape.RentInts(n * h); // [N·H] token of each (token, head) row
         for (int i = 0; i < repeat.Length; i++) repeat[i] = i / h;
@@ -164,8 +164,8 @@ public sealed class LatentAttention : Module, ISelfAttention
         foreach (var cache in caches)
             if (cache.KeyWidth != w)
                 throw new InvalidOperationException($"The KV cache keeps {cache.KeyWidth} floats per position; latent attention needs {w} (kv_lora_rank + qk_rope_head_dim).");
-        var (qNope, qRope) = Queries(tape, x, n, 0, rotate: false); // [N·H, dn], [N·H, dr]
-        var (latent, kRope) = Latent(tape, x, n, 0, rotate: false); // [N, r], [N, dr]
+        var (qNope, qRope) = Queries(tape, x, n, rotate: false); // [N·H, dn], [N·H, dr]
+        var (latent, kRope) = Latent(tape, x, n, rotate: false); // [N, r], [N, dr]
         for (int s = 0; s < caches.Count; s++)
         {
             // Both rotary parts are this pass's own buffers, so each sequence's rows are rotated in place at its own positions.
@@ -207,24 +207,27 @@ public sealed class LatentAttention : Module, ISelfAttention
         return O.Forward(tape, y);
     }
 
-    /// <summary>x [N, D] → per (token, head) rows: the content part [N·H, dn] and the rotated part [N·H, dr].</summary>
-    private (Tensor Nope, Tensor Rope) Queries(Tape tape, Tensor x, int seq, int start, bool rotate = true)
+    /// <summary>
+    /// x [N, D] → per (token, head) rows: the content part [N·H, dn] and the rotary part [N·H, dr], rotated at
+    /// positions 0..seq−1 of each sequence when <paramref name="rotate"/> (the cached path rotates it itself).
+    /// </summary>
+    private (Tensor Nope, Tensor Rope) Queries(Tape tape, Tensor x, int seq, bool rotate = true)
     {
         int n = x.RowCount, h = _heads, dn = _o.QkNopeHeadDim, dr = _o.QkRopeHeadDim;
         var q = QA is null ? Q!.Forward(tape, x) : QB!.Forward(tape, QANorm!.Forward(tape, QA.Forward(tape, x))); // [N, H·(dn+dr)]
         var rows = tape.Reshape(q, n * h, dn + dr); // [N·H, dn+dr]
         var rope = tape.Reshape(tape.Columns(rows, dn, dr), n, h * dr); // [N, H·dr]
-        if (rotate) rope = tape.Rope(rope, h, Rope, seq, start);
+        if (rotate) rope = tape.Rope(rope, h, Rope, seq);
         return (tape.Columns(rows, 0, dn), tape.Reshape(rope, n * h, dr));
     }
 
     /// <summary>x [N, D] → the normalised latent [N, r] and the shared key [N, dr], rotated when <paramref name="rotate"/>.</summary>
-    private (Tensor Latent, Tensor Rope) Latent(Tape tape, Tensor x, int seq, int start, bool rotate = true)
+    private (Tensor Latent, Tensor Rope) Latent(Tape tape, Tensor x, int seq, bool rotate = true)
     {
         int r = _o.KvLoraRank, dr = _o.QkRopeHeadDim;
         var kv = KvA.Forward(tape, x); // [N, r+dr]
         var key = tape.Columns(kv, r, dr); // [N, dr]
-        return (KvANorm.Forward(tape, tape.Columns(kv, 0, r)), rotate ? tape.Rope(key, 1, Rope, seq, start) : key);
+        return (KvANorm.Forward(tape, tape.Columns(kv, 0, r)), rotate ? tape.Rope(key, 1, Rope, seq) : key);
     }
 
     /// <summary>x [M, c] → [M, width] with zero columns appended (x itself when already that wide).</summary>
