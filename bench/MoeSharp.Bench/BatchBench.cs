@@ -14,6 +14,7 @@ namespace MoeSharp.Bench;
 /// last stream got its first token (every prompt prefilled) to the end, counting only the tokens made in that span.
 ///   batch [--hidden 512] [--layers 4] [--expert-hidden 1792] [--vocab 32000] [--streams 1,4,16,32] [--prompt 16]
 ///         [--tokens 48] [--threads 2]
+///   batch --gemm-rows [--hidden 512] [--expert-hidden 1792] [--threads 2]
 /// </summary>
 internal static class BatchBench
 {
@@ -26,6 +27,7 @@ internal static class BatchBench
         }
         int hidden = Int("--hidden", 512), layers = Int("--layers", 4), expertHidden = Int("--expert-hidden", 1792), vocab = Int("--vocab", 32000);
         int promptLength = Int("--prompt", 16), tokens = Int("--tokens", 48), threads = Int("--threads", 2);
+        if (args.Contains("--gemm-rows")) return GemmRows(hidden, expertHidden, threads);
         int si = Array.IndexOf(args, "--streams");
         int[] streams = si >= 0 && si + 1 < args.Length ? args[si + 1].Split(',').Select(int.Parse).ToArray() : [1, 4, 16, 32];
         var config = new ModelConfig
@@ -54,6 +56,38 @@ internal static class BatchBench
             var (decode, ttft50, itl50, itl95) = Measure(model, s, promptLength, tokens, threads);
             Console.WriteLine($"batch impl=moesharp weights=f32 threads={threads} streams={s} prompt={promptLength} tokens={tokens} " +
                               $"decode_tok_s={decode:F1} ttft_p50_ms={ttft50 * 1e3:F1} itl_p50_ms={itl50 * 1e3:F2} itl_p95_ms={itl95 * 1e3:F2}");
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// `batch --gemm-rows`: microseconds of one expert up-projection x·Wᵀ (W [H, D], as ExpertFfnOp calls it) for
+    /// M = 1..32 rows, in interleaved rounds, and each M's time per row against M = 1: how the cost of a step grows
+    /// as more decode rows share an expert, across the GEMM's switch from its unpacked path (M ≤ 2) to the packed one.
+    /// </summary>
+    private static int GemmRows(int dim, int hidden, int threads)
+    {
+        int[] rows = [1, 2, 3, 4, 8, 16, 32];
+        var rng = new Random(1);
+        var w = new float[hidden * dim]; // [H, D]
+        var x = new float[32 * dim]; // [32, D]
+        var y = new float[32 * hidden]; // [32, H]
+        for (int i = 0; i < w.Length; i++) w[i] = (float)rng.NextDouble() - 0.5f;
+        for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        var times = new List<double>[rows.Length];
+        for (int j = 0; j < rows.Length; j++) times[j] = [];
+        using var limit = Workers.Limit(threads);
+        for (int round = 0; round < 7; round++)
+            for (int j = 0; j < rows.Length; j++)
+            {
+                int m = rows[j];
+                times[j].Add(Harness.Median(() => Gemm.Multiply(x, w, y, m, hidden, dim, transB: true), repeats: 5, minSeconds: 0.05));
+            }
+        double one = times[0].Order().ElementAt(3);
+        for (int j = 0; j < rows.Length; j++)
+        {
+            double t = times[j].Order().ElementAt(3);
+            Console.WriteLine($"gemm-rows impl=moesharp m={rows[j]} n={hidden} k={dim} threads={threads} us={t * 1e6:F1} time_vs_m1={t / one:F2} per_row_vs_m1={t / one / rows[j]:F2}");
         }
         return 0;
     }
