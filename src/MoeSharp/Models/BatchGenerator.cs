@@ -98,7 +98,9 @@ public sealed class BatchGenerator : IAsyncDisposable
     /// <summary>
     /// Closes the queue to new requests and returns when the stepping thread has ended: after every accepted
     /// request (running or queued) has finished when <paramref name="drain"/>, or at the next step otherwise, each
-    /// unfinished stream then ending with <see cref="OperationCanceledException"/>.
+    /// unfinished stream then ending with <see cref="OperationCanceledException"/>. A drain waits for consumers to
+    /// read: a request whose consumer stopped reading without cancelling or disposing its enumerator sits at the
+    /// <see cref="Lookahead"/> and keeps the drain waiting.
     /// </summary>
     public Task Stop(bool drain)
     {
@@ -256,7 +258,10 @@ public sealed class BatchGenerator : IAsyncDisposable
         _running.RemoveAt(i);
     }
 
-    /// <summary>One forward pass over the batch and one sampled token per sequence; a failed pass fails the batch's requests.</summary>
+    /// <summary>
+    /// One forward pass over the batch and one sampled token per sequence. A failed pass (a non-finite activation,
+    /// say) fails every request of the batch: the pass has no result for any of them.
+    /// </summary>
     private void Step(Tape tape, List<Request> batch, List<int[]> ids, List<KvCache> caches, float[] probs)
     {
         int vocab = _model.Config.Vocab;
