@@ -21,6 +21,7 @@ internal static class Harness
         ["patch"] = PatchBench.Run,
         ["quant"] = QuantBench.Run,
         ["infer"] = InferBench.Run,
+        ["batch"] = BatchBench.Run,
     };
 
     public static int Usage()

@@ -1,4 +1,5 @@
 using MoeSharp.Autograd;
+using MoeSharp.Nn;
 using MoeSharp.Tensors;
 
 namespace MoeSharp.Models;
@@ -50,6 +51,13 @@ public static class Generator
     /// <summary>Streams up to <paramref name="maxTokens"/> new tokens after <paramref name="prompt"/>.</summary>
     public static IEnumerable<GeneratedToken> Stream(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
     {
+        Check(model, prompt, maxTokens, sampling);
+        return Run(model, prompt, maxTokens, sampling);
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming what is wrong with a request.</summary>
+    internal static void Check(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
+    {
         sampling.Validate();
         if (prompt.Length == 0) throw new ArgumentException("The prompt is empty; generation needs at least one token.", nameof(prompt));
         if (maxTokens < 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), $"The number of tokens to generate must be non-negative, got {maxTokens}.");
@@ -58,53 +66,58 @@ public static class Generator
                 throw new ArgumentException($"Prompt token id {id} is outside the vocabulary [0, {model.Config.Vocab}).", nameof(prompt));
         if (prompt.Length > model.Config.Context)
             throw new ArgumentException($"The prompt has {prompt.Length} tokens; the model's context is {model.Config.Context}.", nameof(prompt));
-        return Run(model, prompt, maxTokens, sampling);
     }
 
     private static IEnumerable<GeneratedToken> Run(MoeTransformer model, int[] prompt, int maxTokens, SamplingOptions sampling)
     {
-        var cache = model.NewCache(Math.Min(model.Config.Context, prompt.Length + Math.Max(0, maxTokens - 1)));
+        var cache = model.NewCache(CacheCapacity(model, prompt.Length, maxTokens));
         var history = new List<int>(prompt);
         var tape = new Tape();
         var rng = new Rng(sampling.Seed);
-        int vocab = model.Config.Vocab;
-        var probs = new float[vocab];
-        int[] input = prompt;
+        var probs = new float[model.Config.Vocab];
+        int[][] input = [prompt];
+        KvCache[] caches = [cache];
         for (int i = 0; i < maxTokens; i++)
         {
             int next;
-            int[][] experts;
+            IReadOnlyList<int[]> experts;
             // The limit is scoped to the forward pass, never held across a yield into the caller's code.
             using (Kernels.Workers.Limit(sampling.Threads))
             using (tape.NoGrad())
             {
-                var output = model.Forward(tape, input, cache);
-                var last = output.Logits.Span.Slice((input.Length - 1) * vocab, vocab);
-                next = Pick(last, sampling, rng, probs);
-                experts = output.Moe.Select(r => RowExperts(r.Routing, input.Length - 1)).ToArray();
+                // Only the last row's logits are computed: a prompt of n tokens costs one row of the LM head, not n.
+                var output = model.ForwardBatch(tape, input, caches);
+                next = Pick(output.Logits.Span, sampling, rng, probs);
+                experts = output.Experts[0];
             }
             tape.Reset();
             yield return new GeneratedToken(next, experts);
             history.Add(next);
             if (i == maxTokens - 1) break;
-            if (cache.Length < cache.Capacity) input = [next];
-            else
-            {
-                // Full (only when generating past the context): start again from the recent text, at the positions
-                // the model was trained on.
-                cache.Clear();
-                int keep = cache.Capacity * 3 / 4;
-                input = history.GetRange(history.Count - keep, keep).ToArray();
-            }
+            input[0] = NextInput(cache, history, next);
         }
+    }
+
+    /// <summary>Positions a request's cache needs: the prompt and every generated token but the last, within the context.</summary>
+    internal static int CacheCapacity(MoeTransformer model, int prompt, int maxTokens) =>
+        Math.Min(model.Config.Context, prompt + Math.Max(0, maxTokens - 1));
+
+    /// <summary>
+    /// The ids of the next step after <paramref name="next"/>: that token alone, or, once the cache is full (only when
+    /// generating past the context), the last three quarters of the text re-encoded from position 0 into the
+    /// cleared cache, at the positions the model was trained on.
+    /// </summary>
+    internal static int[] NextInput(KvCache cache, List<int> history, int next)
+    {
+        if (cache.Length < cache.Capacity) return [next];
+        cache.Clear();
+        int keep = cache.Capacity * 3 / 4;
+        return history.GetRange(history.Count - keep, keep).ToArray();
     }
 
     /// <summary>The greedy continuation as token ids.</summary>
     public static int[] Greedy(MoeTransformer model, int[] prompt, int maxTokens, int? threads = null) =>
         Stream(model, prompt, maxTokens, new SamplingOptions { Temperature = 0, Threads = threads ?? Environment.ProcessorCount }).Select(t => t.Id).ToArray();
-
-    private static int[] RowExperts(Routing.RouterOutput? r, int row) =>
-        r is null ? [] : r.PairExpert[r.TokenOffsets[row]..r.TokenOffsets[row + 1]];
 
     /// <summary>Samples from logits [V] after temperature, top-k and top-p.</summary>
     internal static int Pick(ReadOnlySpan<float> logits, SamplingOptions o, Rng rng, float[] probs)

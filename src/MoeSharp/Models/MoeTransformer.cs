@@ -12,6 +12,14 @@ namespace MoeSharp.Models;
 public sealed record LmOutput(Tensor Logits, Tensor? AuxLoss, IReadOnlyList<MoeResult> Moe);
 
 /// <summary>
+/// What a batched inference pass (<see cref="MoeTransformer.ForwardBatch"/>) gives back: logits [S, V] of each
+/// sequence's last new row, the summed weighted auxiliary loss, the MoE layers' results (one per layer, or one per
+/// layer and sequence for a layer whose routing couples rows, see <see cref="MoeTransformer.ForwardBatch"/>), and
+/// per sequence the experts its last row was routed to in each MoE layer.
+/// </summary>
+public sealed record BatchOutput(Tensor Logits, Tensor? AuxLoss, IReadOnlyList<MoeResult> Moe, IReadOnlyList<IReadOnlyList<int[]>> Experts);
+
+/// <summary>
 /// A pre-norm decoder-only Transformer LM (Llama/Mixtral layout): token embedding, blocks of
 /// x += attn(rms(x)); x += ffn(rms(x)), a final RMSNorm and an LM head. A block's FFN is a dense SwiGLU/GELU MLP
 /// or, per <see cref="ModelConfig.IsMoeLayer"/>, a <see cref="MoeLayer"/>. Parameter names follow Hugging Face
@@ -219,22 +227,123 @@ public sealed class MoeTransformer : IDisposable
         return new LmOutput(Logits(tape, x), aux, results);
     }
 
+    /// <summary>
+    /// One inference pass for S sequences: sequence s brings ids[s] (one or more new tokens) at positions
+    /// caches[s].Length.. and appends them to caches[s]. Embedding, norms, projections, routers and experts run on
+    /// all rows concatenated [N = Σ n_s, D], so each selected expert's weights are read once for all the rows routed
+    /// to it; attention runs per sequence against its own cache. Logits are computed for each sequence's last row
+    /// only ([S, V]). An MoE layer whose routing couples the rows it is given (a capacity factor, expert choice,
+    /// Soft MoE, Sinkhorn) runs once per sequence instead, so that a sequence is routed as it would be alone.
+    /// </summary>
+    public BatchOutput ForwardBatch(Tape tape, IReadOnlyList<int[]> ids, IReadOnlyList<KvCache> caches)
+    {
+        int sequences = ids.Count, width = Config.DModel;
+        if (sequences == 0 || caches.Count != sequences)
+            throw new ArgumentException($"A batched forward needs at least one sequence and one KV cache per sequence; got {sequences} sequences and {caches.Count} caches.");
+        var offsets = new int[sequences + 1]; // [S+1] first row of each sequence
+        for (int s = 0; s < sequences; s++)
+        {
+            if (ids[s].Length == 0) throw new ArgumentException($"Sequence {s} of the batch brings no tokens; each brings at least one.", nameof(ids));
+            if (caches[s].Layers.Length != _blocks.Length)
+                throw new ArgumentException($"The KV cache of sequence {s} has {caches[s].Layers.Length} layers; the model has {_blocks.Length}.", nameof(caches));
+            offsets[s + 1] = offsets[s] + ids[s].Length;
+        }
+        var all = new int[offsets[^1]]; // [N]
+        for (int s = 0; s < sequences; s++) ids[s].CopyTo(all, offsets[s]);
+        var experts = new List<int[]>[sequences]; // per sequence, per MoE layer
+        for (int s = 0; s < sequences; s++) experts[s] = new List<int[]>(MoeLayers.Count);
+        var layerCaches = new KvCache.Layer[sequences];
+        var x = Embed.Forward(tape, all); // [N, D]
+        CheckFinite(tape, x, "model.embed_tokens");
+        var results = new List<MoeResult>();
+        Tensor? aux = null;
+        for (int i = 0; i < _blocks.Length; i++)
+        {
+            var b = _blocks[i];
+            for (int s = 0; s < sequences; s++) layerCaches[s] = caches[s].Layers[i];
+            x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), layerCaches, offsets));
+            CheckFinite(tape, x, b.Name + ".self_attn");
+            x = tape.Add(x, BatchFfn(tape, b, b.FfnNorm.Forward(tape, x), all, ids, offsets, results, experts, ref aux));
+            CheckFinite(tape, x, b.FfnName);
+        }
+        var last = tape.Allocate(sequences, width); // [S, D]
+        for (int s = 0; s < sequences; s++) x.Span.Slice((offsets[s + 1] - 1) * width, width).CopyTo(last.Span.Slice(s * width, width));
+        return new BatchOutput(Logits(tape, last), aux, results, experts);
+    }
+
+    /// <summary>
+    /// True when an MoE layer routes each row on its own at inference: capacity limits, expert choice, Soft MoE's
+    /// slots and Sinkhorn's balanced plan all depend on the other rows of the call.
+    /// </summary>
+    private static bool RoutesRowsAlone(MoeOptions o) =>
+        o.CapacityFactor == 0 && o.Router is not (RouterKind.ExpertChoice or RouterKind.Soft or RouterKind.Sinkhorn);
+
+    private static Tensor BatchFfn(Tape tape, Block b, Tensor h, int[] all, IReadOnlyList<int[]> ids, int[] offsets, List<MoeResult> results,
+        List<int[]>[] experts, ref Tensor? aux)
+    {
+        if (b.Mlp is not null) return b.Mlp.Forward(tape, h);
+        var moe = b.Moe!;
+        if (RoutesRowsAlone(moe.Options))
+        {
+            var r = moe.Forward(tape, h, new RoutingContext { TokenIds = all });
+            Collect(tape, r, results, ref aux);
+            for (int s = 0; s < experts.Length; s++) experts[s].Add(RowExperts(r.Routing, offsets[s + 1] - 1));
+            return r.Output;
+        }
+        var y = tape.Allocate(h.RowCount, h.Dim(1)); // [N, D]
+        for (int s = 0; s < experts.Length; s++)
+        {
+            int r0 = offsets[s], rows = offsets[s + 1] - r0;
+            var r = moe.Forward(tape, h.Rows(r0, rows), new RoutingContext { TokenIds = ids[s] });
+            Collect(tape, r, results, ref aux);
+            experts[s].Add(RowExperts(r.Routing, rows - 1));
+            r.Output.Span.CopyTo(y.Span.Slice(r0 * h.Dim(1), rows * h.Dim(1)));
+        }
+        return y;
+    }
+
+    /// <summary>The experts row <paramref name="row"/> was routed to, in the router's order; none without a token router (Soft MoE).</summary>
+    internal static int[] RowExperts(RouterOutput? r, int row) =>
+        r is null ? [] : r.PairExpert[r.TokenOffsets[row]..r.TokenOffsets[row + 1]];
+
+    private static void Collect(Tape tape, MoeResult r, List<MoeResult> results, ref Tensor? aux)
+    {
+        results.Add(r);
+        if (r.AuxLoss is not null) aux = aux is null ? r.AuxLoss : tape.Add(aux, r.AuxLoss);
+    }
+
     /// <summary>A cache for <paramref name="capacity"/> positions (default: the model's context).</summary>
     public KvCache NewCache(int? capacity = null)
     {
         int n = capacity ?? Config.Context;
         if (n <= 0 || n > Config.Context) throw new ArgumentOutOfRangeException(nameof(capacity), $"A KV cache holds 1..{Config.Context} positions, asked for {n}.");
-        // Latent attention caches [latent | rotary key] per position and no values (see LatentAttention).
-        if (Config.Mla is { } mla) return new(Config.Layers, n, mla.KvLoraRank + mla.QkRopeHeadDim, 0);
-        return new(Config.Layers, n, Config.ResolvedKvHeads * Config.ResolvedHeadDim);
+        var (key, value) = CacheWidths();
+        return new(Config.Layers, n, key, value);
+    }
+
+    /// <summary>Bytes <see cref="NewCache"/>(<paramref name="capacity"/>) takes, without making it: what admitting a request costs.</summary>
+    public long CacheBytes(int capacity)
+    {
+        var (key, value) = CacheWidths();
+        return (long)capacity * Config.Layers * (key + value) * sizeof(float);
+    }
+
+    /// <summary>
+    /// Floats per position and layer of keys and of values. Latent attention caches [latent | rotary key] per
+    /// position and no values (see LatentAttention).
+    /// </summary>
+    private (int Key, int Value) CacheWidths()
+    {
+        if (Config.Mla is { } mla) return (mla.KvLoraRank + mla.QkRopeHeadDim, 0);
+        int width = Config.ResolvedKvHeads * Config.ResolvedHeadDim;
+        return (width, width);
     }
 
     private static Tensor Ffn(Tape tape, Block b, Tensor h, RoutingContext context, List<MoeResult> results, ref Tensor? aux)
     {
         if (b.Mlp is not null) return b.Mlp.Forward(tape, h);
         var r = b.Moe!.Forward(tape, h, context);
-        results.Add(r);
-        if (r.AuxLoss is not null) aux = aux is null ? r.AuxLoss : tape.Add(aux, r.AuxLoss);
+        Collect(tape, r, results, ref aux);
         return r.Output;
     }
 

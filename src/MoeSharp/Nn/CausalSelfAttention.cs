@@ -29,6 +29,13 @@ public interface ISelfAttention
 
     /// <summary>Inference on n new positions of one sequence: x [n, D] at positions cache.Length.., appended to the cache.</summary>
     Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache);
+
+    /// <summary>
+    /// Inference on several sequences at once: x [N, D] holds sequence s's new positions in rows
+    /// offsets[s]..offsets[s+1] (at least one each), at positions caches[s].Length.., appended to caches[s].
+    /// Projections run on all N rows together; attention runs per sequence against its own cache.
+    /// </summary>
+    Tensor Forward(Tape tape, Tensor x, IReadOnlyList<KvCache.Layer> caches, int[] offsets);
 }
 
 /// <summary>
@@ -114,24 +121,34 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
     /// <summary>
     /// Inference on n new positions of one sequence: x [n, D] at positions cache.Length.., appended to the cache.
     /// </summary>
-    public Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache)
+    public Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache) => Forward(tape, x, [cache], [0, x.RowCount]);
+
+    /// <inheritdoc />
+    public Tensor Forward(Tape tape, Tensor x, IReadOnlyList<KvCache.Layer> caches, int[] offsets)
     {
-        if (tape.IsRecording) throw new InvalidOperationException("KV-cache attention is for inference; run it inside tape.NoGrad().");
-        int n = x.RowCount, start = cache.Length;
-        if (start + n > cache.Capacity)
-            throw new InvalidOperationException($"The KV cache holds {cache.Capacity} positions; {start + n} are needed.");
-        var q = tape.Rope(Project(tape, Q, QNorm, x, Heads), Heads, Rope, n, start); // [n, H·hd]
-        var k = tape.Rope(Project(tape, K, KNorm, x, KvHeads), KvHeads, Rope, n, start); // [n, KVH·hd]
-        var v = V.Forward(tape, x); // [n, KVH·hd]
-        int width = KvHeads * HeadDim;
-        k.Span.CopyTo(cache.Keys.AsSpan(start * width));
-        v.Span.CopyTo(cache.Values.AsSpan(start * width));
-        cache.Length = start + n;
-        var y = tape.Allocate(n, Heads * HeadDim); // [n, H·hd]
-        var lse = tape.Allocate(Heads, n); // [H, n]
-        var shape = new AttentionShape(1, n, cache.Length, Heads, KvHeads, HeadDim, QueryOffset: start, Window: Window);
-        Attention.Forward(q.Span, cache.Keys.AsSpan(0, cache.Length * width), cache.Values.AsSpan(0, cache.Length * width), y.Span, lse.Span, shape,
-            Sinks is null ? default : Sinks.Value.Span);
+        KvCache.CheckBatch(tape, x, caches, offsets);
+        int n = x.RowCount, width = KvHeads * HeadDim, qWidth = Heads * HeadDim;
+        var q = Project(tape, Q, QNorm, x, Heads); // [N, H·hd]
+        var k = Project(tape, K, KNorm, x, KvHeads); // [N, KVH·hd]
+        var v = V.Forward(tape, x); // [N, KVH·hd]
+        var y = tape.Allocate(n, qWidth); // [N, H·hd]
+        var lse = tape.Allocate(Heads * n); // [H·N] per sequence [H, n_s]
+        for (int s = 0; s < caches.Count; s++)
+        {
+            var cache = caches[s];
+            int r0 = offsets[s], rows = offsets[s + 1] - r0, start = cache.Length;
+            // q and k are this pass's own buffers, so each sequence's rows are rotated in place at its own positions.
+            var qs = q.Span.Slice(r0 * qWidth, rows * qWidth); // [n_s, H·hd]
+            var ks = k.Span.Slice(r0 * width, rows * width); // [n_s, KVH·hd]
+            Kernels.Rope.Apply(qs, Heads, Rope, rows, start);
+            Kernels.Rope.Apply(ks, KvHeads, Rope, rows, start);
+            ks.CopyTo(cache.Keys.AsSpan(start * width));
+            v.Span.Slice(r0 * width, rows * width).CopyTo(cache.Values.AsSpan(start * width));
+            cache.Length = start + rows;
+            var shape = new AttentionShape(1, rows, cache.Length, Heads, KvHeads, HeadDim, QueryOffset: start, Window: Window);
+            Attention.Forward(qs, cache.Keys.AsSpan(0, cache.Length * width), cache.Values.AsSpan(0, cache.Length * width),
+                y.Span.Slice(r0 * qWidth, rows * qWidth), lse.Span.Slice(r0 * Heads, rows * Heads), shape, Sinks is null ? default : Sinks.Value.Span);
+        }
         return O.Forward(tape, y);
     }
 
@@ -184,6 +201,24 @@ public sealed class KvCache
             long bytes = 0;
             foreach (var l in Layers) bytes += (long)(l.KeyWidth + l.ValueWidth) * sizeof(float);
             return bytes;
+        }
+    }
+
+    /// <summary>
+    /// Checks a batched cached forward's layout: inference only, offsets [S+1] rising from 0 to x's row count with
+    /// at least one row per sequence, and room in each sequence's cache for its rows.
+    /// </summary>
+    internal static void CheckBatch(Tape tape, Tensor x, IReadOnlyList<Layer> caches, int[] offsets)
+    {
+        if (tape.IsRecording) throw new InvalidOperationException("KV-cache attention is for inference; run it inside tape.NoGrad().");
+        if (caches.Count == 0 || offsets.Length != caches.Count + 1 || offsets[0] != 0 || offsets[^1] != x.RowCount)
+            throw new ArgumentException($"A batched forward needs offsets [S+1] from 0 to the {x.RowCount} rows for its {caches.Count} caches; got {offsets.Length} offsets.");
+        for (int s = 0; s < caches.Count; s++)
+        {
+            int rows = offsets[s + 1] - offsets[s];
+            if (rows <= 0) throw new ArgumentException($"Sequence {s} of the batch brings {rows} rows; each brings at least one.");
+            if (caches[s].Length + rows > caches[s].Capacity)
+                throw new InvalidOperationException($"The KV cache holds {caches[s].Capacity} positions; {caches[s].Length + rows} are needed.");
         }
     }
 

@@ -132,8 +132,8 @@ public sealed class LatentAttention : Module, ISelfAttention
     public Tensor Forward(Tape tape, Tensor x, int batch, int seq)
     {
         int n = x.RowCount, h = _heads, dn = _o.QkNopeHeadDim, dr = _o.QkRopeHeadDim, dv = _o.VHeadDim, qk = _o.QkHeadDim;
-        var (qNope, qRope) = Queries(tape, x, seq, 0); // [N·H, dn], [N·H, dr]
-        var (latent, kRope) = Latent(tape, x, seq, 0); // [N, r], [N, dr]
+        var (qNope, qRope) = Queries(tape, x, seq); // [N·H, dn], [N·H, dr]
+        var (latent, kRope) = Latent(tape, x, seq); // [N, r], [N, dr]
         var kv = tape.Reshape(KvB.Forward(tape, latent), n * h, dn + dv); // [N·H, dn+dv]
         var repeat = tape.RentInts(n * h); // [N·H] token of each (token, head) row
         for (int i = 0; i < repeat.Length; i++) repeat[i] = i / h;
@@ -153,26 +153,28 @@ public sealed class LatentAttention : Module, ISelfAttention
     }
 
     /// <inheritdoc />
-    public Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache)
+    public Tensor Forward(Tape tape, Tensor x, KvCache.Layer cache) => Forward(tape, x, [cache], [0, x.RowCount]);
+
+    /// <inheritdoc />
+    public Tensor Forward(Tape tape, Tensor x, IReadOnlyList<KvCache.Layer> caches, int[] offsets)
     {
-        if (tape.IsRecording) throw new InvalidOperationException("KV-cache attention is for inference; run it inside tape.NoGrad().");
-        int n = x.RowCount, start = cache.Length, h = _heads;
+        KvCache.CheckBatch(tape, x, caches, offsets);
+        int n = x.RowCount, h = _heads;
         int r = _o.KvLoraRank, dn = _o.QkNopeHeadDim, dr = _o.QkRopeHeadDim, dv = _o.VHeadDim, w = CacheWidth;
-        if (cache.KeyWidth != w)
-            throw new InvalidOperationException($"The KV cache keeps {cache.KeyWidth} floats per position; latent attention needs {w} (kv_lora_rank + qk_rope_head_dim).");
-        if (start + n > cache.Capacity)
-            throw new InvalidOperationException($"The KV cache holds {cache.Capacity} positions; {start + n} are needed.");
-        var (qNope, qRope) = Queries(tape, x, n, start); // [n·H, dn], [n·H, dr]
-        var (latent, kRope) = Latent(tape, x, n, start); // [n, r], [n, dr]
-        var keys = cache.Keys.AsSpan();
-        for (int t = 0; t < n; t++)
+        foreach (var cache in caches)
+            if (cache.KeyWidth != w)
+                throw new InvalidOperationException($"The KV cache keeps {cache.KeyWidth} floats per position; latent attention needs {w} (kv_lora_rank + qk_rope_head_dim).");
+        var (qNope, qRope) = Queries(tape, x, n, rotate: false); // [N·H, dn], [N·H, dr]
+        var (latent, kRope) = Latent(tape, x, n, rotate: false); // [N, r], [N, dr]
+        for (int s = 0; s < caches.Count; s++)
         {
-            latent.Span.Slice(t * r, r).CopyTo(keys.Slice((start + t) * w, r));
-            kRope.Span.Slice(t * dr, dr).CopyTo(keys.Slice((start + t) * w + r, dr));
+            // Both rotary parts are this pass's own buffers, so each sequence's rows are rotated in place at its own positions.
+            int r0 = offsets[s], rows = offsets[s + 1] - r0, start = caches[s].Length;
+            Kernels.Rope.Apply(qRope.Span.Slice(r0 * h * dr, rows * h * dr), h, Rope, rows, start);
+            Kernels.Rope.Apply(kRope.Span.Slice(r0 * dr, rows * dr), 1, Rope, rows, start);
         }
-        cache.Length = start + n;
         var wkv = KvB.Weight.Value.Span; // [H·(dn+dv), r]: head j's rows are W_k [dn, r] then W_v [dv, r]
-        var q = tape.Allocate(n, h * w); // [n, H·(r+dr)] per head [q_nope·W_k | q_rope]
+        var q = tape.Allocate(n, h * w); // [N, H·(r+dr)] per head [q_nope·W_k | q_rope]
         for (int j = 0; j < h; j++)
         {
             Gemm.Multiply(qNope.Span[(j * dn)..], wkv[(j * (dn + dv) * r)..], q.Span[(j * w)..], n, r, dn,
@@ -181,33 +183,51 @@ public sealed class LatentAttention : Module, ISelfAttention
         }
         TensorPrimitives.Multiply(q.Span, _o.SoftmaxMultiplier * MathF.Sqrt((float)w / _o.QkHeadDim), q.Span);
         // The cached rows serve as keys and as values: the attended latent is the first r columns of the output.
-        var attended = tape.Allocate(n, h * w); // [n, H·(r+dr)]
-        var lse = tape.Allocate(h, n); // [H, n]
-        var cached = keys[..(cache.Length * w)];
-        Attention.Forward(q.Span, cached, cached, attended.Span, lse.Span, new AttentionShape(1, n, cache.Length, h, 1, w, QueryOffset: start));
-        var y = tape.Allocate(n, h * dv); // [n, H·dv]
+        var attended = tape.Allocate(n, h * w); // [N, H·(r+dr)]
+        var lse = tape.Allocate(h * n); // [H·N] per sequence [H, n_s]
+        for (int s = 0; s < caches.Count; s++)
+        {
+            var cache = caches[s];
+            int r0 = offsets[s], rows = offsets[s + 1] - r0, start = cache.Length;
+            var keys = cache.Keys.AsSpan();
+            for (int t = 0; t < rows; t++)
+            {
+                latent.Span.Slice((r0 + t) * r, r).CopyTo(keys.Slice((start + t) * w, r));
+                kRope.Span.Slice((r0 + t) * dr, dr).CopyTo(keys.Slice((start + t) * w + r, dr));
+            }
+            cache.Length = start + rows;
+            var cached = keys[..(cache.Length * w)];
+            Attention.Forward(q.Span.Slice(r0 * h * w, rows * h * w), cached, cached, attended.Span.Slice(r0 * h * w, rows * h * w),
+                lse.Span.Slice(r0 * h, rows * h), new AttentionShape(1, rows, cache.Length, h, 1, w, QueryOffset: start));
+        }
+        var y = tape.Allocate(n, h * dv); // [N, H·dv]
         for (int j = 0; j < h; j++)
             Gemm.Multiply(attended.Span[(j * w)..], wkv[((j * (dn + dv) + dn) * r)..], y.Span[(j * dv)..], n, dv, r,
                 transB: true, lda: h * w, ldb: r, ldc: h * dv);
         return O.Forward(tape, y);
     }
 
-    /// <summary>x [N, D] → per (token, head) rows: the content part [N·H, dn] and the rotated part [N·H, dr].</summary>
-    private (Tensor Nope, Tensor Rope) Queries(Tape tape, Tensor x, int seq, int start)
+    /// <summary>
+    /// x [N, D] → per (token, head) rows: the content part [N·H, dn] and the rotary part [N·H, dr], rotated at
+    /// positions 0..seq−1 of each sequence when <paramref name="rotate"/> (the cached path rotates it itself).
+    /// </summary>
+    private (Tensor Nope, Tensor Rope) Queries(Tape tape, Tensor x, int seq, bool rotate = true)
     {
         int n = x.RowCount, h = _heads, dn = _o.QkNopeHeadDim, dr = _o.QkRopeHeadDim;
         var q = QA is null ? Q!.Forward(tape, x) : QB!.Forward(tape, QANorm!.Forward(tape, QA.Forward(tape, x))); // [N, H·(dn+dr)]
         var rows = tape.Reshape(q, n * h, dn + dr); // [N·H, dn+dr]
-        var rope = tape.Rope(tape.Reshape(tape.Columns(rows, dn, dr), n, h * dr), h, Rope, seq, start); // [N, H·dr]
+        var rope = tape.Reshape(tape.Columns(rows, dn, dr), n, h * dr); // [N, H·dr]
+        if (rotate) rope = tape.Rope(rope, h, Rope, seq);
         return (tape.Columns(rows, 0, dn), tape.Reshape(rope, n * h, dr));
     }
 
-    /// <summary>x [N, D] → the normalised latent [N, r] and the rotated shared key [N, dr].</summary>
-    private (Tensor Latent, Tensor Rope) Latent(Tape tape, Tensor x, int seq, int start)
+    /// <summary>x [N, D] → the normalised latent [N, r] and the shared key [N, dr], rotated when <paramref name="rotate"/>.</summary>
+    private (Tensor Latent, Tensor Rope) Latent(Tape tape, Tensor x, int seq, bool rotate = true)
     {
         int r = _o.KvLoraRank, dr = _o.QkRopeHeadDim;
         var kv = KvA.Forward(tape, x); // [N, r+dr]
-        return (KvANorm.Forward(tape, tape.Columns(kv, 0, r)), tape.Rope(tape.Columns(kv, r, dr), 1, Rope, seq, start));
+        var key = tape.Columns(kv, r, dr); // [N, dr]
+        return (KvANorm.Forward(tape, tape.Columns(kv, 0, r)), rotate ? tape.Rope(key, 1, Rope, seq) : key);
     }
 
     /// <summary>x [M, c] → [M, width] with zero columns appended (x itself when already that wide).</summary>
