@@ -35,7 +35,7 @@ public sealed class TinyServer : IAsyncLifetime
         var served = ServedModel.Open(Folder);
         Tokenizer = served.Tokenizer;
         Reference = ModelStore.Open(Folder);
-        Server = await Start(served, new SequentialEngine(served.Model, maxQueue: 16), new ServerOptions());
+        Server = await Start(served, new BatchEngine(served.Model, new BatchOptions { MaxQueue = 16 }), new ServerOptions());
     }
 
     /// <summary>A model served under <see cref="Id"/> with its own instance of the network and the shared tokenizer.</summary>

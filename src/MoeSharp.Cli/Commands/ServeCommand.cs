@@ -18,13 +18,16 @@ internal static class ServeCommand
         var port = CliOptions.Number("--port", 8080, 0, 65535, description: "The TCP port (0: any free one).");
         var host = new Option<string>("--host") { Description = "The address to listen on: an IP address, localhost, or 0.0.0.0 for every interface.", DefaultValueFactory = _ => "127.0.0.1" };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request but /health." };
-        var queue = CliOptions.Int("--max-queue", 64, 1, "Requests that may wait while one runs; more are answered 429.");
+        var queue = CliOptions.Int("--max-queue", 64, 1, "Requests that may wait for a place in the batch; more are answered 429.");
+        var batch = CliOptions.Int("--batch", new BatchOptions().MaxBatch, 1, "Sequences decoded together in one forward pass (continuous batching).");
+        var kvBudget = CliOptions.Int("--kv-budget-mb", (int)(new BatchOptions().KvBudgetBytes >> 20), 1, "MiB of KV cache the running requests may hold together; a request waits until its cache fits.");
+        var quantize = CliOptions.Quantize();
         var maxBody = CliOptions.Int("--max-body", 1 << 20, 1, "The largest request body in bytes; larger ones are answered 413.");
         var context = CliOptions.Optional("--context", 1, int.MaxValue, description: "Positions per request, prompt and reply together (default: the config's max_position_embeddings).");
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming, /metrics).")
         {
-            model, port, host, apiKey, queue, maxBody, context, threads,
+            model, port, host, apiKey, queue, batch, kvBudget, maxBody, context, threads, quantize,
         };
         command.SetAction(p =>
         {
@@ -37,15 +40,22 @@ internal static class ServeCommand
                 Sampling = SamplingOptions.Default with { Threads = p.GetValue(threads) },
             };
             options.Validate();
-            var served = ServedModel.Open(p.GetValue(model)!.FullName, p.GetValue(context));
-            return Serve(served, options, p.GetValue(queue)).GetAwaiter().GetResult();
+            var served = ServedModel.Open(p.GetValue(model)!.FullName, CliOptions.Inference(p.GetValue(context), p.GetValue(quantize)));
+            var engine = new BatchOptions
+            {
+                MaxBatch = p.GetValue(batch),
+                MaxQueue = p.GetValue(queue),
+                KvBudgetBytes = (long)p.GetValue(kvBudget) << 20,
+                Threads = p.GetValue(threads),
+            };
+            return Serve(served, options, engine).GetAwaiter().GetResult();
         });
         return command;
     }
 
-    private static async Task<int> Serve(ServedModel served, ServerOptions options, int maxQueue)
+    private static async Task<int> Serve(ServedModel served, ServerOptions options, BatchOptions engine)
     {
-        await using var server = MoeServer.Create(served, new SequentialEngine(served.Model, maxQueue), options);
+        await using var server = MoeServer.Create(served, new BatchEngine(served.Model, engine), options);
         try
         {
             await server.StartAsync();

@@ -33,9 +33,9 @@ public sealed class MoeChatClient : IChatClient
     {
     }
 
-    /// <summary>A client of <paramref name="model"/> with an engine of its own (one request at a time), disposed with it.</summary>
+    /// <summary>A client of <paramref name="model"/> with a continuous-batching engine of its own (<see cref="BatchEngine"/>, default <see cref="BatchOptions"/>), disposed with it.</summary>
     public MoeChatClient(ServedModel model, SamplingOptions? sampling = null)
-        : this(model, new SequentialEngine(model?.Model ?? throw new ArgumentNullException(nameof(model))), ownsEngine: true, sampling)
+        : this(model, new BatchEngine(model?.Model ?? throw new ArgumentNullException(nameof(model)), new BatchOptions()), ownsEngine: true, sampling)
     {
     }
 

@@ -5,7 +5,7 @@ namespace MoeSharp.Server.Engine;
 /// <summary>
 /// What the server needs from a decoding engine: a queued request streamed token by token, and the figures
 /// <c>/metrics</c> shows. It has the shape of the core's continuous-batching <c>BatchGenerator</c>, so that engine
-/// plugs in through one adapter class; <see cref="SequentialEngine"/> serves one request at a time until then.
+/// plugs in through <see cref="BatchEngine"/>; <see cref="SequentialEngine"/> serves one request at a time.
 /// </summary>
 public interface IGenerationEngine : IAsyncDisposable
 {

@@ -66,7 +66,7 @@ public sealed class SequentialEngine : IGenerationEngine
         {
             throw new ObjectDisposedException(nameof(SequentialEngine), "the engine is shutting down and takes no new requests.");
         }
-        if (!queued) throw new QueueFullException(MaxQueue);
+        if (!queued) throw new QueueFullException($"the request queue is full ({MaxQueue} waiting); try again later.");
         try
         {
             await foreach (GeneratedToken token in job.Output.Reader.ReadAllAsync(ct)) yield return token;

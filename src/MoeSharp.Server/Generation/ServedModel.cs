@@ -30,7 +30,10 @@ public sealed class ServedModel
     /// Opens a Hugging Face model folder, or a GGUF file with <c>tokenizer.json</c> beside it, named by its folder or
     /// file name. <paramref name="maxContext"/> caps the positions allocated per request.
     /// </summary>
-    public static ServedModel Open(string path, int? maxContext = null)
+    public static ServedModel Open(string path, int? maxContext = null) => Open(path, new ModelLoadOptions { MaxContext = maxContext });
+
+    /// <summary><see cref="Open(string, int?)"/> with the weights loaded as <paramref name="load"/> says (in place from the mapped files, quantized).</summary>
+    public static ServedModel Open(string path, ModelLoadOptions load)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
@@ -38,7 +41,7 @@ public sealed class ServedModel
         if (!File.Exists(Path.Combine(folder, "tokenizer.json")))
             throw new FileNotFoundException($"'{folder}' has no tokenizer.json; serving needs the model's Hugging Face tokenizer.");
         var tokenizer = HfTokenizer.Load(folder);
-        var model = ModelStore.Open(full, maxContext);
+        var model = ModelStore.Open(full, load);
         string id = File.Exists(full) ? Path.GetFileNameWithoutExtension(full) : Path.GetFileName(full);
         var served = new ServedModel(id, model, tokenizer);
         // Render once now, so a broken template is reported at start-up rather than on the first request.
