@@ -1,9 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
+using MoeSharp.Formats;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;
 using MoeSharp.Models;
+using MoeSharp.Nn;
 using MoeSharp.Routing;
+using MoeSharp.Tensors;
 
 namespace MoeSharp.Bench;
 
@@ -13,7 +16,7 @@ namespace MoeSharp.Bench;
 /// same-length prompt and greedy decode; all are queued before the first step. Decode is timed from the moment the
 /// last stream got its first token (every prompt prefilled) to the end, counting only the tokens made in that span.
 ///   batch [--hidden 512] [--layers 4] [--expert-hidden 1792] [--vocab 32000] [--streams 1,4,16,32] [--prompt 16]
-///         [--tokens 48] [--threads 2]
+///         [--tokens 48] [--threads 2] [--quantize q8_0|bf16|...]   (projections, embedding and experts stored in that format)
 ///   batch --gemm-rows [--hidden 512] [--expert-hidden 1792] [--threads 2]
 /// </summary>
 internal static class BatchBench
@@ -35,10 +38,13 @@ internal static class BatchBench
             Vocab = vocab, DModel = hidden, Layers = layers, Heads = 16, KvHeads = 4, Context = promptLength + tokens,
             RopeTheta = 1e6f, Moe = new MoeOptions { Experts = 8, TopK = 2, ExpertHidden = expertHidden, Router = RouterKind.SoftmaxTopK },
         };
+        int qi = Array.IndexOf(args, "--quantize");
+        WeightFormat? format = qi >= 0 && qi + 1 < args.Length ? Enum.Parse<WeightFormat>(args[qi + 1], ignoreCase: true) : null;
+        string weights = format?.ToString().ToLowerInvariant() ?? "f32";
         var clock = Stopwatch.StartNew();
         MoeTransformer model;
-        using (Workers.Limit(threads)) model = new MoeTransformer(config, seed: 1);
-        Console.WriteLine($"model hidden={hidden} layers={layers} experts=8x{expertHidden} top2 vocab={vocab} params={model.Arena.Length / 1e6:F1}M " +
+        using (Workers.Limit(threads)) model = format is { } f ? new MoeTransformer(config, new RandomStored(f, seed: 1)) : new MoeTransformer(config, seed: 1);
+        Console.WriteLine($"model hidden={hidden} layers={layers} experts=8x{expertHidden} top2 vocab={vocab} weights={weights} arena={model.Arena.Length / 1e6:F1}M " +
                           $"active={model.ActiveParameters / 1e6:F1}M init_s={clock.Elapsed.TotalSeconds:F1}");
         Measure(model, 4, promptLength, 8, threads); // warm-up: the JIT's final tier
         {
@@ -48,13 +54,13 @@ internal static class BatchBench
             int i = 0;
             var sw = Stopwatch.StartNew();
             foreach (var _ in Generator.Stream(model, prompt, tokens, new SamplingOptions { Temperature = 0, Threads = threads })) t[i++] = sw.Elapsed.TotalSeconds;
-            Console.WriteLine($"sequential impl=moesharp weights=f32 threads={threads} streams=1 prompt={promptLength} tokens={tokens} " +
+            Console.WriteLine($"sequential impl=moesharp weights={weights} threads={threads} streams=1 prompt={promptLength} tokens={tokens} " +
                               $"decode_tok_s={(tokens - 1) / (t[^1] - t[0]):F1} ttft_ms={t[0] * 1e3:F1}");
         }
         foreach (int s in streams)
         {
             var (decode, ttft50, itl50, itl95) = Measure(model, s, promptLength, tokens, threads);
-            Console.WriteLine($"batch impl=moesharp weights=f32 threads={threads} streams={s} prompt={promptLength} tokens={tokens} " +
+            Console.WriteLine($"batch impl=moesharp weights={weights} threads={threads} streams={s} prompt={promptLength} tokens={tokens} " +
                               $"decode_tok_s={decode:F1} ttft_p50_ms={ttft50 * 1e3:F1} itl_p50_ms={itl50 * 1e3:F2} itl_p95_ms={itl95 * 1e3:F2}");
         }
         return 0;
@@ -127,5 +133,37 @@ internal static class BatchBench
         var firsts = times.Select(t => t[0]).Order().ToArray();
         var gaps = times.SelectMany(t => t.Skip(1).Zip(t, (b, a) => b - a)).Order().ToArray();
         return (decoded / (end - allStarted), firsts[firsts.Length / 2], gaps[gaps.Length / 2], gaps[(int)(gaps.Length * 0.95)]);
+    }
+
+    /// <summary>
+    /// Random weights for the storable parameters, drawn as each one's <see cref="Init"/> says and quantized once to
+    /// <paramref name="format"/>, so the benchmark measures stored-weight decode without a checkpoint on disk.
+    /// </summary>
+    private sealed class RandomStored(WeightFormat format, ulong seed) : IWeightSource
+    {
+        private ulong _next = seed;
+
+        public StoredWeight? Stored(Parameter p)
+        {
+            if (p.Init.Kind != InitKind.Normal || p.Shape.Length < 2 || p.Shape[^1] % format.BlockSize() != 0) return null;
+            int rows = p.Shape[^2], cols = p.Shape[^1], count = p.Shape.Length == 3 ? p.Shape[0] : 1;
+            long rowBytes = format.RowBytes(cols);
+            var rng = new Rng(_next++);
+            var values = new float[cols]; // [cols] one row before quantization
+            var matrices = new QuantizedMatrix[count];
+            for (int m = 0; m < count; m++)
+            {
+                var data = new byte[rows * rowBytes]; // [rows, rowBytes]
+                for (int r = 0; r < rows; r++)
+                {
+                    rng.FillNormal(values, 0, p.Init.Scale);
+                    Quantizer.QuantizeRow(format, values, data.AsSpan((int)(r * rowBytes), (int)rowBytes));
+                }
+                matrices[m] = new QuantizedMatrix(data, format, rows, cols);
+            }
+            return new StoredWeight(matrices);
+        }
+
+        public void Dispose() { }
     }
 }

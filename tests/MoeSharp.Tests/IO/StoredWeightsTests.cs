@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using MoeSharp.Autograd;
 using MoeSharp.Formats;
@@ -104,7 +105,11 @@ public sealed class StoredWeightsTests : TempFolderTest
         Assert.Equal((2 * Layers + 1) * D + Layers * Experts * D, stored.Arena.Length);
         Assert.Equal(reference.Arena.Length, stored.Arena.TotalElements);
         Assert.Equal(WeightFormat.F32, stored.Embed.Weight.Stored!.Format);
-        Numerics.Close(Logits(reference), Logits(stored), 1e-5f, 1e-6f, "tied, in place");
+        // Stored F32 products sum each row in the matvec kernel's order (vector lanes, then a tree), the arena's GEMM in
+        // k order: the same terms reassociated, an error relative to Σ|w·x| rather than to the result, so logits near 0
+        // carry the absolute error of the large ones (1e-5 of the largest).
+        var expected = Logits(reference);
+        Numerics.Close(expected, Logits(stored), 1e-5f, 1e-5f * TensorPrimitives.MaxMagnitude(expected), "tied, in place");
         Assert.Equal(Generator.Greedy(reference, Prompt, 8), Generator.Greedy(stored, Prompt, 8));
     }
 
@@ -166,8 +171,12 @@ public sealed class StoredWeightsTests : TempFolderTest
     }
 
     /// <summary>
-    /// SaveGguf writes the Q4_K rows the loader quantizes (q/k rows permuted to llama's interleaved RoPE), so the GGUF
-    /// model computes what the folder quantized on load does: equal up to float reassociation in attention (1e-4).
+    /// SaveGguf writes the rows the loader quantizes (q/k rows permuted to llama's interleaved RoPE), so the GGUF model
+    /// computes what the folder quantized on load does, up to float reassociation in attention. BF16 multiplies float
+    /// activations, so that stays at reassociation size (1e-4). Q4_K's products quantize the activations to 8 bits,
+    /// a step function: a reassociation difference can flip one activation's rounding, which moves an output by one
+    /// activation step times the weight, so Q4_K is held to a relative L2 difference of 1e-2, a twentieth of its own
+    /// error against fp32 (0.19, <see cref="StoredLogitsMatchFp32WithinTheFormatsStep"/>), and the same greedy text.
     /// </summary>
     [Theory]
     [InlineData(WeightFormat.Q4_K)]
@@ -181,7 +190,15 @@ public sealed class StoredWeightsTests : TempFolderTest
         using var model = ModelStore.OpenGguf(gguf);
         Assert.Equal(format, model.Arena["model.layers.0.self_attn.k_proj.weight"].Stored!.Format);
         Assert.Null(model.Arena["model.layers.0.block_sparse_moe.gate.weight"].Stored);
-        Numerics.Close(Logits(quantized), Logits(model), 1e-4f, 1e-5f, $"{format} GGUF vs quantized on load");
+        if (format == WeightFormat.Q4_K)
+        {
+            double error = RelativeError(Logits(quantized), Logits(model));
+            Assert.True(error <= 1e-2, $"Q4_K GGUF vs quantized on load: relative logit difference {error:G3} > 1e-2");
+        }
+        else
+        {
+            Numerics.Close(Logits(quantized), Logits(model), 1e-4f, 1e-5f, $"{format} GGUF vs quantized on load");
+        }
         Assert.Equal(Generator.Greedy(quantized, Prompt, 8), Generator.Greedy(model, Prompt, 8));
     }
 

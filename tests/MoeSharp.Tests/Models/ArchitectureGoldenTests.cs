@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using MoeSharp.Autograd;
+using MoeSharp.Formats;
 using MoeSharp.IO;
 using MoeSharp.Models;
 
@@ -40,7 +41,10 @@ public class ArchitectureGoldenTests
     [InlineData("gpt_oss", "model-mxfp4.gguf")]
     public void TheConvertedGgufLoadsToTheSameModel(string arch, string file)
     {
-        var gguf = ModelStore.Open(Path.Combine(Folder(arch), file), maxContext: 64);
+        // MXFP4 experts used in place multiply with 8-bit activations, as llama.cpp's MXFP4 kernel does; dequantized
+        // to F32 once on load they compute with exactly the released values, which is what the F32 reference ran.
+        var gguf = ModelStore.Open(Path.Combine(Folder(arch), file),
+            new ModelLoadOptions { MaxContext = 64, Quantize = file.Contains("mxfp4") ? WeightFormat.F32 : null });
         var hf = ModelStore.Open(Folder(arch), maxContext: 64);
         static object Shape(ModelConfig c) => (c.Vocab, c.DModel, c.Layers, c.Heads, c.ResolvedKvHeads, c.ResolvedHeadDim, c.NormEps, c.RopeTheta,
             (c.DFF, c.RopeStyle, c.QkNorm, c.AttentionBias, c.AttentionOutBias, c.AttentionSinks, c.TiedEmbeddings),
@@ -53,18 +57,20 @@ public class ArchitectureGoldenTests
         float want = hf.Config.Mla?.SoftmaxMultiplier ?? 1, got = gguf.Config.Mla?.SoftmaxMultiplier ?? 1;
         Assert.True(Math.Abs(want - got) <= 1e-6 * want, $"{arch} softmax multiplier: HF {want}, GGUF {got}");
         Assert.Equal(hf.Config.Yarn?.ResolvedAttentionFactor ?? 1, gguf.Config.Yarn?.ResolvedAttentionFactor ?? 1, 1e-6);
-        // The GGUF's projections and experts are used in place (F32 here), so parameters are compared one by one.
-        static float[] Values(MoeSharp.Nn.Parameter p)
-        {
-            if (p.Stored is not { } w) return p.Value.Span.ToArray();
-            var values = new float[p.Length]; // [E·out, in] or [out, in]
-            for (int m = 0, at = 0; m < w.Count; m++)
-                for (int r = 0; r < w[m].Rows; r++, at += w[m].Cols) w[m].DequantizeRow(r, values.AsSpan(at, w[m].Cols));
-            return values;
-        }
+        // The GGUF's projections and experts are used in place, so parameters are compared one by one.
         foreach (var p in hf.Arena.Parameters)
-            Numerics.BitwiseEqual(Values(p), Values(gguf.Arena[p.Name]), $"{arch} {p.Name}");
+            Numerics.BitwiseEqual(ParameterValues(p), ParameterValues(gguf.Arena[p.Name]), $"{arch} {p.Name}");
         MatchesLlamaCpp(arch, gguf);
+    }
+
+    /// <summary>A parameter's values as float32, dequantized from its stored matrices when it has them ([E·out, in] or [out, in]).</summary>
+    internal static float[] ParameterValues(MoeSharp.Nn.Parameter p)
+    {
+        if (p.Stored is not { } w) return p.Value.Span.ToArray();
+        var values = new float[p.Length];
+        for (int m = 0, at = 0; m < w.Count; m++)
+            for (int r = 0; r < w[m].Rows; r++, at += w[m].Cols) w[m].DequantizeRow(r, values.AsSpan(at, w[m].Cols));
+        return values;
     }
 
     /// <summary>
