@@ -439,6 +439,13 @@ internal static unsafe class Gemm
                     d[jj] = jj < cols ? b[(long)(j0 + jj) * ldb + pc + kk] : 0;
             }
         }
+        else if (cols == nr && Vector256.IsHardwareAccelerated)
+        {
+            // nr is a multiple of 8: whole vectors, no copy call per 32-float row piece.
+            float* src = b + (long)pc * ldb + j0;
+            for (int kk = 0; kk < kc; kk++, src += ldb, dst += nr)
+                for (int j = 0; j < nr; j += 8) Vector256.Load(src + j).Store(dst + j);
+        }
         else
         {
             for (int kk = 0; kk < kc; kk++)
@@ -482,7 +489,13 @@ internal static unsafe class Gemm
             // packed A micro-panel: [Kc, Mr], so the kernel reads Mr consecutive row values per k step
             float* dst = PackA + (long)p * Mr * KC;
             int i0 = p * Mr, rows = Math.Min(Mr, M - i0);
-            if (TransA)
+            if (TransA && rows == 8 && Mr == 8 && Vector256.IsHardwareAccelerated)
+            {
+                // The panel's 8 values per k are contiguous in Aᵀ: one vector each.
+                float* src = A + (long)Pc * Lda + i0;
+                for (int kk = 0; kk < Kc; kk++, src += Lda) Vector256.Load(src).Store(dst + kk * 8);
+            }
+            else if (TransA)
             {
                 for (int kk = 0; kk < Kc; kk++)
                 {
