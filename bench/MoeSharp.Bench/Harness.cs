@@ -11,11 +11,13 @@ internal static class Harness
     public static readonly Dictionary<string, Func<string[], int>> Commands = new()
     {
         ["gemm"] = GemmBench.Run,
+        ["expert-gemm"] = ExpertGemmBench.Run,
         ["peak"] = _ => { FmaPeak.Report(); return 0; },
         ["lm-profile"] = LmBench.Profile,
         ["lm"] = LmBench.Run,
         ["attention"] = AttentionBench.Run,
         ["moe"] = MoeBench.Run,
+        ["moe-ab"] = MoeAbBench.Run,
         ["tabular"] = TabularBench.Run,
         ["mmoe"] = MmoeBench.Run,
         ["patch"] = PatchBench.Run,

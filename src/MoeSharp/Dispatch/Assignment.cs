@@ -72,7 +72,7 @@ internal sealed class Assignment
     /// <summary>[≥ Placed] the token of each sorted row.</summary>
     public int[] RowToken { get; }
 
-    /// <summary>[≥ RowItemCount] (expert, first row, row count): each expert's rows in blocks of <see cref="ExpertFfnOp.RowBlock"/>.</summary>
+    /// <summary>[≥ RowItemCount] (expert, first row, row count): each expert's rows in equal blocks of at most <see cref="ExpertFfnOp.RowBlock"/>, largest first.</summary>
     internal (int Expert, int Row, int Count)[] RowItems { get; }
 
     /// <summary>Work items in <see cref="RowItems"/>.</summary>
@@ -107,9 +107,27 @@ internal sealed class Assignment
                 if (PairRow[p] >= 0) RowToken[PairRow[p]] = t;
         int i = 0;
         for (int e = 0; e < Experts; e++)
-            for (int r = ExpertOffsets[e]; r < ExpertOffsets[e + 1]; r += ExpertFfnOp.RowBlock)
-                RowItems[i++] = (e, r, Math.Min(ExpertFfnOp.RowBlock, ExpertOffsets[e + 1] - r));
+        {
+            // Equal blocks of at most RowBlock rows: 530 rows are two items of 265, not 512 and 18, so no item packs
+            // the expert's weights for a handful of rows and the items stay near one size.
+            int start = ExpertOffsets[e], load = ExpertOffsets[e + 1] - start;
+            int blocks = (load + ExpertFfnOp.RowBlock - 1) / ExpertFfnOp.RowBlock;
+            for (int b = 0; b < blocks; b++)
+            {
+                int r0 = start + (int)((long)load * b / blocks), r1 = start + (int)((long)load * (b + 1) / blocks);
+                RowItems[i++] = (e, r0, r1 - r0);
+            }
+        }
         RowItemCount = i;
+        // Largest first (stable): threads claim items in order, so the small ones fill in at the end and a thread is
+        // not left with one big item while the other waits. Each row's result is the same in any item and order.
+        for (int j = 1; j < i; j++)
+        {
+            var item = RowItems[j];
+            int at = j;
+            for (; at > 0 && RowItems[at - 1].Count < item.Count; at--) RowItems[at] = RowItems[at - 1];
+            RowItems[at] = item;
+        }
     }
 
     /// <summary>[≥ the count <see cref="PlanColumns"/> returned] (expert, first column, column count).</summary>

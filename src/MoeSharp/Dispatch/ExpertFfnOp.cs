@@ -176,11 +176,25 @@ internal static unsafe class ExpertFfnOp
                     || b1 is { RequiresGrad: true } || b3 is { RequiresGrad: true } || b2 is { RequiresGrad: true })
                 {
                     int columns = a.PlanColumns(h, ColumnBlock);
+                    // A lazily zeroed weight gradient is overwritten: the first k block of each product stores, and the
+                    // experts that got no rows are cleared here, so no pass over every expert's gradient is needed.
+                    var overwrite = new Overwrite(w1.RequiresGrad && bank.W1.TakeStaleGrad(), w3 is { RequiresGrad: true } && bank.W3!.TakeStaleGrad(),
+                        w2.RequiresGrad && bank.W2.TakeStaleGrad());
                     fixed (float* gw1 = w1.RequiresGrad ? tape.GradOf(w1) : default, gw2 = w2.RequiresGrad ? tape.GradOf(w2) : default,
                            gw3 = w3 is { RequiresGrad: true } ? tape.GradOf(w3) : default,
                            gb1 = b1 is { RequiresGrad: true } ? tape.GradOf(b1) : default, gb3 = b3 is { RequiresGrad: true } ? tape.GradOf(b3) : default,
                            gb2 = b2 is { RequiresGrad: true } ? tape.GradOf(b2) : default)
-                        Workers.For(columns, new WeightGradients(a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2, new Biases(gb1, gb3, gb2)));
+                    {
+                        long size = (long)h * d; // elements of one expert's W1, W3 or W2
+                        for (int e = 0; e < a.Experts; e++)
+                        {
+                            if (a.Load(e) > 0) continue;
+                            if (overwrite.W1) new Span<float>(gw1 + e * size, (int)size).Clear();
+                            if (overwrite.W3) new Span<float>(gw3 + e * size, (int)size).Clear();
+                            if (overwrite.W2) new Span<float>(gw2 + e * size, (int)size).Clear();
+                        }
+                        Workers.For(columns, new WeightGradients(a, d, h, pdys, pdg, pdu, pact, pxs, gw1, gw3, gw2, new Biases(gb1, gb3, gb2), overwrite));
+                    }
                 }
                 if (s.X.RequiresGrad)
                     fixed (float* pdx = tape.GradOf(s.X))
@@ -228,12 +242,12 @@ internal static unsafe class ExpertFfnOp
     }
 
     /// <summary>
-    /// Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs, dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, dB1[e, hb] and dB3[e, hb]
+    /// Per (expert, H block): dW1[e, hb, :] += dGᵀ·Xs (= when overwriting), dW3 likewise, dW2[e, :, hb] += dYsᵀ·Act, dB1[e, hb] and dB3[e, hb]
     /// += column sums of dG and dU, over all of e's rows; dB2[e] += column sums of dYs by the item of e's first block,
     /// so each bias element has one writer too.
     /// </summary>
     private readonly struct WeightGradients(Assignment a, int d, int h,
-        float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2, Biases gb) : IWorkItem
+        float* dys, float* dg, float* du, float* hact, float* xs, float* gw1, float* gw3, float* gw2, Biases gb, Overwrite overwrite) : IWorkItem
     {
         public void Invoke(int index)
         {
@@ -241,16 +255,19 @@ internal static unsafe class ExpertFfnOp
             int r0 = a.ExpertOffsets[e], n = a.Load(e);
             long eh = (long)e * h * d;
             if (gw1 != null)
-                Gemm.MultiplyCore(dg + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw1 + eh + (long)c0 * d, d, nc, d, n, true, false);
+                Gemm.MultiplyCore(dg + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw1 + eh + (long)c0 * d, d, nc, d, n, !overwrite.W1, false);
             if (gw3 != null)
-                Gemm.MultiplyCore(du + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw3 + eh + (long)c0 * d, d, nc, d, n, true, false);
+                Gemm.MultiplyCore(du + (long)r0 * h + c0, h, true, xs + (long)r0 * d, d, false, gw3 + eh + (long)c0 * d, d, nc, d, n, !overwrite.W3, false);
             if (gw2 != null)
-                Gemm.MultiplyCore(dys + (long)r0 * d, d, true, hact + (long)r0 * h + c0, h, false, gw2 + (long)e * d * h + c0, h, d, nc, n, true, false);
+                Gemm.MultiplyCore(dys + (long)r0 * d, d, true, hact + (long)r0 * h + c0, h, false, gw2 + (long)e * d * h + c0, h, d, nc, n, !overwrite.W2, false);
             if (gb.B1 != null) SumRows(dg + (long)r0 * h + c0, n, h, gb.B1 + (long)e * h + c0, nc);
             if (gb.B3 != null) SumRows(du + (long)r0 * h + c0, n, h, gb.B3 + (long)e * h + c0, nc);
             if (gb.B2 != null && c0 == 0) SumRows(dys + (long)r0 * d, n, d, gb.B2 + (long)e * d, d);
         }
     }
+
+    /// <summary>Which weight gradients the backward writes instead of adding into (they were zeroed lazily).</summary>
+    private readonly record struct Overwrite(bool W1, bool W3, bool W2);
 
     /// <summary>The gather's adjoint: dx[t] += Σ over t's placed pairs of dXs[row], in pair order.</summary>
     private readonly struct ScatterRows(Assignment a, int d, float* dxs, float* dx) : IWorkItem

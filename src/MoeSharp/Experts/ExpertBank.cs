@@ -45,6 +45,9 @@ public sealed class ExpertBank : Module
         W1 = Param("w1", [experts, hidden, dim], Init.Normal(initStd));
         W3 = activation == ExpertActivation.SwiGlu ? Param("w3", [experts, hidden, dim], Init.Normal(initStd)) : null;
         W2 = Param("w2", [experts, dim, hidden], Init.Normal(outStd ?? initStd));
+        // Their one gradient writer, the expert FFN op, overwrites what a lazy ZeroGrad leaves stale.
+        W1.ZeroLazily = W2.ZeroLazily = true;
+        if (W3 is not null) W3.ZeroLazily = true;
         Clamp = clamp;
         if (!bias) return;
         B1 = Param("b1", [experts, hidden], Init.Zeros);

@@ -14,6 +14,7 @@ namespace MoeSharp.Kernels;
 /// k-blocks in the same order, so the result does not depend on the thread count.
 /// Paths: Vector512 (8×32 tile), Vector256 (6×16), Vector128 (6×8), and the scalar <see cref="MultiplyReference"/>.
 /// </remarks>
+[System.Runtime.CompilerServices.SkipLocalsInit]
 internal static unsafe class Gemm
 {
     /// <summary>Depth of one packed block: a 256-deep B panel (32 KiB at NR=32) plus an A micro-panel fit in L1.</summary>
@@ -103,8 +104,8 @@ internal static unsafe class Gemm
         int bits = VectorBits;
         if (m <= SmallRows && bits != 0)
         {
-            // A row or two (generation through the KV cache): packing all of B would cost more than the multiply.
-            var rows = new SmallRowsJob { A = a, Lda = lda, TransA = transA, B = b, Ldb = ldb, TransB = transB, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate };
+            // A row or two (generation through the KV cache): packing all of B up front would cost more than the multiply.
+            var rows = new SmallRowsJob { A = a, Lda = lda, TransA = transA, B = b, Ldb = ldb, TransB = transB, C = c, Ldc = ldc, M = m, N = n, K = k, Bits = bits, Accumulate = accumulate };
             int chunks = (n + SmallChunk - 1) / SmallChunk;
             if (parallel && (long)m * n * k >= 1 << 20) Workers.For(chunks, rows);
             else for (int i = 0; i < chunks; i++) rows.Invoke(i);
@@ -181,44 +182,279 @@ internal static unsafe class Gemm
     /// <summary>Columns of C per work item on the unpacked path.</summary>
     private const int SmallChunk = 64;
 
+    /// <summary>Row stride of the few-rows path's staged B rows: one k block plus 8 floats, so 16 rows fall in different L1 sets.</summary>
+    private const int StageLd = KC + 8;
+
     /// <summary>
-    /// C rows as dot products (B transposed: each C element is one contiguous dot product) or as scaled row sums
-    /// (B not transposed), over a chunk of columns; each element is summed in k order by one thread.
+    /// The few-rows path over one chunk of columns: each B panel is used in place when its rows are contiguous and
+    /// whole, else packed as the main path packs it, and every C element is summed exactly as the micro-kernels sum
+    /// it (per 256-deep k block, k in order, the same fused multiply-add, blocks added in order), so a row's result
+    /// is bitwise the same whatever M is and whatever the other rows hold.
     /// </summary>
     private struct SmallRowsJob : IWorkItem
     {
         public float* A, B, C;
-        public int Lda, Ldb, Ldc, M, N, K;
+        public int Lda, Ldb, Ldc, M, N, K, Bits;
         public bool TransA, TransB, Accumulate;
 
         public readonly void Invoke(int chunk)
         {
-            int j0 = chunk * SmallChunk, cols = Math.Min(SmallChunk, N - j0);
-            float[]? rented = null;
-            for (int i = 0; i < M; i++)
+            int nr = Bits == 512 ? 32 : Bits == 256 ? 16 : 8;
+            int jEnd = Math.Min(N, (chunk + 1) * SmallChunk);
+            float* panel = Scratch.Current.B(nr * KC); // [KC, nr] packed B panel when B cannot be read in place
+            float* tile = stackalloc float[2 * 32];    // [2, nr] for a ragged last panel
+            int j0 = chunk * SmallChunk;
+            if (TransB && Bits >= 256 && Avx.IsSupported)
             {
-                // Row i of op(A), made contiguous when A is transposed.
-                ReadOnlySpan<float> ai;
-                if (!TransA) ai = new ReadOnlySpan<float>(A + (long)i * Lda, K);
-                else
+                // B's rows are the columns of C: transpose 8×8 blocks in registers instead of packing whole panels.
+                float* stage = stackalloc float[16 * StageLd]; // [16, StageLd] rows of B for one k block
+                for (; j0 < jEnd; j0 += 16) TransposedColumns(j0, Math.Min(16, jEnd - j0), stage);
+                return;
+            }
+            for (; j0 < jEnd; j0 += nr)
+            {
+                int cols = Math.Min(nr, N - j0);
+                bool direct = !TransB && cols == nr;
+                for (int pc = 0; pc < K; pc += KC)
                 {
-                    rented ??= System.Buffers.ArrayPool<float>.Shared.Rent(K);
-                    for (int p = 0; p < K; p++) rented[p] = A[(long)p * Lda + i];
-                    ai = rented.AsSpan(0, K);
-                }
-                var ci = new Span<float>(C + (long)i * Ldc + j0, cols);
-                if (!Accumulate) ci.Clear();
-                if (TransB)
-                {
-                    for (int j = 0; j < cols; j++) ci[j] += TensorPrimitives.Dot(ai, new ReadOnlySpan<float>(B + (long)(j0 + j) * Ldb, K));
-                }
-                else
-                {
-                    for (int p = 0; p < K; p++)
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(B + (long)p * Ldb + j0, cols), ai[p], ci, ci);
+                    int kc = Math.Min(KC, K - pc);
+                    float* bp = panel;
+                    int sb = nr;
+                    if (direct) { bp = B + (long)pc * Ldb + j0; sb = Ldb; }
+                    else PackBPanel(B, Ldb, TransB, j0, cols, pc, kc, nr, panel);
+                    float* a0 = TransA ? A + (long)pc * Lda : A + pc;
+                    int sa = TransA ? Lda : 1, rowStep = TransA ? 1 : Lda;
+                    bool first = pc == 0 && !Accumulate;
+                    float* cp = C + j0;
+                    if (cols == nr)
+                    {
+                        RowKernel(a0, sa, rowStep, M, bp, sb, kc, cp, Ldc, first);
+                    }
+                    else
+                    {
+                        RowKernel(a0, sa, rowStep, M, bp, sb, kc, tile, nr, first: true);
+                        for (int r = 0; r < M; r++)
+                            for (int j = 0; j < cols; j++)
+                                cp[(long)r * Ldc + j] = first ? tile[r * nr + j] : cp[(long)r * Ldc + j] + tile[r * nr + j];
+                    }
                 }
             }
-            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+        }
+
+        /// <summary>
+        /// Columns [j0, j0 + cols) of C, cols ≤ 16, for transposed B, per 256-deep k block like the micro-kernels,
+        /// summed by <see cref="SumTransposed"/>. The block's B rows are copied into <paramref name="stage"/> first
+        /// when they are a multiple of 2 KiB apart (common in real models: 16 such rows would crowd a few L1 sets)
+        /// or fewer than 16·groups (the missing rows are zeroed, as the packed path pads them).
+        /// </summary>
+        private readonly void TransposedColumns(int j0, int cols, float* stage)
+        {
+            var acc = stackalloc Vector256<float>[2]; // [groups] 8 columns each
+            int groups = (cols + 7) / 8;
+            for (int pc = 0; pc < K; pc += KC)
+            {
+                int kc = Math.Min(KC, K - pc), fullK = kc / 8 * 8;
+                bool first = pc == 0 && !Accumulate;
+                float* b = B + (long)j0 * Ldb + pc;
+                int ldb = Ldb;
+                if (cols < 8 * groups || Ldb % 512 == 0)
+                {
+                    for (int j = 0; j < 8 * groups; j++)
+                    {
+                        var row = new Span<float>(stage + j * StageLd, kc);
+                        if (j < cols) new ReadOnlySpan<float>(b + (long)j * Ldb, kc).CopyTo(row);
+                        else row.Clear();
+                    }
+                    b = stage;
+                    ldb = StageLd;
+                }
+                for (int r = 0; r < M; r++)
+                {
+                    float* a = TransA ? A + (long)pc * Lda + r : A + (long)r * Lda + pc;
+                    int sa = TransA ? Lda : 1;
+                    if (Bits == 512) SumTransposed<Fused>(a, sa, b, ldb, kc, fullK, groups, acc);
+                    else SumTransposed<Estimate>(a, sa, b, ldb, kc, fullK, groups, acc);
+                    float* c = C + (long)r * Ldc + j0;
+                    if (cols == 8 * groups)
+                    {
+                        for (int g = 0; g < groups; g++) Put256(acc[g], c + 8 * g, first);
+                    }
+                    else
+                    {
+                        var sums = (float*)acc;
+                        for (int j = 0; j < cols; j++) c[j] = first ? sums[j] : c[j] + sums[j];
+                    }
+                }
+            }
+        }
+
+        /// <summary>
+        /// C[r, 0..nr) (+)= Σ_kk a[r, kk]·b[kk, 0..nr) for the 1 or 2 rows, with the operation of the matching
+        /// micro-kernel (Vector512 fused, narrower paths MultiplyAddEstimate) and two vectors per row as they have.
+        /// </summary>
+        private readonly void RowKernel(float* a, int sa, int rowStep, int rows, float* bp, int sb, int kc, float* c, int ldc, bool first)
+        {
+            for (int r = 0; r < rows; r++, a += rowStep, c += ldc)
+            {
+                if (Bits == 512)
+                {
+                    Vector512<float> c0 = default, c1 = default;
+                    float* ak = a, bk = bp;
+                    for (int kk = 0; kk < kc; kk++, ak += sa, bk += sb)
+                    {
+                        var av = Vector512.Create(*ak);
+                        c0 = Vector512.FusedMultiplyAdd(av, Vector512.Load(bk), c0);
+                        c1 = Vector512.FusedMultiplyAdd(av, Vector512.Load(bk + 16), c1);
+                    }
+                    Put512(c0, c, first); Put512(c1, c + 16, first);
+                }
+                else if (Bits == 256)
+                {
+                    Vector256<float> c0 = default, c1 = default;
+                    float* ak = a, bk = bp;
+                    for (int kk = 0; kk < kc; kk++, ak += sa, bk += sb)
+                    {
+                        var av = Vector256.Create(*ak);
+                        c0 = Vector256.MultiplyAddEstimate(av, Vector256.Load(bk), c0);
+                        c1 = Vector256.MultiplyAddEstimate(av, Vector256.Load(bk + 8), c1);
+                    }
+                    Put256(c0, c, first); Put256(c1, c + 8, first);
+                }
+                else
+                {
+                    Vector128<float> c0 = default, c1 = default;
+                    float* ak = a, bk = bp;
+                    for (int kk = 0; kk < kc; kk++, ak += sa, bk += sb)
+                    {
+                        var av = Vector128.Create(*ak);
+                        c0 = Vector128.MultiplyAddEstimate(av, Vector128.Load(bk), c0);
+                        c1 = Vector128.MultiplyAddEstimate(av, Vector128.Load(bk + 4), c1);
+                    }
+                    Put128(c0, c, first); Put128(c1, c + 4, first);
+                }
+            }
+        }
+    }
+
+    /// <summary>The main path's multiply-add on 8 lanes: fused like Vector512's on the 512-bit path, else as Vector256's.</summary>
+    private interface IMadd
+    {
+        static abstract Vector256<float> Invoke(Vector256<float> a, Vector256<float> b, Vector256<float> c);
+    }
+
+    private readonly struct Fused : IMadd
+    {
+        public static Vector256<float> Invoke(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    }
+
+    private readonly struct Estimate : IMadd
+    {
+        public static Vector256<float> Invoke(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
+    }
+
+    /// <summary>
+    /// Σ_kk a[kk·sa]·b[j, kk] for the 8·<paramref name="groups"/> (1 or 2) rows j of <paramref name="b"/> (leading
+    /// dimension <paramref name="ldb"/>), k in order, into acc[0..groups): 8×8 blocks are transposed in registers into
+    /// one vector of 8 columns per k. Two groups give two independent FMA chains, enough to cover the FMA latency
+    /// behind the shuffles; more rows at once would alias in L1 when rows are 4 KiB apart.
+    /// </summary>
+    private static void SumTransposed<TMadd>(float* a, int sa, float* b, int ldb, int kc, int fullK, int groups, Vector256<float>* acc)
+        where TMadd : struct, IMadd
+    {
+        Vector256<float> c0 = default, c1 = default;
+        long g8 = 8L * ldb;
+        int kk = 0;
+        for (; kk < fullK; kk += 8, a += 8 * sa)
+        {
+            Vector256<float> a0 = Vector256.Create(a[0]), a1 = Vector256.Create(a[sa]), a2 = Vector256.Create(a[2 * sa]), a3 = Vector256.Create(a[3 * sa]),
+                a4 = Vector256.Create(a[4 * sa]), a5 = Vector256.Create(a[5 * sa]), a6 = Vector256.Create(a[6 * sa]), a7 = Vector256.Create(a[7 * sa]);
+            c0 = Block<TMadd>(b + kk, ldb, a0, a1, a2, a3, a4, a5, a6, a7, c0);
+            if (groups == 1) continue;
+            c1 = Block<TMadd>(b + g8 + kk, ldb, a0, a1, a2, a3, a4, a5, a6, a7, c1);
+        }
+        for (; kk < kc; kk++, a += sa)
+        {
+            var av = Vector256.Create(*a);
+            c0 = TMadd.Invoke(av, Column(b + kk, ldb), c0);
+            if (groups == 1) continue;
+            c1 = TMadd.Invoke(av, Column(b + g8 + kk, ldb), c1);
+        }
+        acc[0] = c0;
+        if (groups == 1) return;
+        acc[1] = c1;
+    }
+
+    /// <summary>b[0..8)·ldb, one k: a column of an 8-row block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Column(float* b, int ldb) =>
+        Vector256.Create(b[0], b[ldb], b[2L * ldb], b[3L * ldb], b[4L * ldb], b[5L * ldb], b[6L * ldb], b[7L * ldb]);
+
+    /// <summary>
+    /// acc + Σ_q a_q·(column q of the 8×8 block at <paramref name="s"/>), q in order: the block is transposed with the
+    /// shuffles of <see cref="Transpose8x8"/>, each column used as soon as it is formed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Block<TMadd>(float* s, int lds, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+        Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7, Vector256<float> acc) where TMadd : struct, IMadd
+    {
+        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * lds); var r3 = Avx.LoadVector256(s + 3 * lds);
+        var r4 = Avx.LoadVector256(s + 4 * lds); var r5 = Avx.LoadVector256(s + 5 * lds);
+        var r6 = Avx.LoadVector256(s + 6 * lds); var r7 = Avx.LoadVector256(s + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        acc = TMadd.Invoke(a0, Avx.Permute2x128(u0, u4, 0x20), acc);
+        acc = TMadd.Invoke(a1, Avx.Permute2x128(u1, u5, 0x20), acc);
+        acc = TMadd.Invoke(a2, Avx.Permute2x128(u2, u6, 0x20), acc);
+        acc = TMadd.Invoke(a3, Avx.Permute2x128(u3, u7, 0x20), acc);
+        acc = TMadd.Invoke(a4, Avx.Permute2x128(u0, u4, 0x31), acc);
+        acc = TMadd.Invoke(a5, Avx.Permute2x128(u1, u5, 0x31), acc);
+        acc = TMadd.Invoke(a6, Avx.Permute2x128(u2, u6, 0x31), acc);
+        return TMadd.Invoke(a7, Avx.Permute2x128(u3, u7, 0x31), acc);
+    }
+
+    /// <summary>
+    /// Packs columns [j0, j0 + cols) of op(B) over k rows [pc, pc + kc) into <paramref name="dst"/> [kc, nr],
+    /// zero-padded past the last column.
+    /// </summary>
+    private static void PackBPanel(float* b, int ldb, bool transB, int j0, int cols, int pc, int kc, int nr, float* dst)
+    {
+        if (transB)
+        {
+            // Whole 8×8 blocks go through a register transpose; the ragged edges element by element.
+            int fullRows = Avx.IsSupported ? cols / 8 * 8 : 0, fullK = kc / 8 * 8;
+            for (int jb = 0; jb < fullRows; jb += 8)
+                for (int kb = 0; kb < fullK; kb += 8)
+                    Transpose8x8(b + (long)(j0 + jb) * ldb + pc + kb, ldb, dst + kb * nr + jb, nr);
+            for (int kk = 0; kk < kc; kk++)
+            {
+                float* d = dst + kk * nr;
+                for (int jj = kk < fullK ? fullRows : 0; jj < nr; jj++)
+                    d[jj] = jj < cols ? b[(long)(j0 + jj) * ldb + pc + kk] : 0;
+            }
+        }
+        else if (cols == nr && Vector256.IsHardwareAccelerated)
+        {
+            // nr is a multiple of 8: whole vectors, no copy call per 32-float row piece.
+            float* src = b + (long)pc * ldb + j0;
+            for (int kk = 0; kk < kc; kk++, src += ldb, dst += nr)
+                for (int j = 0; j < nr; j += 8) Vector256.Load(src + j).Store(dst + j);
+        }
+        else
+        {
+            for (int kk = 0; kk < kc; kk++)
+            {
+                var src = new ReadOnlySpan<float>(b + (long)(pc + kk) * ldb + j0, cols);
+                var d = new Span<float>(dst + kk * nr, nr);
+                src.CopyTo(d);
+                d[cols..].Clear();
+            }
         }
     }
 
@@ -253,7 +489,13 @@ internal static unsafe class Gemm
             // packed A micro-panel: [Kc, Mr], so the kernel reads Mr consecutive row values per k step
             float* dst = PackA + (long)p * Mr * KC;
             int i0 = p * Mr, rows = Math.Min(Mr, M - i0);
-            if (TransA)
+            if (TransA && rows == 8 && Mr == 8 && Vector256.IsHardwareAccelerated)
+            {
+                // The panel's 8 values per k are contiguous in Aᵀ: one vector each.
+                float* src = A + (long)Pc * Lda + i0;
+                for (int kk = 0; kk < Kc; kk++, src += Lda) Vector256.Load(src).Store(dst + kk * 8);
+            }
+            else if (TransA)
             {
                 for (int kk = 0; kk < Kc; kk++)
                 {
@@ -286,32 +528,8 @@ internal static unsafe class Gemm
         private readonly void PackBPanel(int q)
         {
             // packed B panel: [Kc, Nr], zero-padded past the last column
-            float* dst = PackB + (long)q * Nr * KC;
-            int j0 = Jc + q * Nr, cols = Math.Min(Nr, Jc + Nc - j0);
-            if (TransB)
-            {
-                // Whole 8×8 blocks go through a register transpose; the ragged edges element by element.
-                int fullRows = Avx.IsSupported ? cols / 8 * 8 : 0, fullK = Kc / 8 * 8;
-                for (int jb = 0; jb < fullRows; jb += 8)
-                    for (int kb = 0; kb < fullK; kb += 8)
-                        Transpose8x8(B + (long)(j0 + jb) * Ldb + Pc + kb, Ldb, dst + kb * Nr + jb, Nr);
-                for (int kk = 0; kk < Kc; kk++)
-                {
-                    float* d = dst + kk * Nr;
-                    for (int jj = kk < fullK ? fullRows : 0; jj < Nr; jj++)
-                        d[jj] = jj < cols ? B[(long)(j0 + jj) * Ldb + Pc + kk] : 0;
-                }
-            }
-            else
-            {
-                for (int kk = 0; kk < Kc; kk++)
-                {
-                    var src = new ReadOnlySpan<float>(B + (long)(Pc + kk) * Ldb + j0, cols);
-                    var d = new Span<float>(dst + kk * Nr, Nr);
-                    src.CopyTo(d);
-                    d[cols..].Clear();
-                }
-            }
+            int j0 = Jc + q * Nr;
+            Gemm.PackBPanel(B, Ldb, TransB, j0, Math.Min(Nr, Jc + Nc - j0), Pc, Kc, Nr, PackB + (long)q * Nr * KC);
         }
 
         /// <summary>Computes the C tile of one (A block, B chunk) pair.</summary>

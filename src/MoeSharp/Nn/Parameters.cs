@@ -73,6 +73,24 @@ public sealed class Parameter
         set => Value.RequiresGrad = value;
     }
 
+    /// <summary>
+    /// Whether <see cref="ParameterArena.ZeroGrad"/> may leave this gradient uncleared and only mark it stale, for a
+    /// parameter whose one gradient writer overwrites it after <see cref="TakeStaleGrad"/> (the stacked expert
+    /// weights: at many experts, clearing them costs as much as a pass over all the weights).
+    /// </summary>
+    internal bool ZeroLazily { get; set; }
+
+    /// <summary>Set by <see cref="ParameterArena.ZeroGrad"/> on a lazily zeroed gradient: its view still holds old values.</summary>
+    internal bool GradStale { get; set; }
+
+    /// <summary>True once after a lazy ZeroGrad: the caller must then write every gradient element instead of adding.</summary>
+    internal bool TakeStaleGrad()
+    {
+        bool stale = GradStale;
+        GradStale = false;
+        return stale;
+    }
+
     internal void Bind(float[] values, float[] grads)
     {
         _value = new Tensor(values, Offset, Shape) { Name = Name, RequiresGrad = _trainable, Grad = new Tensor(grads, Offset, Shape) };
@@ -185,8 +203,21 @@ public sealed class ParameterArena
     /// <summary>[total] every parameter value, in registration order.</summary>
     public float[] Values { get; private set; } = [];
 
-    /// <summary>[total] every gradient, aligned with <see cref="Values"/>.</summary>
-    public float[] Grads { get; private set; } = [];
+    private float[] _grads = [];
+    private bool _stalePending; // a ZeroGrad left some gradient stale that Grads has not cleared yet
+
+    /// <summary>[total] every gradient, aligned with <see cref="Values"/>; lazily zeroed ones still stale are cleared first.</summary>
+    public float[] Grads
+    {
+        get
+        {
+            if (!_stalePending) return _grads;
+            foreach (var p in _parameters)
+                if (p.Stored is null && p.TakeStaleGrad()) Array.Clear(_grads, p.Offset, p.Length);
+            _stalePending = false;
+            return _grads;
+        }
+    }
 
     /// <param name="trainable">False for state that lives with the weights but is not learned by gradient (a routing bias).</param>
     public Parameter Add(string name, int[] shape, Init init, bool trainable = true)
@@ -238,13 +269,13 @@ public sealed class ParameterArena
         }
         _length = (int)length;
         Values = new float[_length];
-        Grads = new float[_length];
+        _grads = new float[_length];
         _built = true;
         var rng = new Rng(seed);
         foreach (var p in _parameters)
         {
             if (p.Stored is not null) continue;
-            p.Bind(Values, Grads);
+            p.Bind(Values, _grads);
             if (!initialize) continue;
             var span = p.Value.Span;
             switch (p.Init.Kind)
@@ -255,8 +286,19 @@ public sealed class ParameterArena
         }
     }
 
-    /// <summary>Sets every gradient to 0, before the next backward pass accumulates into them.</summary>
-    public void ZeroGrad() => Array.Clear(Grads);
+    /// <summary>
+    /// Sets every gradient to 0, before the next backward pass accumulates into them; a gradient its writer
+    /// overwrites (<see cref="Parameter.ZeroLazily"/>) is only marked stale, as PyTorch's <c>set_to_none</c>.
+    /// </summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in _parameters)
+        {
+            if (p.Stored is not null) continue; // no gradient: inference only
+            if (p.ZeroLazily) p.GradStale = _stalePending = true;
+            else Array.Clear(_grads, p.Offset, p.Length);
+        }
+    }
 }
 
 /// <summary>

@@ -122,6 +122,51 @@ public class ExpertFfnTests
         for (int i = 0; i < one.Length; i++) Numerics.BitwiseEqual(one[i], two[i], $"output {i}");
     }
 
+    /// <summary>
+    /// Lazy zeroing: garbage left in every gradient before ZeroGrad must not show. After one backward the expert
+    /// weight gradients equal a fresh arena's bitwise (the written ones are overwritten, expert 4, which gets no
+    /// rows, is cleared); a second forward and backward before the next ZeroGrad adds (twice the
+    /// fresh gradient, rtol 1e-5 and atol 1e-6 as above: the bias sums add row by row into what is there, so they are
+    /// not bitwise 2x); and a lazily zeroed gradient no backward reached reads 0
+    /// through <see cref="ParameterArena.Grads"/>.
+    /// </summary>
+    [Fact]
+    public void LazilyZeroedGradientsAreOverwrittenThenAccumulated()
+    {
+        var a = Ragged();
+        var x = Numerics.RandomTensor(1, 1, T, D);
+        var w = Numerics.RandomTensor(2, 1, a.Pairs);
+        var dy = Numerics.Random(T * D, 3);
+        float[] Grads(ParameterArena arena, ExpertBank bank, int backwards)
+        {
+            for (int i = 0; i < backwards; i++)
+            {
+                var tape = new Tape();
+                tape.Backward(tape.ExpertFfn(x, a, w, bank), dy);
+            }
+            return arena.Grads.ToArray();
+        }
+        var (freshArena, freshBank) = Bank(ExpertActivation.SwiGlu, bias: true);
+        var fresh = Grads(freshArena, freshBank, 1);
+
+        var (arena, bank) = Bank(ExpertActivation.SwiGlu, bias: true);
+        Numerics.Random(arena.Length, 99, 1e3f).CopyTo(arena.Grads, 0);
+        arena.ZeroGrad();
+        Numerics.BitwiseEqual(fresh, Grads(arena, bank, 1), "one backward after a lazy ZeroGrad");
+
+        Numerics.Random(arena.Length, 98, 1e3f).CopyTo(arena.Grads, 0);
+        arena.ZeroGrad();
+        var twice = (float[])fresh.Clone();
+        for (int i = 0; i < twice.Length; i++) twice[i] += fresh[i];
+        Numerics.Close(twice, Grads(arena, bank, 2), 1e-5f, 1e-6f, "two backwards after a lazy ZeroGrad");
+
+        Numerics.Random(arena.Length, 97, 1e3f).CopyTo(arena.Grads, 0);
+        arena.ZeroGrad();
+        Assert.True(bank.W1.GradStale);
+        Assert.All(arena.Grads, g => Assert.Equal(0f, g));
+        Assert.False(bank.W1.GradStale);
+    }
+
     private sealed record Ref(float[] Y, float[] Dx, float[] Dw, float[] DW1, float[] DW2, float[]? DW3, float[] DB1, float[] DB2, float[] DB3, double ClampedShare);
 
     private static Ref Reference(ReadOnlySpan<float> x, Assignment a, ReadOnlySpan<float> w, ExpertBank bank, float[] dy)
