@@ -4,7 +4,7 @@ using MoeSharp.Tests.IO;
 namespace MoeSharp.Tests.Cli;
 
 /// <summary><c>moe eval --against fp32 --quantize F</c> end to end on the tiny Mixtral of <see cref="StoredWeightsTests"/>.</summary>
-public sealed class EvalAgainstTests : TempFolderTest
+public sealed class EvalAgainstTests(TinyRun tiny) : TempFolderTest, IClassFixture<TinyRun>
 {
     /// <summary>Two context windows of 64 plus the last target, as a file of comma-separated ids below the vocabulary of 256.</summary>
     private string WriteIds()
@@ -43,6 +43,25 @@ public sealed class EvalAgainstTests : TempFolderTest
         // in the logit error for small errors) is larger by far; the factor 4 leaves room for the blocks' own scales.
         Assert.True(Number(q8, "kl") > 0, $"q8_0 KL {q8["kl"]}");
         Assert.True(Number(q4, "kl") > 4 * Number(q8, "kl"), $"q4_k KL {q4["kl"]} against q8_0 KL {q8["kl"]}");
+    }
+
+    /// <summary>
+    /// On a run folder the held-out tokens are its validation split, and the fp32 perplexity is the one plain
+    /// <c>moe eval</c> reports over the same 4 windows of 16 (printed to 3 decimals, hence the tolerance 1e-3 relative;
+    /// the two differ only in float against double accumulation of the cross-entropy).
+    /// </summary>
+    [Fact]
+    public async Task OnARunFolderTheReferencePerplexityIsPlainEvals()
+    {
+        Assert.True(tiny.Train.ExitCode == 0, tiny.Train.Stderr);
+        var bf16 = Fields(await MoeCli.Run("eval", "--model", tiny.Run, "--against", "fp32", "--quantize", "bf16", "--max-tokens", "64"));
+        var plain = await MoeCli.Run("eval", "--model", tiny.Run, "--max-tokens", "64");
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        string text = plain.Stdout[(plain.Stdout.IndexOf("perplexity ", StringComparison.Ordinal) + "perplexity ".Length)..];
+        double perplexity = double.Parse(text[..text.IndexOfAny(['\n', '\r'])], CultureInfo.InvariantCulture);
+        Assert.Equal("64", bf16["tokens"]);
+        Assert.Equal(perplexity, Number(bf16, "ppl_fp32"), perplexity * 1e-3);
+        Assert.True(Number(bf16, "kl") > 0, $"bf16 KL {bf16["kl"]}");
     }
 
     [Fact]
