@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MoeSharp.Formats;
 using MoeSharp.IO;
 using MoeSharp.Kernels;
 using MoeSharp.Models;
@@ -9,9 +10,10 @@ namespace MoeSharp.Bench;
 /// <summary>
 /// `infer`: load, prompt and decode speed of a model folder or GGUF file, in the line format of bench/peer/llamacpp's
 /// C driver, through the calls `moe generate` makes (ModelStore.Open, Generator.Stream, greedy). `moe bench` times
-/// training and has no prompt length, hence this command.
-///   infer --model PATH --weights f32 --threads T --pp-ids FILE|ids --decode-ids ids --decode-tokens N
-///   infer --model PATH --weights f32 --threads T --check ids --max-tokens N      (the greedy continuation)
+/// training and has no prompt length, hence this command. Weights load as `moe generate` loads them: in place from
+/// the mapped GGUF or safetensors files, quantized once on load with --quantize FORMAT.
+///   infer --model PATH --weights f32 --threads T [--quantize F] --pp-ids FILE|ids --decode-ids ids --decode-tokens N
+///   infer --model PATH --weights f32 --threads T [--quantize F] --check ids --max-tokens N      (the greedy continuation)
 /// </summary>
 internal static class InferBench
 {
@@ -25,19 +27,28 @@ internal static class InferBench
         string path = Arg("--model"), weights = Arg("--weights", "f32");
         int threads = int.Parse(Arg("--threads", "2"), CultureInfo.InvariantCulture);
         using var limit = Workers.Limit(threads);
+        WeightFormat? quantize = null;
+        if (args.Contains("--quantize"))
+        {
+            string name = Arg("--quantize");
+            foreach (var f in WeightFormats.All)
+                if (f.ToString().Equals(name, StringComparison.OrdinalIgnoreCase)) quantize = f;
+            if (quantize is null) throw new ArgumentException($"infer: --quantize expected one of {string.Join(", ", WeightFormats.All.ToArray())}, got '{name}'");
+        }
+        ModelLoadOptions Load(int maxContext) => new() { MaxContext = maxContext, InPlace = true, Quantize = quantize };
         var greedy = new SamplingOptions { Temperature = 0 };
         if (args.Contains("--check"))
         {
             int[] prompt = Ids(Arg("--check"));
             int n = int.Parse(Arg("--max-tokens", "16"), CultureInfo.InvariantCulture);
-            var model = ModelStore.Open(path, maxContext: Math.Max(64, prompt.Length + n + 1));
+            using var model = ModelStore.Open(path, Load(Math.Max(64, prompt.Length + n + 1)));
             Console.WriteLine($"greedy impl=moesharp weights={weights} ids={string.Join(',', Generator.Greedy(model, prompt, n))}");
             return 0;
         }
         int[] pp = Ids(Arg("--pp-ids")), dec = Ids(Arg("--decode-ids", "1,17,42,99,5"));
         int decodeTokens = int.Parse(Arg("--decode-tokens", "128"), CultureInfo.InvariantCulture);
         var clock = Stopwatch.StartNew();
-        var lm = ModelStore.Open(path, maxContext: Math.Max(64, Math.Max(pp.Length + 1, dec.Length + decodeTokens + 1)));
+        using var lm = ModelStore.Open(path, Load(Math.Max(64, Math.Max(pp.Length + 1, dec.Length + decodeTokens + 1))));
         double load = clock.Elapsed.TotalSeconds;
         double[] Times(int[] prompt, int count) // [count]: seconds from the start to each sampled token
         {

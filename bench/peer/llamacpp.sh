@@ -4,10 +4,14 @@
 # rounds (bench/peer/rounds.py), with the machine's read bandwidth as a side of its own, after checking that both
 # engines give the same greedy continuation of the F32 model.
 #   MoeSharp: MoeSharp.Bench `infer` (ModelStore.Open + Generator.Stream, as `moe generate`) on the HF folder and
-#             on the GGUF files (dequantized to fp32 on load).
+#             on the GGUF files, computing with the stored weights in place (ModelLoadOptions.InPlace).
+#   Formats (FORMATS): F32, F16, BF16 and Q8_0 written by llamacpp/models.py; Q6_K and Q4_K written from the HF
+#             folder by `moe quantize` (llama.cpp's own quantizer is a C tool the npm package does not ship), so both
+#             engines time the same bytes in every format.
 #   llama.cpp: node-llama-cpp 3.22.1's prebuilt CPU library, installed from npm into a scratch folder (never into
 #             the repository), driven by llamacpp/driver.c with a persistent threadpool.
 # Run from anywhere:  bench/peer/llamacpp.sh     ROUNDS=5 SMALL=0 THREADS="1 2" PP=512 DECODE=128 WORK=scratch-dir
+#                                               FORMATS="f32 f16 bf16 q8_0 q6_k q4_k"
 # Needs node/npm, gcc, git and python3 with numpy. The full model takes about 9 GB of disk in WORK.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,9 +23,16 @@ W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
 here=bench/peer/llamacpp
 small=${SMALL:-0}; threads=${THREADS:-1 2}; pp=${PP:-512}; decode=${DECODE:-128}
+formats=${FORMATS:-f32 f16 bf16 q8_0 q6_k q4_k}
 echo "# scratch folder: $W"
 
-[ -f "$W/model/hf/model.safetensors" ] || "$PY" $here/models.py --out "$W/model" $([ "$small" = 1 ] && echo --small) | tee "$W/model.txt"
+[ -f "$W/model/model-q8_0.gguf" ] && [ -f "$W/model/model-bf16.gguf" ] ||
+  "$PY" $here/models.py --out "$W/model" --formats f32,f16,bf16,q8_0 $([ "$small" = 1 ] && echo --small) | tee "$W/model.txt"
+dotnet build -c Release src/MoeSharp.Cli >"$out/build-cli.txt" 2>&1 || { cat "$out/build-cli.txt"; exit 1; }
+for f in q6_k q4_k; do
+  [ -f "$W/model/model-$f.gguf" ] ||
+    dotnet src/MoeSharp.Cli/bin/Release/net10.0/moe.dll quantize --model "$W/model/hf" --format $f --out "$W/model/model-$f.gguf"
+done
 if [ ! -d "$W/node_modules/node-llama-cpp" ]; then
   (cd "$W" && npm init -y >/dev/null && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true \
      npm install --ignore-scripts --no-audit --no-fund node-llama-cpp@3.22.1 >"$W/npm.txt" 2>&1) ||
@@ -53,7 +64,7 @@ echo "# equal"
 sides=()
 for t in $threads; do
   sides+=(--side "membw-t$t" "$W/membw $t")
-  for f in f32 q8_0; do
+  for f in $formats; do
     sides+=(--side "llama.cpp-$f-t$t" "'$W/driver' '$B' '$W/model/model-$f.gguf' $f $t time $out/pp_ids.txt $dec $decode")
     sides+=(--side "moesharp-gguf-$f-t$t" "$BENCH infer --model '$W/model/model-$f.gguf' --weights gguf-$f --threads $t --pp-ids $out/pp_ids.txt --decode-ids $dec --decode-tokens $decode")
   done
@@ -70,6 +81,8 @@ import sys
 bw, rows = {}, []
 for line in open(sys.argv[1]):
     p = line.split()
+    if not p:
+        continue
     f = dict(x.split("=", 1) for x in p[1:])
     if p[0] == "membw":
         bw[f["threads"]] = f"{f['read_gbs']} [{f['read_gbs_min']}, {f['read_gbs_max']}]"

@@ -1,12 +1,14 @@
 """A random Mixtral-shaped model, the same weights twice: a Hugging Face folder (MoeSharp) and GGUF (llama.cpp).
 
-    models.py --out DIR [--small] [--formats f32,q8_0]
+    models.py --out DIR [--small] [--formats f32,f16,bf16,q8_0]
       DIR/hf/config.json + model.safetensors   F32, HF Mixtral names and rotate-half q/k rows
-      DIR/model-f32.gguf, DIR/model-q8_0.gguf  arch "llama", q/k rows in llama.cpp's interleaved order, experts
-                                                stacked [E, out, in]; Q8_0 on every matrix but the router, norms F32
+      DIR/model-FORMAT.gguf                     arch "llama", q/k rows in llama.cpp's interleaved order, experts
+                                                stacked [E, out, in]; FORMAT (f32, f16, bf16 or q8_0) on every
+                                                matrix but the router, norms F32
 The default shape is issue 10's: hidden 1024, 8 layers, 16 heads / 4 KV heads, 8 experts of 3584, top-2, vocab
-32000 (791 M parameters). --small: hidden 64, 2 layers, 4/2 heads, 4 experts of 96, vocab 320 (llama.cpp needs the
-256 byte tokens in its dummy SentencePiece vocab, so not less). Weights N(0, 0.02) from a seeded numpy generator;
+32000 (791 M parameters). --small: hidden 256, 2 layers, 4/2 heads, 4 experts of 256 (every row whole 256-wide
+K-quant super-blocks, so Q4_K and Q6_K files can be written from it too), vocab 320 (llama.cpp needs the 256 byte
+tokens in its dummy SentencePiece vocab, so not less). Weights N(0, 0.02) from a seeded numpy generator;
 norms are 1. Standard library and numpy only.
 """
 import argparse
@@ -16,7 +18,9 @@ import struct
 
 import numpy as np
 
-F32, Q8_0 = 0, 8          # ggml tensor types
+F32, F16, Q8_0, BF16 = 0, 1, 8, 30          # ggml tensor types
+TYPES = {"f32": F32, "f16": F16, "bf16": BF16, "q8_0": Q8_0}
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}   # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16
 U32, I32, F32V, STR, ARR = 4, 5, 6, 8, 9   # gguf value types
 ALIGN = 32
 
@@ -36,6 +40,27 @@ def q8_0(x):
     out["d"] = d.astype(np.float16)
     out["qs"] = (np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))).astype(np.int8)
     return out.tobytes()
+
+
+def bf16(x):
+    """ggml_compute_fp32_to_bf16 for finite values: round to nearest, ties to even, keep the high 16 bits."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((u + (np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1)))) >> 16).astype("<u2").tobytes()
+
+
+def encode(x, ty):
+    """The bytes of matrix x in ggml type ty."""
+    if ty == Q8_0:
+        return q8_0(x)
+    if ty == F16:
+        return x.astype("<f2").tobytes()
+    if ty == BF16:
+        return bf16(x)
+    return x.astype("<f4").tobytes()
+
+
+def nbytes(n, ty):
+    return n // 32 * 34 if ty == Q8_0 else n * (4 if ty == F32 else 2)
 
 
 def s(text):
@@ -82,7 +107,7 @@ def gguf_head(a, hd, ts, fmt):
     types = [2, 3, 3] + [6] * 256 + [1] * (a.vocab - 259)   # unknown, control, byte, normal
     u = lambda k, v: kv("llama." + k, U32, v)  # noqa: E731
     kvs = [kv("general.architecture", STR, "llama"), kv("general.alignment", U32, ALIGN),
-           kv("general.file_type", U32, 0 if fmt == "f32" else 7), u("vocab_size", a.vocab),
+           kv("general.file_type", U32, FILE_TYPES[fmt]), u("vocab_size", a.vocab),
            u("context_length", 4096), u("embedding_length", a.hidden), u("block_count", a.layers),
            u("feed_forward_length", a.inter), u("attention.head_count", a.heads),
            u("attention.head_count_kv", a.kv_heads), u("rope.dimension_count", hd),
@@ -94,11 +119,11 @@ def gguf_head(a, hd, ts, fmt):
            kv("tokenizer.ggml.eos_token_id", U32, 2), kv("tokenizer.ggml.unknown_token_id", U32, 0)]
     infos, offsets, off = [], [], 0
     for name, _, shape, _, _, quant in ts:
-        ty = Q8_0 if quant and fmt == "q8_0" else F32
+        ty = TYPES[fmt] if quant else F32
         n = int(np.prod(shape))
         infos.append(s(name) + struct.pack(f"<I{len(shape)}Q", len(shape), *reversed(shape)) + struct.pack("<IQ", ty, off))
         offsets.append(off)
-        off += (n // 32 * 34 if ty == Q8_0 else 4 * n)
+        off += nbytes(n, ty)
         off += -off % ALIGN
     head = b"GGUF" + struct.pack("<IQQ", 3, len(ts), len(kvs)) + b"".join(kvs) + b"".join(infos)
     return head + b"\0" * (-len(head) % ALIGN), offsets
@@ -110,8 +135,8 @@ def main():
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--formats", default="f32,q8_0")
     a = ap.parse_args()
-    for k, big, small in [("hidden", 1024, 64), ("layers", 8, 2), ("heads", 16, 4), ("kv_heads", 4, 2),
-                          ("experts", 8, 4), ("inter", 3584, 96), ("vocab", 32000, 320)]:
+    for k, big, small in [("hidden", 1024, 256), ("layers", 8, 2), ("heads", 16, 4), ("kv_heads", 4, 2),
+                          ("experts", 8, 4), ("inter", 3584, 256), ("vocab", 32000, 320)]:
         setattr(a, k, small if a.small else big)
     hd = a.hidden // a.heads
     ts = tensors(a, hd)
@@ -149,7 +174,7 @@ def main():
         for f, fmt, base, offsets in ggufs:
             f.seek(base + offsets[i])
             for part in (x if x.ndim == 3 else [x]):  # one expert at a time bounds the memory
-                f.write(q8_0(part) if quant and fmt == "q8_0" else part.astype("<f4").tobytes())
+                f.write(encode(part, TYPES[fmt] if quant else F32))
     st.close()
     for f, _, _, _ in ggufs:
         f.close()

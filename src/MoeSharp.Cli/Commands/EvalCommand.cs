@@ -7,7 +7,8 @@ namespace MoeSharp.Cli.Commands;
 
 /// <summary>
 /// <c>moe eval</c>: loss and perplexity over every full window of a validation stream; on the built-in corpus also
-/// the domain × expert routing table per layer and the mutual information between domain and expert.
+/// the domain × expert routing table per layer and the mutual information between domain and expert. With
+/// <c>--against fp32 --quantize F</c>: format F's quality against fp32 instead (<see cref="EvalAgainst"/>).
 /// </summary>
 internal static class EvalCommand
 {
@@ -18,9 +19,14 @@ internal static class EvalCommand
         var maxTokens = CliOptions.Int("--max-tokens", LmEvalOptions.Default.MaxTokens, 1, "Evaluate at most this many tokens.");
         var threads = CliOptions.Threads(LmEvalOptions.Default.Threads);
         var quantize = CliOptions.Quantize();
-        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize };
+        var against = EvalAgainst.AgainstOption();
+        var ids = EvalAgainst.IdsOption();
+        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize, against, ids };
         command.SetAction(p =>
         {
+            if (p.GetValue(against) is not null)
+                return EvalAgainst.Run(p.GetValue(model)!.FullName, p.GetValue(quantize), p.GetValue(data), p.GetValue(ids),
+                    p.GetResult(maxTokens) is { Implicit: false } ? p.GetValue(maxTokens) : null, p.GetValue(threads));
             var folder = new RunFolder(p.GetValue(model)!.FullName);
             var run = folder.ReadConfig();
             using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize)));
