@@ -23,6 +23,8 @@ public static partial class ModelStore
     /// <summary><see cref="OpenGguf(string, int?)"/>, with the storable weights quantized to <see cref="ModelLoadOptions.Quantize"/> when it is set.</summary>
     public static MoeTransformer OpenGguf(string path, ModelLoadOptions options)
     {
+        if (options.MaxMemoryBytes is not null && options.Quantize is not null)
+            throw new ArgumentException($"{path}: --max-memory pages the experts as the file stores them; it cannot be combined with --quantize (write a quantized file with moe quantize instead).");
         var file = GgufFile.Open(path);
         MoeTransformer model;
         try
@@ -39,6 +41,7 @@ public static partial class ModelStore
         try
         {
             LoadGguf(model.Arena, file);
+            if (options.MaxMemoryBytes is { } max) PageExperts(model, file, max);
         }
         catch
         {

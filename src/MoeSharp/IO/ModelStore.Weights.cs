@@ -28,6 +28,13 @@ public sealed record ModelLoadOptions
     /// </summary>
     public WeightFormat? Quantize { get; init; }
 
+    /// <summary>
+    /// Page the routed experts from the checkpoint file through an <see cref="Dispatch.ExpertCache"/> so that the model's
+    /// weights, KV cache and expert slots take at most this many bytes (GGUF checkpoints, weights in place); null keeps
+    /// every expert resident in the map.
+    /// </summary>
+    public long? MaxMemoryBytes { get; init; }
+
     /// <summary>Whether the options ask for stored weights (anything but the trainable fp32 arena).</summary>
     internal bool Stored => InPlace || Quantize is not null;
 }
