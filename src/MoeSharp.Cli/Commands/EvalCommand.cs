@@ -18,12 +18,13 @@ internal static class EvalCommand
         var maxTokens = CliOptions.Int("--max-tokens", LmEvalOptions.Default.MaxTokens, 1, "Evaluate at most this many tokens.");
         var threads = CliOptions.Threads(LmEvalOptions.Default.Threads);
         var quantize = CliOptions.Quantize();
-        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize };
+        var maxMemory = CliOptions.MaxMemory();
+        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize, maxMemory };
         command.SetAction(p =>
         {
             var folder = new RunFolder(p.GetValue(model)!.FullName);
             var run = folder.ReadConfig();
-            using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize)));
+            using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize), p.GetValue(maxMemory)));
             var source = p.GetValue(data) is { } file ? new DataSource { Kind = "file", Path = file.FullName } : run.Data;
             var lmData = LmData.Load(source, run.Alphabet);
             var result = LmEvaluator.Evaluate(lm, lmData, new LmEvalOptions { MaxTokens = p.GetValue(maxTokens), Threads = p.GetValue(threads) });

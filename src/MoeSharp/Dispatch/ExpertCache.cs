@@ -12,7 +12,7 @@ public sealed record ExpertCacheStats(string Layer, long Hits, long Misses, long
 }
 
 /// <summary>Where one stored matrix of one expert lies in the checkpoint file.</summary>
-internal readonly record struct FileMatrix(long Offset, WeightFormat Format, int Rows, int Cols)
+internal readonly record struct FileMatrix(string Path, long Offset, WeightFormat Format, int Rows, int Cols)
 {
     public long Bytes => Rows * Format.RowBytes(Cols);
 }
@@ -29,32 +29,44 @@ public sealed class ExpertCache : IDisposable
     /// <summary>Slot starts and the matrices inside a slot are aligned to this many bytes, a cache line for the kernels.</summary>
     private const int Alignment = 64;
 
-    private readonly SafeFileHandle _file;
+    private readonly Dictionary<string, SafeFileHandle> _files = new(StringComparer.Ordinal);
     private readonly Slot[] _slots;
     private readonly PagedExperts[] _layers;
     private long _clock;
 
-    internal ExpertCache(string path, long budgetBytes, IReadOnlyList<(string Name, FileMatrix[][] Experts)> layers)
+    internal ExpertCache(string source, long budgetBytes, IReadOnlyList<(string Name, FileMatrix[][] Experts)> layers)
     {
-        Path = path;
+        Source = source;
         long slotBytes = 0;
         foreach (var (_, experts) in layers)
             foreach (var matrices in experts) slotBytes = Math.Max(slotBytes, BytesOf(matrices));
         if (slotBytes > Array.MaxLength)
-            throw new NotSupportedException($"{path}: one expert takes {slotBytes:N0} bytes, more than one pinned slot holds ({Array.MaxLength:N0}).");
+            throw new NotSupportedException($"{source}: one expert takes {slotBytes:N0} bytes, more than one pinned slot holds ({Array.MaxLength:N0}).");
         SlotBytes = slotBytes;
         if (budgetBytes < slotBytes)
-            throw new ArgumentException($"{path}: --max-memory leaves {Describe(budgetBytes)} for routed experts; one expert takes {Describe(slotBytes)}: raise --max-memory by at least {Describe(slotBytes - budgetBytes)}.");
+            throw new ArgumentException($"{source}: --max-memory leaves {Describe(budgetBytes)} for routed experts; one expert takes {Describe(slotBytes)}: raise --max-memory by at least {Describe(slotBytes - budgetBytes)}.");
         _slots = new Slot[(int)Math.Min(budgetBytes / slotBytes, int.MaxValue)];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot();
         BudgetBytes = budgetBytes;
         _layers = new PagedExperts[layers.Count];
         for (int l = 0; l < layers.Count; l++) _layers[l] = new PagedExperts(this, l, layers[l].Name, layers[l].Experts);
-        _file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, FileOptions.RandomAccess);
+        try
+        {
+            foreach (var (_, experts) in layers)
+                foreach (var matrices in experts)
+                    foreach (var m in matrices)
+                        if (!_files.ContainsKey(m.Path))
+                            _files[m.Path] = File.OpenHandle(m.Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, FileOptions.RandomAccess);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
 
-    /// <summary>The checkpoint file the experts are read from.</summary>
-    public string Path { get; }
+    /// <summary>The checkpoint (file or folder) the experts are read from.</summary>
+    public string Source { get; }
 
     /// <summary>Bytes the slots may hold together.</summary>
     public long BudgetBytes { get; }
@@ -128,8 +140,11 @@ public sealed class ExpertCache : IDisposable
             foreach (var l in _layers) l.Hits = l.Misses = l.BytesRead = 0;
     }
 
-    /// <summary>Closes the file; the slots go with the garbage collector.</summary>
-    public void Dispose() => _file.Dispose();
+    /// <summary>Closes the files; the slots go with the garbage collector.</summary>
+    public void Dispose()
+    {
+        foreach (var f in _files.Values) f.Dispose();
+    }
 
     internal static string Describe(long bytes) => $"{bytes / 1e6:F1} MB";
 
@@ -197,7 +212,7 @@ public sealed class ExpertCache : IDisposable
         {
             var m = matrices[i];
             var dst = memory.AsMemory((int)at, (int)m.Bytes);
-            ReadExactly(dst.Span, m.Offset, layer.Name, expert);
+            ReadExactly(m.Path, dst.Span, m.Offset, layer.Name, expert);
             layer.BytesRead += m.Bytes;
             result[i] = new QuantizedMatrix(dst, m.Format, m.Rows, m.Cols);
             at += Align(m.Bytes);
@@ -205,14 +220,15 @@ public sealed class ExpertCache : IDisposable
         return result;
     }
 
-    private void ReadExactly(Span<byte> dst, long offset, string layer, int expert)
+    private void ReadExactly(string path, Span<byte> dst, long offset, string layer, int expert)
     {
+        var file = _files[path];
         long end = offset + dst.Length;
         while (!dst.IsEmpty)
         {
-            int n = RandomAccess.Read(_file, dst, offset);
+            int n = RandomAccess.Read(file, dst, offset);
             if (n == 0)
-                throw new InvalidDataException($"{Path}: expert {expert} of {layer} ends at byte {end:N0}, past the end of the file ({RandomAccess.GetLength(_file):N0} bytes); the file is truncated.");
+                throw new InvalidDataException($"{path}: expert {expert} of {layer} ends at byte {end:N0}, past the end of the file ({RandomAccess.GetLength(file):N0} bytes); the file is truncated.");
             dst = dst[n..];
             offset += n;
         }

@@ -8,12 +8,13 @@ namespace MoeSharp.IO;
 public static partial class ModelStore
 {
     /// <summary>
-    /// Pages <paramref name="model"/>'s routed experts (stored in place in <paramref name="file"/>) through an
+    /// Pages <paramref name="model"/>'s routed experts (stored in place; expert e of parameter p lies in the file at
+    /// <paramref name="locate"/>(p, e)) through an
     /// <see cref="ExpertCache"/> whose slots get what <paramref name="maxMemory"/> leaves after the resident weights
     /// (fp32 arena, stored non-expert weights) and a KV cache for the model's whole context.
     /// </summary>
     /// <exception cref="ArgumentException">The resident part alone exceeds the budget, or what it leaves is less than one expert.</exception>
-    private static void PageExperts(MoeTransformer model, GgufFile file, long maxMemory)
+    private static void PageExperts(MoeTransformer model, string source, Func<Parameter, int, (string Path, long Offset)> locate, long maxMemory)
     {
         var paged = new HashSet<Parameter>();
         var layers = new List<(string, FileMatrix[][])>();
@@ -30,7 +31,8 @@ public static partial class ModelStore
                 for (int i = 0; i < weights.Length; i++)
                 {
                     var m = weights[i].Stored![e];
-                    experts[e][i] = new FileMatrix(file.FileOffset(GgufName(weights[i].Name), e), m.Format, m.Rows, m.Cols);
+                    var (path, offset) = locate(weights[i], e);
+                    experts[e][i] = new FileMatrix(path, offset, m.Format, m.Rows, m.Cols);
                 }
             }
             foreach (var w in weights) paged.Add(w);
@@ -41,9 +43,9 @@ public static partial class ModelStore
         foreach (var p in model.Arena.Parameters)
             if (p.Stored is { } w && !paged.Contains(p)) resident += w.Bytes;
         if (resident >= maxMemory)
-            throw new ArgumentException($"{file.Path}: --max-memory {maxMemory / 1e9:G4} GB is not enough: the non-expert weights and the KV cache alone take {ExpertCache.Describe(resident)}.");
+            throw new ArgumentException($"{source}: --max-memory {maxMemory / 1e9:G4} GB is not enough: the non-expert weights and the KV cache alone take {ExpertCache.Describe(resident)}.");
         if (layers.Count == 0) return;
-        var cache = new ExpertCache(file.Path, maxMemory - resident, layers);
+        var cache = new ExpertCache(source, maxMemory - resident, layers);
         for (int i = 0; i < banks.Count; i++) banks[i].Paged = cache.Layers[i];
         model.ExpertCache = cache;
     }

@@ -169,8 +169,6 @@ public static partial class ModelStore
     {
         if (File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return OpenGguf(folder, options);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder '{folder}' does not exist.");
-        if (options.MaxMemoryBytes is not null)
-            throw new NotSupportedException($"Model folder '{folder}': --max-memory pages experts from a GGUF file; write one with moe quantize --model {folder} --format bf16|q8_0|q6_k|q4_k --out FILE.gguf.");
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Model folder '{folder}' has no config.json.");
         using var doc = ParseJson(configPath);
