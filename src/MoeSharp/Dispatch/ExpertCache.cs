@@ -146,7 +146,8 @@ public sealed class ExpertCache : IDisposable
         foreach (var f in _files.Values) f.Dispose();
     }
 
-    internal static string Describe(long bytes) => $"{bytes / 1e6:F1} MB";
+    /// <summary>"12.3 MB (12,345,678 bytes)": readable, and exact where a budget misses by a few bytes.</summary>
+    internal static string Describe(long bytes) => $"{bytes / 1e6:F1} MB ({bytes:N0} bytes)";
 
     private static long Align(long bytes) => (bytes + Alignment - 1) / Alignment * Alignment;
 

@@ -92,7 +92,7 @@ public sealed class ExpertCacheTests : TempFolderTest
     {
         string path = WriteFile();
         var ex = Assert.Throws<ArgumentException>(() => Cache(path, Slot - 1));
-        Assert.Contains("one expert takes 0.0 MB", ex.Message);
+        Assert.Contains($"one expert takes 0.0 MB ({Slot} bytes)", ex.Message);
         Assert.DoesNotContain('\n', ex.Message);
     }
 
