@@ -20,7 +20,8 @@ internal static class BenchCommand
         var threads = CliOptions.Threads(d.Threads);
         var quantize = CliOptions.Quantize();
         var maxMemory = CliOptions.MaxMemory();
-        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize, maxMemory };
+        var policy = new Option<MoeSharp.Dispatch.ExpertCachePolicy>("--cache-policy") { Description = "With --max-memory: which expert the cache evicts, lfu or lru.", DefaultValueFactory = _ => MoeSharp.Dispatch.ExpertCachePolicy.Lfu };
+        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize, maxMemory, policy };
         command.SetAction(p =>
         {
             var options = d with { Batch = p.GetValue(batch), Steps = p.GetValue(steps), Tokens = p.GetValue(tokens), Threads = p.GetValue(threads) };
@@ -30,7 +31,7 @@ internal static class BenchCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             // Stored and paged weights are for inference only, so with --quantize or --max-memory the training measurement is left out.
             using var lm = p.GetValue(model) is { } dir
-                ? inference ? ModelStore.Open(dir.FullName, CliOptions.Inference(null, format, budget)) : ModelStore.Open(dir.FullName)
+                ? inference ? ModelStore.Open(dir.FullName, CliOptions.Inference(null, format, budget, p.GetValue(policy))) : ModelStore.Open(dir.FullName)
                 : !inference ? new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length))
                 : throw new ArgumentException($"{(format is null ? "--max-memory" : "--quantize")} needs --model: a fresh preset has no checkpoint to read.");
             double load = clock.Elapsed.TotalSeconds;
@@ -62,7 +63,8 @@ internal static class BenchCommand
     /// <summary>The expert cache's budget and, per MoE layer and in total, its hits, misses, hit rate and bytes read during the timed run.</summary>
     private static void PrintCache(MoeSharp.Dispatch.ExpertCache cache)
     {
-        Console.WriteLine($"experts:  paged from {cache.Source}: {cache.Capacity} slots of {cache.SlotBytes / 1e6:F2} MB, {cache.BytesHeld / 1e6:F1} MB held of a {cache.BudgetBytes / 1e6:F1} MB budget");
+        Console.WriteLine($"experts:  paged from {cache.Source} ({cache.Policy}): {cache.Capacity} slots for {cache.Experts} experts, {cache.SlotBytes:N0} bytes each; " +
+            $"{cache.BytesHeld:N0} bytes held of a {cache.BudgetBytes:N0}-byte budget beside {cache.ResidentBytes:N0} resident bytes (weights, KV cache)");
         Console.WriteLine($"  {"layer",-40} {"hits",10} {"misses",10} {"hit rate",9} {"MB read",10}");
         foreach (var s in cache.Stats()) Console.WriteLine(Row(s));
         Console.WriteLine(Row(cache.Total()));

@@ -11,6 +11,16 @@ public sealed record ExpertCacheStats(string Layer, long Hits, long Misses, long
     public double HitRate => Hits + Misses == 0 ? 0 : (double)Hits / (Hits + Misses);
 }
 
+/// <summary>Which unpinned expert a full <see cref="ExpertCache"/> evicts.</summary>
+public enum ExpertCachePolicy
+{
+    /// <summary>The one used least often since the model was loaded (every lookup counts, hit or miss, evicted or not), the least recently used among equals: the hottest experts stay.</summary>
+    Lfu,
+
+    /// <summary>The least recently used one.</summary>
+    Lru,
+}
+
 /// <summary>Where one stored matrix of one expert lies in the checkpoint file.</summary>
 internal readonly record struct FileMatrix(string Path, long Offset, WeightFormat Format, int Rows, int Cols)
 {
@@ -21,7 +31,7 @@ internal readonly record struct FileMatrix(string Path, long Offset, WeightForma
 /// Routed experts paged from the checkpoint file into a fixed budget of pinned slots, one slot per (layer, expert)
 /// holding that expert's W1, W3 and W2 back to back. The bytes are read with <see cref="RandomAccess.Read(SafeFileHandle, Span{byte}, long)"/>,
 /// not through the memory map, so the process holds only what the slots hold. A full cache evicts the least recently
-/// used expert that no caller holds (<see cref="PagedExperts.Acquire"/> pins it until its lease is disposed); slots
+/// used expert (or, by default, the least often used: <see cref="ExpertCachePolicy"/>) that no caller holds (<see cref="PagedExperts.Acquire"/> pins it until its lease is disposed); slots
 /// are allocated on first use, so a model whose experts fit holds no more than it touched.
 /// </summary>
 public sealed class ExpertCache : IDisposable
@@ -34,8 +44,9 @@ public sealed class ExpertCache : IDisposable
     private readonly PagedExperts[] _layers;
     private long _clock;
 
-    internal ExpertCache(string source, long budgetBytes, IReadOnlyList<(string Name, FileMatrix[][] Experts)> layers)
+    internal ExpertCache(string source, long budgetBytes, IReadOnlyList<(string Name, FileMatrix[][] Experts)> layers, ExpertCachePolicy policy = ExpertCachePolicy.Lfu)
     {
+        Policy = policy;
         Source = source;
         long slotBytes = 0;
         foreach (var (_, experts) in layers)
@@ -45,7 +56,9 @@ public sealed class ExpertCache : IDisposable
         SlotBytes = slotBytes;
         if (budgetBytes < slotBytes)
             throw new ArgumentException($"{source}: --max-memory leaves {Describe(budgetBytes)} for routed experts; one expert takes {Describe(slotBytes)}: raise --max-memory by at least {Describe(slotBytes - budgetBytes)}.");
-        _slots = new Slot[(int)Math.Min(budgetBytes / slotBytes, int.MaxValue)];
+        int total = 0;
+        foreach (var (_, e) in layers) total += e.Length;
+        _slots = new Slot[(int)Math.Min(budgetBytes / slotBytes, total)];
         for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot();
         BudgetBytes = budgetBytes;
         _layers = new PagedExperts[layers.Count];
@@ -68,11 +81,28 @@ public sealed class ExpertCache : IDisposable
     /// <summary>The checkpoint (file or folder) the experts are read from.</summary>
     public string Source { get; }
 
+    /// <summary>How a full cache picks the expert to evict.</summary>
+    public ExpertCachePolicy Policy { get; }
+
     /// <summary>Bytes the slots may hold together.</summary>
     public long BudgetBytes { get; }
 
     /// <summary>Bytes one slot takes: the largest expert's three matrices, each aligned.</summary>
     public long SlotBytes { get; }
+
+    /// <summary>Bytes the model keeps resident beside the cache (fp32 arena, stored non-expert weights, a full-context KV cache): <c>--max-memory</c> less <see cref="BudgetBytes"/>.</summary>
+    public long ResidentBytes { get; internal init; }
+
+    /// <summary>Routed experts over every paged layer.</summary>
+    public int Experts
+    {
+        get
+        {
+            int n = 0;
+            foreach (var l in _layers) n += l.Experts.Length;
+            return n;
+        }
+    }
 
     /// <summary>Experts the cache holds at once.</summary>
     public int Capacity => _slots.Length;
@@ -164,6 +194,7 @@ public sealed class ExpertCache : IDisposable
         lock (_slots)
         {
             _clock++;
+            layer.Uses[expert]++;
             var slot = layer.SlotOf[expert];
             if (slot is not null)
             {
@@ -192,14 +223,21 @@ public sealed class ExpertCache : IDisposable
         lock (_slots) slot.Pins--;
     }
 
-    /// <summary>An empty slot, else the least recently used one that nobody pins.</summary>
+    /// <summary>An empty slot, else the unpinned one <see cref="Policy"/> picks.</summary>
     private Slot Victim(string layer, int expert)
     {
         Slot? best = null;
+        long bestUses = 0;
         foreach (var s in _slots)
         {
             if (s.Layer < 0) return s;
-            if (s.Pins == 0 && (best is null || s.LastUse < best.LastUse)) best = s;
+            if (s.Pins != 0) continue;
+            long uses = Policy == ExpertCachePolicy.Lfu ? _layers[s.Layer].Uses[s.Expert] : 0;
+            if (best is null || uses < bestUses || (uses == bestUses && s.LastUse < best.LastUse))
+            {
+                best = s;
+                bestUses = uses;
+            }
         }
         return best ?? throw new InvalidOperationException($"Expert cache: all {_slots.Length} slots are in use; cannot load expert {expert} of {layer}.");
     }
@@ -258,6 +296,7 @@ public sealed class PagedExperts
         Name = name;
         Experts = experts;
         SlotOf = new ExpertCache.Slot?[experts.Length];
+        Uses = new long[experts.Length];
     }
 
     /// <summary>The layer's position among the cache's layers.</summary>
@@ -268,6 +307,7 @@ public sealed class PagedExperts
 
     internal FileMatrix[][] Experts { get; }               // [E][W1, W3?, W2]
     internal ExpertCache.Slot?[] SlotOf { get; }           // [E] the slot holding each expert, or null
+    internal long[] Uses { get; }                          // [E] lookups since load, for LFU
     internal long Hits, Misses, BytesRead;
 
     /// <summary>Expert <paramref name="expert"/>'s matrices, held in the cache (not evicted) until the lease is disposed.</summary>

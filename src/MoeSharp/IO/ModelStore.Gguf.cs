@@ -41,7 +41,7 @@ public static partial class ModelStore
         try
         {
             LoadGguf(model.Arena, file);
-            if (options.MaxMemoryBytes is { } max) PageExperts(model, path, (p, e) => (path, file.FileOffset(GgufName(p.Name), e)), max);
+            if (options.MaxMemoryBytes is { } max) PageExperts(model, path, (p, e) => (path, file.FileOffset(GgufName(p.Name), e)), max, options.ExpertCachePolicy);
         }
         catch
         {

@@ -14,7 +14,7 @@ public static partial class ModelStore
     /// (fp32 arena, stored non-expert weights) and a KV cache for the model's whole context.
     /// </summary>
     /// <exception cref="ArgumentException">The resident part alone exceeds the budget, or what it leaves is less than one expert.</exception>
-    private static void PageExperts(MoeTransformer model, string source, Func<Parameter, int, (string Path, long Offset)> locate, long maxMemory)
+    private static void PageExperts(MoeTransformer model, string source, Func<Parameter, int, (string Path, long Offset)> locate, long maxMemory, ExpertCachePolicy policy)
     {
         var paged = new HashSet<Parameter>();
         var layers = new List<(string, FileMatrix[][])>();
@@ -45,7 +45,7 @@ public static partial class ModelStore
         if (resident >= maxMemory)
             throw new ArgumentException($"{source}: --max-memory {maxMemory / 1e9:G4} GB is not enough: the non-expert weights and the KV cache alone take {ExpertCache.Describe(resident)}.");
         if (layers.Count == 0) return;
-        var cache = new ExpertCache(source, maxMemory - resident, layers);
+        var cache = new ExpertCache(source, maxMemory - resident, layers, policy) { ResidentBytes = resident };
         for (int i = 0; i < banks.Count; i++) banks[i].Paged = cache.Layers[i];
         model.ExpertCache = cache;
     }

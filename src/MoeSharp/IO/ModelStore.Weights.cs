@@ -35,6 +35,9 @@ public sealed record ModelLoadOptions
     /// </summary>
     public long? MaxMemoryBytes { get; init; }
 
+    /// <summary>How the expert cache of <see cref="MaxMemoryBytes"/> evicts.</summary>
+    public Dispatch.ExpertCachePolicy ExpertCachePolicy { get; init; }
+
     /// <summary>Whether the options ask for stored weights (anything but the trainable fp32 arena).</summary>
     internal bool Stored => InPlace || Quantize is not null || MaxMemoryBytes is not null;
 }
@@ -106,7 +109,7 @@ public static partial class ModelStore
         {
             fill(model);
             if (options.MaxMemoryBytes is { } max)
-                PageExperts(model, weights.Location, (p, e) => SafetensorsLocation(weights, p, e, rename), max);
+                PageExperts(model, weights.Location, (p, e) => SafetensorsLocation(weights, p, e, rename), max, options.ExpertCachePolicy);
         }
         catch
         {

@@ -22,7 +22,7 @@ public sealed class ExpertCacheTests : TempFolderTest
         return Write("experts.bin", truncateTo < 0 ? bytes : bytes[..(int)truncateTo]);
     }
 
-    private static ExpertCache Cache(string path, long budget)
+    private static ExpertCache Cache(string path, long budget, ExpertCachePolicy policy = ExpertCachePolicy.Lru)
     {
         var layers = new List<(string, FileMatrix[][])>();
         for (int l = 0; l < Layers; l++)
@@ -31,7 +31,7 @@ public sealed class ExpertCacheTests : TempFolderTest
             for (int e = 0; e < Experts; e++) experts[e] = [new FileMatrix(path, (l * Experts + e) * (long)MatrixBytes, WeightFormat.F32, 1, Cols)];
             layers.Add(($"layer{l}", experts));
         }
-        return new ExpertCache(path, budget, layers);
+        return new ExpertCache(path, budget, layers, policy);
     }
 
     private static void Touch(ExpertCache cache, int layer, int expert)
@@ -61,6 +61,21 @@ public sealed class ExpertCacheTests : TempFolderTest
         Assert.Equal(new ExpertCacheStats("total", 1, 7, 7 * MatrixBytes), cache.Total());
         Assert.Equal(1.0 / 8, cache.Total().HitRate, 12); // 1 hit in 8 lookups
         Assert.True(cache.BytesHeld <= cache.BudgetBytes, $"{cache.BytesHeld} bytes held over a {cache.BudgetBytes}-byte budget");
+    }
+
+    /// <summary>
+    /// LFU on (0,0) (0,0) (0,1) (0,2) (0,3) (0,1), by hand, three slots: uses after step 4 are (0,0) 2, (0,1) 1,
+    /// (0,2) 1; (0,3) evicts the least used, the older of (0,1) and (0,2): (0,1) (LRU would evict (0,0), used last at
+    /// step 2). (0,1) comes back with 2 uses, its count kept while out, and evicts (0,2) (1 use, older than (0,3)).
+    /// Held, least recent first: (0,0) (0,3) (0,1).
+    /// </summary>
+    [Fact]
+    public void LfuEvictsTheLeastOftenUsedExpertOnAScriptedSequence()
+    {
+        using var cache = Cache(WriteFile(), 3 * Slot, ExpertCachePolicy.Lfu);
+        foreach (var (l, e) in new[] { (0, 0), (0, 0), (0, 1), (0, 2), (0, 3), (0, 1) }) Touch(cache, l, e);
+        Assert.Equal([(0, 0), (0, 3), (0, 1)], cache.Resident());
+        Assert.Equal(new ExpertCacheStats("layer0", 1, 5, 5 * MatrixBytes), cache.Stats()[0]);
     }
 
     /// <summary>A held expert is older than every other yet survives the misses that fill and cycle the other two slots.</summary>

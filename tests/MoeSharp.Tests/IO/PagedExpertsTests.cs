@@ -31,7 +31,9 @@ public sealed class PagedExpertsTests : TempFolderTest
         const long huge = 1L << 40;
         using var model = ModelStore.Open(checkpoint, new ModelLoadOptions { InPlace = true, MaxMemoryBytes = huge });
         var cache = model.ExpertCache!;
-        return (huge - cache.BudgetBytes, cache.SlotBytes);
+        Assert.Equal(huge - cache.BudgetBytes, cache.ResidentBytes);
+        Assert.Equal(2 * 4, cache.Experts);
+        return (cache.ResidentBytes, cache.SlotBytes);
     }
 
     /// <summary>The prompt's logits [8, V] (prefill: MatMul per expert), then 4 greedy decode steps' logits [1, V] (MatVec) through the KV cache.</summary>
