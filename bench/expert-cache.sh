@@ -68,15 +68,20 @@ run() { # name budget-bytes|"" -> one line
     out=$(moe bench --model "$gguf" --quantize q8_0 --tokens "$tokens")
   else
     echo $(( runtime + budget )) > "$cg/$limit_file"
+    [ -f "$cg/memory.max_usage_in_bytes" ] && echo 0 > "$cg/memory.max_usage_in_bytes"
     out=$(sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$cg" \
       dotnet src/MoeSharp.Cli/bin/Release/net10.0/moe.dll bench --model "$gguf" --max-memory "$(gb "$budget")" --tokens "$tokens")
   fi
   local tps=$(echo "$out" | sed -n 's/^generate: *\([0-9.,]*\) tok\/s.*/\1/p' | tr -d ,)
-  local total=$(echo "$out" | awk '$1 == "total" { print $4, $5 }')
-  echo "$name $tps ${total:-}"
+  local total=$(echo "$out" | awk '$1 == "total" { print $4 "%", $6 }')
+  local peak=""
+  [ -n "$budget" ] && [ -f "$cg/memory.max_usage_in_bytes" ] && peak=$(awk '{ printf "%.1f", $1 / 1e6 }' "$cg/memory.max_usage_in_bytes")
+  [ -n "$budget" ] && [ -f "$cg/memory.peak" ] && peak=$(awk '{ printf "%.1f", $1 / 1e6 }' "$cg/memory.peak")
+  echo "$name $tps ${total:-} $peak"
 }
 
-echo "| round | resident tok/s | half: tok/s (ratio, hit rate, MB read) | quarter: tok/s (ratio, hit rate, MB read) | weights / budget (half, quarter) |"
+echo "cgroup: $cg; limit = runtime footprint + --max-memory: half $(( runtime + half )) bytes, quarter $(( runtime + quarter )) bytes"
+echo "| round | resident tok/s | half: tok/s (ratio, hit rate, MB read, cgroup peak MB) | quarter: tok/s (ratio, hit rate, MB read, cgroup peak MB) | weights / --max-memory (half, quarter) |"
 echo "|---|---|---|---|---|"
 for r in $(seq 1 "$rounds"); do
   declare -A line=()
@@ -90,7 +95,7 @@ for r in $(seq 1 "$rounds"); do
     esac
   done
   read -r _ base _ <<< "${line[resident]}"
-  cell() { read -r _ t hr mb <<< "${line[$1]}"; awk -v t="$t" -v b="$base" -v hr="$hr" -v mb="$mb" 'BEGIN { printf "%.1f (%.2f×, %s, %s)", t, t / b, hr, mb }'; }
+  cell() { read -r _ t hr mb pk <<< "${line[$1]}"; awk -v t="$t" -v b="$base" -v hr="$hr" -v mb="$mb" -v pk="$pk" 'BEGIN { printf "%.1f (%.2f×, %s, %s, %s)", t, t / b, hr, mb, pk }'; }
   ratio() { awk -v w="$weights" -v b="$1" 'BEGIN { printf "%.2f", w / b }'; }
   echo "| $r | $base | $(cell half) | $(cell quarter) | $(ratio "$half"), $(ratio "$quarter") |"
   unset line
