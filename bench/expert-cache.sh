@@ -9,12 +9,13 @@
 #      expert's slot, then sets budgets for a cache holding 1/2 and 1/4 of the experts;
 #   3. runs ROUNDS rounds of [resident, half, quarter] in rotated order, each a fresh `moe bench` process; the
 #      paged runs start inside a memory cgroup (v1 memory.limit_in_bytes, or v2 memory.max) whose limit is the
-#      runtime's own footprint (measured resident RSS less the model's weights) plus the budget;
+#      runtime's own footprint (a resident run's peak charge in that cgroup) plus the budget;
 #   4. prints decode tok/s per run, the paged/resident ratio per round, and the cache's hit rate and bytes read.
 #
 # Needs root for the cgroup. systemd-run needs systemd as PID 1 and `ulimit -v` caps address space, which .NET
 # reserves far beyond its use, so neither is a fallback here; without a writable cgroup the script stops.
 # Usage: bench/expert-cache.sh [steps] [rounds] [tokens]       e.g. bench/expert-cache.sh 300 3 200
+#        MODEL=FILE.gguf bench/expert-cache.sh 0 3 200          reuses a GGUF file instead of training one
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,10 +32,14 @@ cat > "$work/config.json" <<'EOF'
 { "preset": "cache-bench", "d_model": 256, "layers": 4, "heads": 4, "d_ff": 512, "context": 64,
   "moe": { "experts": 8, "top_k": 2, "expert_hidden": 512 } }
 EOF
-moe train --data "$data" --config "$work/config.json" --steps "$steps" --eval-every "$steps" --eval-batches 5 \
-  --log-every 50 --out "$work/run" | tail -1
-moe quantize --model "$work/run" --format q8_0 --out "$work/model.gguf" | tail -1
-gguf=$work/model.gguf
+if [ -n "${MODEL:-}" ]; then
+  gguf=$MODEL
+else
+  moe train --data "$data" --config "$work/config.json" --steps "$steps" --eval-every "$steps" --eval-batches 5 \
+    --log-every 50 --out "$work/run" | tail -1
+  moe quantize --model "$work/run" --format q8_0 --out "$work/model.gguf" | tail -1
+  gguf=$work/model.gguf
+fi
 
 # The memory cgroup: a child of this shell's own, so every limit above it still holds.
 own=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
@@ -57,10 +62,16 @@ half=$(( resident + experts / 2 * slot )); quarter=$(( resident + experts / 4 * 
 gb() { awk -v b="$1" 'BEGIN { printf "%.9f", b / 1e9 }'; }
 echo "model: $gguf, $weights bytes; $experts experts of $slot bytes; $resident resident bytes"
 
-# Runtime footprint: peak RSS of the resident run less the weights it maps; the cgroup gets that plus the budget.
-rss_kb=$( { /usr/bin/time -f '%M' dotnet src/MoeSharp.Cli/bin/Release/net10.0/moe.dll bench --model "$gguf" --quantize q8_0 --tokens 8 >/dev/null; } 2>&1 | tail -1)
-runtime=$(( rss_kb * 1024 - weights ))
-echo "runtime footprint (peak RSS of a resident run less the weights): $runtime bytes"
+# Runtime footprint: the cgroup's peak charge for a resident run with no limit. The file's pages are already in the
+# page cache from the runs above, charged to the cgroup that first read them, so this is the process's own memory
+# (heap, code, stacks) and the paged runs' limit, that plus --max-memory, binds what they allocate: the slots.
+[ -f "$cg/memory.max_usage_in_bytes" ] && { echo -1 > "$cg/$limit_file"; echo 0 > "$cg/memory.max_usage_in_bytes"; } || echo max > "$cg/$limit_file"
+sh -c 'echo $$ > "$1/cgroup.procs"; shift; exec "$@"' sh "$cg" \
+  dotnet src/MoeSharp.Cli/bin/Release/net10.0/moe.dll bench --model "$gguf" --quantize q8_0 --tokens "$tokens" >/dev/null
+peak=$(cat "$cg/memory.max_usage_in_bytes" 2>/dev/null || cat "$cg/memory.peak")
+# The runtime's peak varies by 2-3 MB from run to run (GC heap growth, JIT tiers); SLACK_MB covers that.
+runtime=$(( peak + ${SLACK_MB:-4} * 1000000 ))
+echo "runtime footprint (cgroup peak of a resident run, $peak bytes, + ${SLACK_MB:-4} MB slack): $runtime bytes"
 
 run() { # name budget-bytes|"" -> one line
   local name=$1 budget=$2 out
