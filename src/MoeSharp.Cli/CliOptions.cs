@@ -73,7 +73,7 @@ internal static class CliOptions
 
     /// <summary>How the inference commands load a model: weights in place from the mapped files, quantized when asked, experts paged within <paramref name="maxMemoryGb"/> when given.</summary>
     public static MoeSharp.IO.ModelLoadOptions Inference(int? maxContext, MoeSharp.Formats.WeightFormat? quantize, double? maxMemoryGb = null,
-        MoeSharp.Dispatch.ExpertCachePolicy policy = MoeSharp.Dispatch.ExpertCachePolicy.Lfu) =>
+        MoeSharp.Experts.ExpertCachePolicy policy = MoeSharp.Experts.ExpertCachePolicy.Lfu) =>
         new() { MaxContext = maxContext, InPlace = true, Quantize = quantize, MaxMemoryBytes = maxMemoryGb is { } gb ? (long)(gb * 1e9) : null, ExpertCachePolicy = policy };
 
     /// <summary>A positive finite number (learning rates, time budgets).</summary>

@@ -20,7 +20,7 @@ internal static class BenchCommand
         var threads = CliOptions.Threads(d.Threads);
         var quantize = CliOptions.Quantize();
         var maxMemory = CliOptions.MaxMemory();
-        var policy = new Option<MoeSharp.Dispatch.ExpertCachePolicy>("--cache-policy") { Description = "With --max-memory: which expert the cache evicts, lfu or lru.", DefaultValueFactory = _ => MoeSharp.Dispatch.ExpertCachePolicy.Lfu };
+        var policy = new Option<MoeSharp.Experts.ExpertCachePolicy>("--cache-policy") { Description = "With --max-memory: which expert the cache evicts, lfu or lru.", DefaultValueFactory = _ => MoeSharp.Experts.ExpertCachePolicy.Lfu };
         var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize, maxMemory, policy };
         command.SetAction(p =>
         {
@@ -61,7 +61,7 @@ internal static class BenchCommand
     }
 
     /// <summary>The expert cache's budget and, per MoE layer and in total, its hits, misses, hit rate and bytes read during the timed run.</summary>
-    private static void PrintCache(MoeSharp.Dispatch.ExpertCache cache)
+    private static void PrintCache(MoeSharp.Experts.ExpertCache cache)
     {
         Console.WriteLine($"experts:  paged from {cache.Source} ({cache.Policy}): {cache.Capacity} slots for {cache.Experts} experts, {cache.SlotBytes:N0} bytes each; " +
             $"{cache.BytesHeld:N0} bytes held of a {cache.BudgetBytes:N0}-byte budget beside {cache.ResidentBytes:N0} resident bytes (weights, KV cache)");
@@ -70,6 +70,6 @@ internal static class BenchCommand
         Console.WriteLine(Row(cache.Total()));
     }
 
-    private static string Row(MoeSharp.Dispatch.ExpertCacheStats s) =>
+    private static string Row(MoeSharp.Experts.ExpertCacheStats s) =>
         $"  {s.Layer,-40} {s.Hits,10:N0} {s.Misses,10:N0} {s.HitRate,9:P1} {s.BytesRead / 1e6,10:F1}";
 }

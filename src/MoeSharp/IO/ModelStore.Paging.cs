@@ -1,4 +1,4 @@
-using MoeSharp.Dispatch;
+using MoeSharp.Experts;
 using MoeSharp.Formats;
 using MoeSharp.Models;
 using MoeSharp.Nn;
@@ -18,7 +18,7 @@ public static partial class ModelStore
     {
         var paged = new HashSet<Parameter>();
         var layers = new List<(string, FileMatrix[][])>();
-        var banks = new List<Experts.ExpertBank>();
+        var banks = new List<ExpertBank>();
         foreach (var moe in model.MoeLayers)
         {
             var bank = moe.Bank;

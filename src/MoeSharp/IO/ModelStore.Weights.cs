@@ -29,14 +29,14 @@ public sealed record ModelLoadOptions
     public WeightFormat? Quantize { get; init; }
 
     /// <summary>
-    /// Page the routed experts from the checkpoint file through an <see cref="Dispatch.ExpertCache"/> so that the model's
+    /// Page the routed experts from the checkpoint file through an <see cref="Experts.ExpertCache"/> so that the model's
     /// weights, KV cache and expert slots take at most this many bytes (GGUF checkpoints, weights in place); null keeps
     /// every expert resident in the map.
     /// </summary>
     public long? MaxMemoryBytes { get; init; }
 
     /// <summary>How the expert cache of <see cref="MaxMemoryBytes"/> evicts.</summary>
-    public Dispatch.ExpertCachePolicy ExpertCachePolicy { get; init; }
+    public Experts.ExpertCachePolicy ExpertCachePolicy { get; init; }
 
     /// <summary>Whether the options ask for stored weights (anything but the trainable fp32 arena).</summary>
     internal bool Stored => InPlace || Quantize is not null || MaxMemoryBytes is not null;

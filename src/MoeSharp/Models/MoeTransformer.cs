@@ -88,8 +88,8 @@ public sealed class MoeTransformer : IDisposable
         _weights?.Dispose();
     }
 
-    /// <summary>The cache the routed experts are paged through (<see cref="IO.ModelLoadOptions.MaxMemoryBytes"/>), or null when they are resident.</summary>
-    public Dispatch.ExpertCache? ExpertCache { get; internal set; }
+    /// <summary>The cache the routed experts are paged through (<c>ModelLoadOptions.MaxMemoryBytes</c>), or null when they are resident.</summary>
+    public Experts.ExpertCache? ExpertCache { get; internal set; }
 
     private Parameter[] StorableParameters()
     {

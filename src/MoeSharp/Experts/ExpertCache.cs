@@ -1,8 +1,7 @@
 using Microsoft.Win32.SafeHandles;
-using MoeSharp.Experts;
 using MoeSharp.Formats;
 
-namespace MoeSharp.Dispatch;
+namespace MoeSharp.Experts;
 
 /// <summary>Hits, misses and bytes read of the <see cref="ExpertCache"/> for one MoE layer (or all of them).</summary>
 public sealed record ExpertCacheStats(string Layer, long Hits, long Misses, long BytesRead)

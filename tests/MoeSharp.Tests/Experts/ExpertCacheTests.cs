@@ -1,8 +1,8 @@
-using MoeSharp.Dispatch;
+using MoeSharp.Experts;
 using MoeSharp.Formats;
 using MoeSharp.Tests.IO;
 
-namespace MoeSharp.Tests.Dispatch;
+namespace MoeSharp.Tests.Experts;
 
 /// <summary>
 /// The expert cache on a scripted file: 2 layers × 4 experts, each expert one F32 [1, 8] matrix (32 bytes, a 64-byte
