@@ -58,9 +58,23 @@ internal static class CliOptions
         return null;
     }
 
-    /// <summary>How the inference commands load a model: weights in place from the mapped files, quantized when asked.</summary>
-    public static MoeSharp.IO.ModelLoadOptions Inference(int? maxContext, MoeSharp.Formats.WeightFormat? quantize) =>
-        new() { MaxContext = maxContext, InPlace = true, Quantize = quantize };
+    /// <summary><c>--max-memory GB</c>: the inference commands' memory budget, paging the routed experts through a cache; null when absent.</summary>
+    public static Option<double?> MaxMemory() => new("--max-memory")
+    {
+        Description = "Keep the model's weights, KV cache and a cache of routed experts within this many GB (10⁹ bytes); experts are read from the checkpoint file as they are routed to.",
+        CustomParser = r =>
+        {
+            string token = r.Tokens.Count == 0 ? "" : r.Tokens[^1].Value;
+            if (double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double gb) && gb > 0 && gb * 1e9 < long.MaxValue) return gb;
+            r.AddError($"--max-memory: expected a positive number of GB, got '{token}'");
+            return null;
+        },
+    };
+
+    /// <summary>How the inference commands load a model: weights in place from the mapped files, quantized when asked, experts paged within <paramref name="maxMemoryGb"/> when given.</summary>
+    public static MoeSharp.IO.ModelLoadOptions Inference(int? maxContext, MoeSharp.Formats.WeightFormat? quantize, double? maxMemoryGb = null,
+        MoeSharp.Experts.ExpertCachePolicy policy = MoeSharp.Experts.ExpertCachePolicy.Lfu) =>
+        new() { MaxContext = maxContext, InPlace = true, Quantize = quantize, MaxMemoryBytes = maxMemoryGb is { } gb ? (long)(gb * 1e9) : null, ExpertCachePolicy = policy };
 
     /// <summary>A positive finite number (learning rates, time budgets).</summary>
     public static Option<float> Positive(string name, float defaultValue, string? description = null) =>

@@ -19,30 +19,36 @@ internal static class BenchCommand
         var tokens = CliOptions.Int("--tokens", d.Tokens, 1, "Tokens to generate, after a 16-token prompt.");
         var threads = CliOptions.Threads(d.Threads);
         var quantize = CliOptions.Quantize();
-        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize };
+        var maxMemory = CliOptions.MaxMemory();
+        var policy = new Option<MoeSharp.Experts.ExpertCachePolicy>("--cache-policy") { Description = "With --max-memory: which expert the cache evicts, lfu or lru.", DefaultValueFactory = _ => MoeSharp.Experts.ExpertCachePolicy.Lfu };
+        var command = new Command("bench", "Measure training and generation speed on this machine.") { model, preset, batch, steps, tokens, threads, quantize, maxMemory, policy };
         command.SetAction(p =>
         {
             var options = d with { Batch = p.GetValue(batch), Steps = p.GetValue(steps), Tokens = p.GetValue(tokens), Threads = p.GetValue(threads) };
             var format = p.GetValue(quantize);
+            var budget = p.GetValue(maxMemory);
+            bool inference = format is not null || budget is not null;
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            // Quantized weights are for inference only, so with --quantize the training measurement is left out.
+            // Stored and paged weights are for inference only, so with --quantize or --max-memory the training measurement is left out.
             using var lm = p.GetValue(model) is { } dir
-                ? format is null ? ModelStore.Open(dir.FullName) : ModelStore.Open(dir.FullName, CliOptions.Inference(null, format))
-                : format is null ? new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length))
-                : throw new ArgumentException("--quantize needs --model: a fresh preset has no checkpoint to quantize.");
+                ? inference ? ModelStore.Open(dir.FullName, CliOptions.Inference(null, format, budget, p.GetValue(policy))) : ModelStore.Open(dir.FullName)
+                : !inference ? new MoeTransformer(Presets.Get(p.GetValue(preset)!, MultiDomainCorpus.Alphabet.Length))
+                : throw new ArgumentException($"{(format is null ? "--max-memory" : "--quantize")} needs --model: a fresh preset has no checkpoint to read.");
             double load = clock.Elapsed.TotalSeconds;
             var config = lm.Config;
             Console.WriteLine($"model: {config.Preset}, {config.Layers} layers, d_model {config.DModel}, context {config.Context}, " +
                 (config.Moe is { } moe ? $"{moe.Experts} experts, top-{moe.TopK}" : "dense") +
                 $"; {lm.Arena.TotalElements:N0} parameters, {lm.ActiveParameters:N0} active; {options.Threads} threads");
-            if (format is not null)
+            if (inference)
             {
                 Console.WriteLine($"weights:  {ModelStore.Describe(lm)}, loaded in {load:F2} s");
                 int[] prompt = [.. Enumerable.Range(0, 16).Select(i => i % config.Vocab)];
                 Generator.Greedy(lm, prompt, 4, options.Threads); // warm-up: the JIT's final tier
+                lm.ExpertCache?.ResetStats();
                 clock.Restart();
                 Generator.Greedy(lm, prompt, options.Tokens, options.Threads);
                 Console.WriteLine($"generate: {options.Tokens / clock.Elapsed.TotalSeconds,9:N1} tok/s  (greedy, batch 1, {options.Tokens} tokens after a 16-token prompt, prompt included)");
+                if (lm.ExpertCache is { } cache) PrintCache(cache);
                 return 0;
             }
             var r = SpeedBench.Run(lm, options);
@@ -53,4 +59,17 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    /// <summary>The expert cache's budget and, per MoE layer and in total, its hits, misses, hit rate and bytes read during the timed run.</summary>
+    private static void PrintCache(MoeSharp.Experts.ExpertCache cache)
+    {
+        Console.WriteLine($"experts:  paged from {cache.Source} ({cache.Policy}): {cache.Capacity} slots for {cache.Experts} experts, {cache.SlotBytes:N0} bytes each; " +
+            $"{cache.BytesHeld:N0} bytes held of a {cache.BudgetBytes:N0}-byte budget beside {cache.ResidentBytes:N0} resident bytes (weights, KV cache)");
+        Console.WriteLine($"  {"layer",-40} {"hits",10} {"misses",10} {"hit rate",9} {"MB read",10}");
+        foreach (var s in cache.Stats()) Console.WriteLine(Row(s));
+        Console.WriteLine(Row(cache.Total()));
+    }
+
+    private static string Row(MoeSharp.Experts.ExpertCacheStats s) =>
+        $"  {s.Layer,-40} {s.Hits,10:N0} {s.Misses,10:N0} {s.HitRate,9:P1} {s.BytesRead / 1e6,10:F1}";
 }

@@ -20,12 +20,13 @@ internal static class ChatCommand
         var showPrompt = new Option<bool>("--show-prompt") { Description = "Print the rendered prompt before each reply." };
         var sampling = new SamplingCli();
         var quantize = CliOptions.Quantize();
-        var command = new Command("chat", "Chat with a model, with its own tokenizer and chat template.") { model, system, stop, showPrompt, quantize };
+        var maxMemory = CliOptions.MaxMemory();
+        var command = new Command("chat", "Chat with a model, with its own tokenizer and chat template.") { model, system, stop, showPrompt, quantize, maxMemory };
         sampling.AddTo(command);
         command.SetAction(p =>
         {
             string dir = p.GetValue(model)!.FullName;
-            var (lm, tokenizer) = Open(dir, sampling.Context(p), p.GetValue(quantize));
+            var (lm, tokenizer) = Open(dir, sampling.Context(p), p.GetValue(quantize), p.GetValue(maxMemory));
             using var owned = lm;
             var chat = new ChatSession(lm, tokenizer) { SystemPrompt = p.GetValue(system) };
             var options = sampling.Options(p) with { StopStrings = p.GetValue(stop) ?? [] };
@@ -65,9 +66,9 @@ internal static class ChatCommand
     }
 
     /// <summary><c>moe generate --chat</c>: one user turn answered and printed; with routing, the prompt's and each token's experts.</summary>
-    public static int Answer(string dir, string question, ChatOptions options, bool showRouting, MoeSharp.Formats.WeightFormat? quantize = null)
+    public static int Answer(string dir, string question, ChatOptions options, bool showRouting, MoeSharp.Formats.WeightFormat? quantize = null, double? maxMemoryGb = null)
     {
-        var (lm, tokenizer) = Open(dir, null, quantize);
+        var (lm, tokenizer) = Open(dir, null, quantize, maxMemoryGb);
         using var owned = lm;
         var chat = new ChatSession(lm, tokenizer);
         if (showRouting)
@@ -108,11 +109,11 @@ internal static class ChatCommand
         }
     }
 
-    /// <summary>The model (weights in place, or quantized to <paramref name="quantize"/>) and its tokenizer from <paramref name="dir"/>, both checked before anything is generated.</summary>
-    public static (MoeTransformer Model, HfTokenizer Tokenizer) Open(string dir, int? maxContext, MoeSharp.Formats.WeightFormat? quantize = null)
+    /// <summary>The model (weights in place, or quantized to <paramref name="quantize"/>, experts paged within <paramref name="maxMemoryGb"/>) and its tokenizer from <paramref name="dir"/>, both checked before anything is generated.</summary>
+    public static (MoeTransformer Model, HfTokenizer Tokenizer) Open(string dir, int? maxContext, MoeSharp.Formats.WeightFormat? quantize = null, double? maxMemoryGb = null)
     {
         var tokenizer = LoadTokenizer(dir);
-        var model = ModelStore.Open(dir, CliOptions.Inference(maxContext, quantize));
+        var model = ModelStore.Open(dir, CliOptions.Inference(maxContext, quantize, maxMemoryGb));
         if (tokenizer.VocabSize > model.Config.Vocab)
             throw new InvalidDataException($"{Path.Combine(dir, "tokenizer.json")}: the tokenizer has {tokenizer.VocabSize} ids; the model's vocab_size is {model.Config.Vocab}.");
         // Parse the template now, so a template error is reported before the first question.

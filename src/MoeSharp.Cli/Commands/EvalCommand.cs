@@ -21,7 +21,8 @@ internal static class EvalCommand
         var quantize = CliOptions.Quantize();
         var against = EvalAgainst.AgainstOption();
         var ids = EvalAgainst.IdsOption();
-        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize, against, ids };
+        var maxMemory = CliOptions.MaxMemory();
+        var command = new Command("eval", "Evaluate a trained model.") { model, data, maxTokens, threads, quantize, against, ids, maxMemory };
         command.SetAction(p =>
         {
             if (p.GetValue(against) is not null)
@@ -29,7 +30,7 @@ internal static class EvalCommand
                     p.GetResult(maxTokens) is { Implicit: false } ? p.GetValue(maxTokens) : null, p.GetValue(threads));
             var folder = new RunFolder(p.GetValue(model)!.FullName);
             var run = folder.ReadConfig();
-            using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize)));
+            using var lm = ModelStore.Open(folder.Path, CliOptions.Inference(null, p.GetValue(quantize), p.GetValue(maxMemory)));
             var source = p.GetValue(data) is { } file ? new DataSource { Kind = "file", Path = file.FullName } : run.Data;
             var lmData = LmData.Load(source, run.Alphabet);
             var result = LmEvaluator.Evaluate(lm, lmData, new LmEvalOptions { MaxTokens = p.GetValue(maxTokens), Threads = p.GetValue(threads) });

@@ -23,9 +23,10 @@ internal static class GenerateCommand
         var showRouting = new Option<bool>("--show-routing") { Description = "Print each generated token with the experts it went to in each layer." };
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
         var quantize = CliOptions.Quantize();
+        var maxMemory = CliOptions.MaxMemory();
         var command = new Command("generate", "Generate text with the KV cache.")
         {
-            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat, quantize,
+            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat, quantize, maxMemory,
         };
         command.SetAction(p =>
         {
@@ -33,7 +34,7 @@ internal static class GenerateCommand
             int max = p.GetValue(maxTokens);
             var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
             if (p.GetValue(chat) is { } question)
-                return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting), p.GetValue(quantize));
+                return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting), p.GetValue(quantize), p.GetValue(maxMemory));
             var folder = new RunFolder(dir);
             ITextTokenizer? tokenizer = null;
             int? context = null;
@@ -46,7 +47,7 @@ internal static class GenerateCommand
             {
                 context = Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1);
             }
-            using var lm = ModelStore.Open(dir, CliOptions.Inference(context, p.GetValue(quantize)));
+            using var lm = ModelStore.Open(dir, CliOptions.Inference(context, p.GetValue(quantize), p.GetValue(maxMemory)));
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));

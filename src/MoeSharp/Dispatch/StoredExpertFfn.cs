@@ -48,12 +48,17 @@ internal static class StoredExpertFfn
             var rg = g.Slice(r0 * h, n * h);
             var ract = act.Slice(r0 * h, n * h);
             var rys = ys.Slice(r0 * d, n * d);
-            Multiply(w1[e], rx, rg, n);
+            // A paged expert stays pinned in the cache while it computes; a resident one is used as stored.
+            using var lease = bank.Paged is { } paged ? paged.Acquire(e) : default(ExpertLease?);
+            var e1 = lease?.W1 ?? w1[e];
+            var e3 = lease is { } l ? l.W3 : w3?[e];
+            var e2 = lease?.W2 ?? w2[e];
+            Multiply(e1, rx, rg, n);
             AddRows(rg, n, b1.IsEmpty ? default : b1.Slice(e * h, h));
             if (bank.Activation == ExpertActivation.SwiGlu)
             {
                 var ru = u.Slice(r0 * h, n * h);
-                Multiply(w3![e], rx, ru, n);
+                Multiply(e3!, rx, ru, n);
                 AddRows(ru, n, b3.IsEmpty ? default : b3.Slice(e * h, h));
                 if (bank.Clamp is { } c) Activations.ClampedSwiGluForward(rg, ru, ract, c.Alpha, c.Limit);
                 else Activations.SwiGluForward(rg, ru, ract);
@@ -62,7 +67,7 @@ internal static class StoredExpertFfn
             {
                 Activations.GeluForward(rg, ract);
             }
-            Multiply(w2[e], ract, rys, n);
+            Multiply(e2, ract, rys, n);
             AddRows(rys, n, b2.IsEmpty ? default : b2.Slice(e * d, d));
         }
         var y = tape.Output(false, x.RowCount, d);

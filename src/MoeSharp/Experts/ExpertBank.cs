@@ -88,6 +88,9 @@ public sealed class ExpertBank : Module
     /// <summary>Whether the expert weights are stored (<see cref="Parameter.Stored"/>), for inference in place of the arena.</summary>
     public bool IsStored => W1.Stored is not null || W2.Stored is not null || W3?.Stored is not null;
 
+    /// <summary>The experts paged from the checkpoint file through an <see cref="ExpertCache"/> (<c>--max-memory</c>), or null when they are resident.</summary>
+    public PagedExperts? Paged { get; internal set; }
+
     /// <summary>Parameters of one expert, for counting and for reporting.</summary>
     public long ParametersPerExpert => (long)Hidden * Dim * (W3 is null ? 2 : 3) + (B1 is null ? 0 : Hidden * (W3 is null ? 1 : 2) + Dim);
 }

@@ -133,6 +133,13 @@ public sealed unsafe class GgufFile : IDisposable
         return new QuantizedMatrix(memory, format, rows, cols);
     }
 
+    /// <summary>Where <see cref="Matrix"/>(<paramref name="name"/>, <paramref name="index"/>) starts in the file, for reading it without the map.</summary>
+    public long FileOffset(string name, int index = 0)
+    {
+        var m = Matrix(name, index);
+        return _dataStart + this[name].Offset + index * m.Data.Length;
+    }
+
     /// <summary>Unmaps the file; spans and matrices taken from it must not be used afterwards.</summary>
     public void Dispose()
     {

@@ -25,6 +25,8 @@ public static partial class ModelStore
     /// <summary><see cref="OpenGguf(string, int?)"/>, with the storable weights quantized to <see cref="ModelLoadOptions.Quantize"/> when it is set.</summary>
     public static MoeTransformer OpenGguf(string path, ModelLoadOptions options)
     {
+        if (options.MaxMemoryBytes is not null && options.Quantize is not null)
+            throw new ArgumentException($"{path}: --max-memory pages the experts as the file stores them; it cannot be combined with --quantize (write a quantized file with moe quantize instead).");
         var file = GgufFile.Open(path);
         MoeTransformer model;
         HfArchitecture architecture;
@@ -45,6 +47,11 @@ public static partial class ModelStore
         {
             var split = architecture.LoadGgufSplits(model, file);
             LoadGguf(model.Arena, file, architecture.GgufTensorName, split.Parameters, split.Tensors);
+            if (options.MaxMemoryBytes is { } max)
+            {
+                var tensorName = architecture.GgufTensorName;
+                PageExperts(model, path, (p, e) => (path, file.FileOffset(tensorName(p.Name), e)), max, options.ExpertCachePolicy);
+            }
         }
         catch
         {

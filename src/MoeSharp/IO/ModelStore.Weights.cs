@@ -28,8 +28,18 @@ public sealed record ModelLoadOptions
     /// </summary>
     public WeightFormat? Quantize { get; init; }
 
+    /// <summary>
+    /// Page the routed experts from the checkpoint file through an <see cref="Experts.ExpertCache"/> so that the model's
+    /// weights, KV cache and expert slots take at most this many bytes (GGUF checkpoints, weights in place); null keeps
+    /// every expert resident in the map.
+    /// </summary>
+    public long? MaxMemoryBytes { get; init; }
+
+    /// <summary>How the expert cache of <see cref="MaxMemoryBytes"/> evicts.</summary>
+    public Experts.ExpertCachePolicy ExpertCachePolicy { get; init; }
+
     /// <summary>Whether the options ask for stored weights (anything but the trainable fp32 arena).</summary>
-    internal bool Stored => InPlace || Quantize is not null;
+    internal bool Stored => InPlace || Quantize is not null || MaxMemoryBytes is not null;
 }
 
 public static partial class ModelStore
@@ -82,6 +92,8 @@ public static partial class ModelStore
     private static MoeTransformer Build(ModelConfig config, SafetensorsModel weights, ModelLoadOptions options, Func<string, string>? rename,
         Action<MoeTransformer> fill)
     {
+        if (options.MaxMemoryBytes is not null && options.Quantize is not null)
+            throw new ArgumentException($"{weights.Location}: --max-memory pages the experts as the checkpoint stores them; it cannot be combined with --quantize (write a quantized file with moe quantize instead).");
         MoeTransformer model;
         try
         {
@@ -96,6 +108,8 @@ public static partial class ModelStore
         try
         {
             fill(model);
+            if (options.MaxMemoryBytes is { } max)
+                PageExperts(model, weights.Location, (p, e) => SafetensorsLocation(weights, p, e, rename), max, options.ExpertCachePolicy);
         }
         catch
         {
@@ -141,6 +155,15 @@ public static partial class ModelStore
             matrices[i] = matrix;
         }
         return matrices;
+    }
+
+    /// <summary>The file and offset of expert <paramref name="expert"/> of stacked parameter <paramref name="p"/>, named as <see cref="SafetensorsMatrices"/> names it.</summary>
+    private static (string Path, long Offset) SafetensorsLocation(SafetensorsModel weights, Parameter p, int expert, Func<string, string>? rename)
+    {
+        var m = StackedExperts().Match(p.Name);
+        string name = $"{m.Groups["prefix"].Value}.{expert}.{m.Groups["w"].Value}.weight";
+        string stored = rename?.Invoke(name) ?? name;
+        return (weights.PathOf(stored), weights.FileOffset(stored));
     }
 
     /// <summary>The GGUF matrices of parameter <paramref name="p"/> (tensor <paramref name="name"/>) in place, or null when the file lacks the tensor or its shape differs (<see cref="LoadGguf"/> names the problem).</summary>

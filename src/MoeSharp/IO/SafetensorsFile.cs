@@ -144,6 +144,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return result;
     }
 
+    /// <summary>Where tensor <paramref name="name"/>'s bytes start in the file, for reading them without the map.</summary>
+    public long FileOffset(string name) => _dataStart + this[name].Begin;
+
     /// <summary>
     /// The F32, F16 or BF16 tensor <paramref name="name"/> as a [<paramref name="rows"/>, <paramref name="cols"/>]
     /// matrix over the file's mapped bytes, used in place (no copy); null when its dtype is another or its element

@@ -56,6 +56,9 @@ public sealed class SafetensorsModel : IDisposable
     /// <exception cref="KeyNotFoundException">No tensor of that name; the message names the model and tensor.</exception>
     public SafetensorsEntry Entry(string name) => FileOf(name)[name];
 
+    /// <summary>Where tensor <paramref name="name"/>'s bytes start in its file (<see cref="PathOf"/>).</summary>
+    public long FileOffset(string name) => FileOf(name).FileOffset(name);
+
     /// <inheritdoc cref="SafetensorsFile.ReadFloat32(string)"/>
     public float[] ReadFloat32(string name) => FileOf(name).ReadFloat32(name);
 

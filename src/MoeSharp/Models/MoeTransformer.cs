@@ -90,7 +90,14 @@ public sealed class MoeTransformer : IDisposable
     public IReadOnlyList<Parameter> Storable { get; }
 
     /// <summary>Releases the weight source the model was built over (its memory-mapped files); a model built from a seed holds none.</summary>
-    public void Dispose() => _weights?.Dispose();
+    public void Dispose()
+    {
+        ExpertCache?.Dispose();
+        _weights?.Dispose();
+    }
+
+    /// <summary>The cache the routed experts are paged through (<c>ModelLoadOptions.MaxMemoryBytes</c>), or null when they are resident.</summary>
+    public Experts.ExpertCache? ExpertCache { get; internal set; }
 
     private Parameter[] StorableParameters()
     {
