@@ -12,7 +12,8 @@ source bench/peer/ensure_torch.sh
 source bench/peer/common.sh
 peer_setup gemm "$@"
 threads=${THREADS:-1,2}
-args=$(printf ' %q' "$@")
+# printf with no arguments would still print one empty word, which the Python peer rejects
+args=""; [ $# -eq 0 ] || args=$(printf ' %q' "$@")
 rounds --side moesharp "$BENCH gemm --threads $threads ${MOESHARP_ARGS:-}" \
        --side torch "$PY bench/peer/gemm.py --threads $threads$args" \
        --side torch-avx2 "PEER_OPENBLAS_CORETYPE=Haswell $PY bench/peer/gemm.py --impl torch-avx2 --threads $threads$args"

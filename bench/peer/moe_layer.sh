@@ -12,7 +12,8 @@ source bench/peer/ensure_torch.sh
 source bench/peer/common.sh
 peer_setup moe "$@"
 threads=${THREADS:-1,2}
-args=$(printf ' %q' "$@")
+# printf with no arguments would still print one empty word, which the Python peer rejects
+args=""; [ $# -eq 0 ] || args=$(printf ' %q' "$@")
 rounds --side moesharp "$BENCH moe --threads $threads ${MOESHARP_ARGS:-}" \
        --side torch "$PY bench/peer/moe_layer.py --threads $threads$args"
 echo
