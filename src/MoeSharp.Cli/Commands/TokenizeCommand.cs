@@ -32,8 +32,10 @@ internal static class TokenizeCommand
                 Console.WriteLine(p.GetValue(json) ? System.Text.Json.JsonSerializer.Serialize(ids) : string.Join(",", ids));
                 return 0;
             }
-            var list = OpenAiMessages.Read(messages.FullName);
-            string rendered = ChatCommand.Template(dir, () => tokenizer.ApplyChatTemplate(list, p.GetValue(generationPrompt)));
+            var request = OpenAiMessages.ReadRequest(messages.FullName);
+            // A request object's tools reach the template (or the harmony developer message) as a server's would.
+            var tools = request.Tools.Count == 0 ? null : request.Tools;
+            string rendered = ChatCommand.Template(dir, () => tokenizer.ApplyChatTemplate(request.Messages, p.GetValue(generationPrompt), tools: tools));
             // The template writes BOS itself where the model wants one, so the post-processor is not applied again.
             int[] chatIds = tokenizer.Encode(rendered, addSpecialTokens: false);
             if (p.GetValue(json)) Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new { text = rendered, ids = chatIds }));

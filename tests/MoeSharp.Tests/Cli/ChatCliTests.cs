@@ -125,6 +125,34 @@ public sealed class ChatCliTests : TempFolderTest
         Assert.EndsWith("<｜Assistant｜>", rendered);
     }
 
+    /// <summary>
+    /// A request object's <c>tools</c> reach the chat template: Qwen3's template lists each tool as JSON inside
+    /// &lt;tools&gt; in the system turn, which the same messages without tools do not have.
+    /// </summary>
+    [Fact]
+    public async Task TokenizeChatPassesARequestsToolsToTheTemplate()
+    {
+        string folder = TestPaths.SharedTokenizer("qwen3");
+        string messages = Path.Combine(Folder, "request.json");
+        Directory.CreateDirectory(Folder);
+        File.WriteAllText(messages, """
+            {"messages": [{"role": "user", "content": "Weather in Paris?"}],
+             "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]}
+            """);
+        var withTools = await MoeCli.Run("tokenize", "--model", folder, "--chat", messages, "--add-generation-prompt");
+        Assert.True(withTools.ExitCode == 0, withTools.Stderr);
+        string rendered = withTools.Stdout.ReplaceLineEndings("\n");
+        Assert.Contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"", rendered);
+        Assert.StartsWith("<|im_start|>system\n", rendered);
+
+        File.WriteAllText(messages, """{"messages": [{"role": "user", "content": "Weather in Paris?"}]}""");
+        var without = await MoeCli.Run("tokenize", "--model", folder, "--chat", messages, "--add-generation-prompt");
+        Assert.True(without.ExitCode == 0, without.Stderr);
+        Assert.DoesNotContain("<tools>", without.Stdout);
+        Assert.StartsWith("<|im_start|>user\n", without.Stdout);
+    }
+
     [Fact]
     public async Task InspectShowsAPromptsRoutingOnAHuggingFaceFolder()
     {
