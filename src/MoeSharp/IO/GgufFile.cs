@@ -17,7 +17,7 @@ namespace MoeSharp.IO;
 /// u32 ggml type, u64 offset); padding to <c>general.alignment</c> (default 32); the data section. A string is a
 /// u64 byte length and UTF-8 bytes.
 /// </remarks>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe class GgufFile : IDisposable, IMappedFile
 {
     internal const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
     /// <summary>The data alignment in bytes when the file sets no <c>general.alignment</c>.</summary>
@@ -34,6 +34,8 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly long _dataStart;
     private readonly Dictionary<string, GgufTensorInfo> _byName;
     private bool _disposed;
+
+    bool IMappedFile.IsDisposed => _disposed;
 
     private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer, long length)
     {
@@ -148,26 +150,6 @@ public sealed unsafe class GgufFile : IDisposable
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _map.Dispose();
-    }
-
-    /// <summary>Memory over a range of the mapping; it keeps the file object alive, and pinning is free.</summary>
-    private sealed class MappedMemory(GgufFile owner, byte* pointer, int length) : MemoryManager<byte>
-    {
-        public override Span<byte> GetSpan()
-        {
-            ObjectDisposedException.ThrowIf(owner._disposed, owner);
-            return new Span<byte>(pointer, length);
-        }
-
-        public override MemoryHandle Pin(int elementIndex = 0)
-        {
-            ObjectDisposedException.ThrowIf(owner._disposed, owner);
-            return new MemoryHandle(pointer + elementIndex);
-        }
-
-        public override void Unpin() { }
-
-        protected override void Dispose(bool disposing) { }
     }
 
     private static (uint, Dictionary<string, GgufValue>, GgufTensorInfo[], int, long) Parse(ref Reader r)

@@ -19,7 +19,7 @@ namespace MoeSharp.IO;
 /// <c>{"dtype", "shape", "data_offsets": [begin, end]}</c>, plus an optional <c>"__metadata__"</c> string map),
 /// then the data section, with offsets relative to its start.
 /// </remarks>
-public sealed unsafe class SafetensorsFile : IDisposable
+public sealed unsafe class SafetensorsFile : IDisposable, IMappedFile
 {
     /// <summary>Upper bound on the header length, so a corrupt length cannot cause a huge allocation.</summary>
     public const long MaxHeaderBytes = 100L << 20;
@@ -35,6 +35,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private MemoryMappedViewAccessor? _view;
     private byte* _base; // the mapped file's first byte, null until Matrix maps it
     private bool _disposed;
+
+    bool IMappedFile.IsDisposed => _disposed;
 
     private SafetensorsFile(string path, SafeFileHandle handle, long dataStart,
         Dictionary<string, SafetensorsEntry> byName, SafetensorsEntry[] entries, Dictionary<string, string> metadata)
@@ -197,26 +199,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
             _map?.Dispose();
             _handle.Dispose();
         }
-    }
-
-    /// <summary>Memory over a tensor in the mapping; it keeps the file object alive, and pinning is free.</summary>
-    private sealed class MappedMemory(SafetensorsFile owner, byte* pointer, int length) : MemoryManager<byte>
-    {
-        public override Span<byte> GetSpan()
-        {
-            ObjectDisposedException.ThrowIf(owner._disposed, owner);
-            return new Span<byte>(pointer, length);
-        }
-
-        public override MemoryHandle Pin(int elementIndex = 0)
-        {
-            ObjectDisposedException.ThrowIf(owner._disposed, owner);
-            return new MemoryHandle(pointer + elementIndex);
-        }
-
-        public override void Unpin() { }
-
-        protected override void Dispose(bool disposing) { }
     }
 
     private SafetensorsEntry FloatEntry(string name)

@@ -205,7 +205,7 @@ internal static class HarmonyTools
                     {
                         if (!first) sb.Append(',');
                         first = false;
-                        Quote(sb, p.Name);
+                        JinjaBuiltins.WriteJsonString(sb, p.Name);
                         sb.Append(':');
                         Write(sb, p.Value);
                     }
@@ -223,35 +223,12 @@ internal static class HarmonyTools
                     sb.Append(']');
                     break;
                 case JsonValueKind.String:
-                    Quote(sb, e.GetString()!);
+                    JinjaBuiltins.WriteJsonString(sb, e.GetString()!);
                     break;
                 default:
                     sb.Append(e.GetRawText());
                     break;
             }
-        }
-
-        static void Quote(StringBuilder sb, string s)
-        {
-            sb.Append('"');
-            foreach (char c in s)
-            {
-                switch (c)
-                {
-                    case '"': sb.Append("\\\""); break;
-                    case '\\': sb.Append("\\\\"); break;
-                    case '\n': sb.Append("\\n"); break;
-                    case '\r': sb.Append("\\r"); break;
-                    case '\t': sb.Append("\\t"); break;
-                    case '\b': sb.Append("\\b"); break;
-                    case '\f': sb.Append("\\f"); break;
-                    default:
-                        if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
-                        else sb.Append(c);
-                        break;
-                }
-            }
-            sb.Append('"');
         }
     }
 }

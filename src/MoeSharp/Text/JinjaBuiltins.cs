@@ -425,7 +425,8 @@ internal static class JinjaBuiltins
         sb.Append(close);
     }
 
-    private static void WriteJsonString(StringBuilder sb, string s)
+    /// <summary>Appends <paramref name="s"/> as a JSON string literal: quotes, backslashes and control characters escaped, everything else kept (as tojson with ensure_ascii off); harmony's tool declarations use it too.</summary>
+    internal static void WriteJsonString(StringBuilder sb, string s)
     {
         sb.Append('"');
         foreach (char c in s)
