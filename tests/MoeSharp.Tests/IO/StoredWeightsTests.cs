@@ -175,8 +175,9 @@ public sealed class StoredWeightsTests : TempFolderTest
     /// computes what the folder quantized on load does, up to float reassociation in attention. BF16 multiplies float
     /// activations, so that stays at reassociation size (1e-4). Q4_K's products quantize the activations to 8 bits,
     /// a step function: a reassociation difference can flip one activation's rounding, which moves an output by one
-    /// activation step times the weight, so Q4_K is held to a relative L2 difference of 1e-2, a twentieth of its own
-    /// error against fp32 (0.19, <see cref="StoredLogitsMatchFp32WithinTheFormatsStep"/>), and the same greedy text.
+    /// activation step times the weight, so Q4_K is held to a relative L2 difference of 5e-3 (measured 1.7e-3; about
+    /// 3× as the per-format bounds are, and a fortieth of Q4_K's own error against fp32, 0.19,
+    /// <see cref="StoredLogitsMatchFp32WithinTheFormatsStep"/>), and the same greedy text.
     /// </summary>
     [Theory]
     [InlineData(WeightFormat.Q4_K)]
@@ -193,7 +194,7 @@ public sealed class StoredWeightsTests : TempFolderTest
         if (format == WeightFormat.Q4_K)
         {
             double error = RelativeError(Logits(quantized), Logits(model));
-            Assert.True(error <= 1e-2, $"Q4_K GGUF vs quantized on load: relative logit difference {error:G3} > 1e-2");
+            Assert.True(error <= 5e-3, $"Q4_K GGUF vs quantized on load: relative logit difference {error:G3} > 5e-3");
         }
         else
         {
