@@ -5,7 +5,7 @@ namespace MoeSharp.Bench;
 /// <summary>
 /// Serial GEMM GFLOP/s at the MoE layer's expert shapes (D=512, H=1024) for a given number of rows per expert:
 /// the six products of one expert's forward and backward, one thread, best of rounds in thread CPU time.
-/// `expert-gemm --rows 64,512 [--experts 64] [--decode]`.
+/// `expert-gemm --rows 64,512 [--experts 64] [--decode] [--ab prefetch]`.
 /// </summary>
 internal static unsafe class ExpertGemmBench
 {
@@ -43,24 +43,31 @@ internal static unsafe class ExpertGemmBench
                 ("dec x·Wᵀ [1,1024]x[1024,1024]ᵀ", n => (false, true, n, 1024, 1024, false, 1024)),
             ];
         const int rounds = 7;
+        // --ab prefetch: each round times the serial path packing all of B first, then with the per-panel prefetch.
+        bool[] variants = args.Contains("--ab") ? [false, true] : [Gemm.PrefetchB];
         foreach (var (name, shape) in cases)
             foreach (int rows in rowsList)
             {
                 var (ta, tb, m, n, k, acc, ldb) = shape(rows);
-                double best = double.MaxValue;
+                var best = new double[variants.Length];
+                Array.Fill(best, double.MaxValue);
                 fixed (float* pa = x, pb = w, pc = c)
                 {
                     int lda = ta ? m : k;
                     for (int r = 0; r < rounds + 2; r++)
-                    {
-                        // CPU time of this thread, not wall time: on a shared machine the wall clock also counts other processes.
-                        double c0 = MoeAbBench.ThreadCpu();
-                        int reps = 0;
-                        do { Gemm.MultiplyCore(pa, lda, ta, pb + (long)(reps % experts) * h * d, ldb, tb, pc, n, m, n, k, acc, false); reps++; } while (MoeAbBench.ThreadCpu() - c0 < 0.03);
-                        if (r >= 2) best = Math.Min(best, (MoeAbBench.ThreadCpu() - c0) / reps);
-                    }
+                        for (int v = 0; v < variants.Length; v++)
+                        {
+                            Gemm.PrefetchB = variants[v];
+                            // CPU time of this thread, not wall time: on a shared machine the wall clock also counts other processes.
+                            double c0 = MoeAbBench.ThreadCpu();
+                            int reps = 0;
+                            do { Gemm.MultiplyCore(pa, lda, ta, pb + (long)(reps % experts) * h * d, ldb, tb, pc, n, m, n, k, acc, false); reps++; } while (MoeAbBench.ThreadCpu() - c0 < 0.03);
+                            if (r >= 2) best[v] = Math.Min(best[v], (MoeAbBench.ThreadCpu() - c0) / reps);
+                        }
                 }
-                Console.WriteLine($"{name,-30} rows={rows,4}  {best * 1e3,7:F3} ms  {2.0 * m * n * k / best / 1e9,6:F1} GFLOP/s");
+                Gemm.PrefetchB = true;
+                for (int v = 0; v < variants.Length; v++)
+                    Console.WriteLine($"{name,-30} rows={rows,4} {(variants[v] ? "prefetch" : "pack-all"),-8} {best[v] * 1e3,7:F3} ms  {2.0 * m * n * k / best[v] / 1e9,6:F1} GFLOP/s");
             }
         return 0;
     }

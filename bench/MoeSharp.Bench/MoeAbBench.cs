@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MoeSharp.Autograd;
+using MoeSharp.Dispatch;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;
 using MoeSharp.Nn;
@@ -11,7 +12,7 @@ namespace MoeSharp.Bench;
 /// In-process interleaved comparison of the MoE layer (T=2048, D=512, H=1024, K=2) across expert counts and
 /// variants: every round runs each configuration once, so load from other processes hits them alike; prints the
 /// median and minimum of the wall time, and the caller thread's CPU time (at 1 thread, what an idle machine would
-/// show). `moe-ab --experts 8,64 --threads 1 --rounds 9 [--fwd] [--ab lazy-zero]`.
+/// show). `moe-ab --experts 8,64 --threads 1 --rounds 9 [--fwd] [--ab lazy-zero|prefetch|columns|round]`.
 /// </summary>
 internal static unsafe class MoeAbBench
 {
@@ -31,6 +32,13 @@ internal static unsafe class MoeAbBench
     {
         // Lazy gradient zeroing of the stacked expert weights against clearing them in ZeroGrad.
         "lazy-zero" => [("eager-zero", l => Lazy(l, false)), ("lazy-zero", l => Lazy(l, true))],
+        // Serial GEMMs pack all of B before computing, or pack each panel at first use with the next one prefetched.
+        "prefetch" => [("pack-all", _ => Gemm.PrefetchB = false), ("prefetch", _ => Gemm.PrefetchB = true)],
+        // This round's two changes together: before, pack all of B and 128-column weight-gradient items; after, both changes.
+        "round" => [("before", _ => { Gemm.PrefetchB = false; ExpertFfnOp.ColumnBlockOverride = 128; }),
+                    ("after", _ => { Gemm.PrefetchB = true; ExpertFfnOp.ColumnBlockOverride = 0; })],
+        // Columns of H per weight-gradient item: each item packs the expert's Xs (and dYsᵀ) again.
+        "columns" => [("col128", _ => ExpertFfnOp.ColumnBlockOverride = 128), ("col256", _ => ExpertFfnOp.ColumnBlockOverride = 256), ("col512", _ => ExpertFfnOp.ColumnBlockOverride = 512), ("col-auto", _ => ExpertFfnOp.ColumnBlockOverride = 0)],
         _ => [("base", _ => { })],
     };
 

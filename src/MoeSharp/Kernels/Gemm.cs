@@ -147,6 +147,12 @@ internal static unsafe class Gemm
                     Workers.For(mPanels + nPanels, new PackStep(job));
                     Workers.For(job.MBlocks * job.NChunks, new ComputeStep(job));
                 }
+                else if (PrefetchB && Sse.IsSupported)
+                {
+                    // The block after this one, whose first B panel is prefetched while this block's last panel computes.
+                    int nextPc = pc + KC < k ? pc + KC : 0, nextJc = pc + KC < k ? jc : jc + NC;
+                    job.RunSerial(nextJc < n ? nextJc : -1, nextPc, Math.Min(KC, k - nextPc), Math.Min(NC, n - nextJc));
+                }
                 else
                 {
                     for (int i = 0; i < mPanels + nPanels; i++) job.Pack(i);
@@ -175,6 +181,15 @@ internal static unsafe class Gemm
     }
 
     private static int Blocks(int panels, int per) => (panels + per - 1) / per;
+
+    /// <summary>
+    /// On the calling-thread path, each B panel is packed just before its first use while the source of the next
+    /// panel is prefetched, instead of packing all of B first (the A/B switch of `moe-ab --ab prefetch`). With many
+    /// experts and few rows each, every expert's weights come cold from memory once per product, and packing a
+    /// transposed panel reads 32 rows of only 1 KiB each, too short for the hardware prefetchers to follow: the
+    /// packing waited on memory. Only the order of work changes; every tile is summed as before.
+    /// </summary>
+    internal static bool PrefetchB { get; set; } = true;
 
     /// <summary>At most this many rows of A take the unpacked path.</summary>
     private const int SmallRows = 2;
@@ -458,6 +473,26 @@ internal static unsafe class Gemm
         }
     }
 
+    /// <summary>
+    /// Prefetches slice <paramref name="part"/> of <paramref name="parts"/> of the source rows that
+    /// <see cref="PackBPanel"/> reads for columns [j0, j0 + cols) and k rows [pc, pc + kc): every cache line of each row,
+    /// into L2 (T1), since L1 holds the packed panels in use.
+    /// </summary>
+    private static void PrefetchPanel(float* b, int ldb, bool transB, int j0, int cols, int pc, int kc, int part, int parts)
+    {
+        // Source rows: the panel's columns when B is transposed (kc floats each), else its k rows (cols floats each).
+        int rows = transB ? cols : kc, length = transB ? kc : cols;
+        int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
+        for (int r = r0; r < r1; r++)
+        {
+            byte* row = transB ? (byte*)(b + (long)(j0 + r) * ldb + pc) : (byte*)(b + (long)(pc + r) * ldb + j0);
+            byte* end = row + ((long)length - 1) * sizeof(float);
+            // Lines are 64 bytes: one touch per line start, and the last element's line, which may start past the last touch.
+            for (byte* at = row; at < end; at += 64) Sse.Prefetch1(at);
+            Sse.Prefetch1(end);
+        }
+    }
+
     private static int Extent(int rows, int cols, int ld) => rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols;
 
     private readonly struct PackStep(Job job) : IWorkItem
@@ -540,26 +575,57 @@ internal static unsafe class Gemm
             int qEnd = Math.Min(NPanels, (nb + 1) * PanelsPerChunk);
             float* tile = stackalloc float[8 * 32]; // [Mr, Nr] for ragged edges
             for (int q = nb * PanelsPerChunk; q < qEnd; q++)
+                for (int p = mb * PanelsPerBlock; p < pEnd; p++) Tile(p, q, tile);
+        }
+
+        /// <summary>
+        /// The whole block on the calling thread, in <see cref="Compute"/>'s item order: A packed first, each B panel
+        /// packed at its first use, and while it meets the first A block the next panel's source (or the first panel of
+        /// the block at (<paramref name="nextJc"/>, <paramref name="nextPc"/>), none when <paramref name="nextJc"/> is −1)
+        /// is prefetched a slice per tile, so its memory reads overlap arithmetic.
+        /// </summary>
+        public readonly void RunSerial(int nextJc, int nextPc, int nextKc, int nextNc)
+        {
+            for (int p = 0; p < MPanels; p++) PackAPanel(p);
+            float* tile = stackalloc float[8 * 32]; // [Mr, Nr] for ragged edges
+            for (int q0 = 0; q0 < NPanels; q0 += PanelsPerChunk)
             {
-                float* bp = PackB + (long)q * Nr * KC;
-                int j0 = Jc + q * Nr, cols = Math.Min(Nr, Jc + Nc - j0);
-                for (int p = mb * PanelsPerBlock; p < pEnd; p++)
+                int qEnd = Math.Min(NPanels, q0 + PanelsPerChunk);
+                for (int mb = 0; mb < MBlocks; mb++)
                 {
-                    float* ap = PackA + (long)p * Mr * KC;
-                    int i0 = p * Mr, rows = Math.Min(Mr, M - i0);
-                    float* cp = C + (long)i0 * Ldc + j0;
-                    if (rows == Mr && cols == Nr)
+                    int p0 = mb * PanelsPerBlock, pEnd = Math.Min(MPanels, p0 + PanelsPerBlock);
+                    for (int q = q0; q < qEnd; q++)
                     {
-                        Kernel(ap, bp, cp, Ldc, First);
-                    }
-                    else
-                    {
-                        Kernel(ap, bp, tile, Nr, first: true);
-                        for (int r = 0; r < rows; r++)
-                            for (int j = 0; j < cols; j++)
-                                cp[(long)r * Ldc + j] = First ? tile[r * Nr + j] : cp[(long)r * Ldc + j] + tile[r * Nr + j];
+                        if (mb == 0) PackBPanel(q);
+                        for (int p = p0; p < pEnd; p++)
+                        {
+                            Tile(p, q, tile);
+                            if (mb != 0) continue;
+                            if (q + 1 < NPanels) PrefetchPanel(B, Ldb, TransB, Jc + (q + 1) * Nr, Math.Min(Nr, Nc - (q + 1) * Nr), Pc, Kc, p - p0, pEnd - p0);
+                            else if (nextJc >= 0) PrefetchPanel(B, Ldb, TransB, nextJc, Math.Min(Nr, nextNc), nextPc, nextKc, p - p0, pEnd - p0);
+                        }
                     }
                 }
+            }
+        }
+
+        private readonly void Tile(int p, int q, float* tile)
+        {
+            float* bp = PackB + (long)q * Nr * KC;
+            int j0 = Jc + q * Nr, cols = Math.Min(Nr, Jc + Nc - j0);
+            float* ap = PackA + (long)p * Mr * KC;
+            int i0 = p * Mr, rows = Math.Min(Mr, M - i0);
+            float* cp = C + (long)i0 * Ldc + j0;
+            if (rows == Mr && cols == Nr)
+            {
+                Kernel(ap, bp, cp, Ldc, First);
+            }
+            else
+            {
+                Kernel(ap, bp, tile, Nr, first: true);
+                for (int r = 0; r < rows; r++)
+                    for (int j = 0; j < cols; j++)
+                        cp[(long)r * Ldc + j] = First ? tile[r * Nr + j] : cp[(long)r * Ldc + j] + tile[r * Nr + j];
             }
         }
 

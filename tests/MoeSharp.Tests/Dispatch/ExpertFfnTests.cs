@@ -123,6 +123,38 @@ public class ExpertFfnTests
     }
 
     /// <summary>
+    /// The weight gradients are cut into (expert, column block) items whose width depends on the thread count and
+    /// the experts in use; every dW element is summed whole by one item, so any block gives the same bits. H = 300
+    /// makes 128 three ragged items per expert and 512 one.
+    /// </summary>
+    [Fact]
+    public void WeightGradientsDoNotDependOnColumnBlock()
+    {
+        const int h = 300;
+        float[] Run(int block)
+        {
+            ExpertFfnOp.ColumnBlockOverride = block;
+            try
+            {
+                var arena = new ParameterArena();
+                var bank = new ExpertBank(arena, "experts", E, D, h, ExpertActivation.SwiGlu, initStd: 0.3f);
+                arena.Build(11);
+                var a = Ragged();
+                var x = Numerics.RandomTensor(1, 1, T, D);
+                var w = Numerics.RandomTensor(2, 1, a.Pairs);
+                var tape = new Tape();
+                var y = tape.ExpertFfn(x, a, w, bank);
+                tape.Backward(y, Numerics.Random(T * D, 3));
+                return arena.Grads.ToArray();
+            }
+            finally { ExpertFfnOp.ColumnBlockOverride = 0; }
+        }
+        var narrow = Run(128);
+        Numerics.BitwiseEqual(narrow, Run(512), "dW with 512-column items vs 128");
+        Numerics.BitwiseEqual(narrow, Run(0), "dW with the chosen block vs 128");
+    }
+
+    /// <summary>
     /// Lazy zeroing: garbage left in every gradient before ZeroGrad must not show. After one backward the expert
     /// weight gradients equal a fresh arena's bitwise (the written ones are overwritten, expert 4, which gets no
     /// rows, is cleared); a second forward and backward before the next ZeroGrad adds (twice the
