@@ -36,13 +36,14 @@ internal static class InferBench
             if (quantize is null) throw new ArgumentException($"infer: --quantize expected one of {string.Join(", ", WeightFormats.All.ToArray())}, got '{name}'");
         }
         ModelLoadOptions Load(int maxContext) => new() { MaxContext = maxContext, InPlace = true, Quantize = quantize };
-        var greedy = new SamplingOptions { Temperature = 0 };
+        // Generator.Stream scopes its passes to the sampling options' thread count, which would override the limit above.
+        var greedy = new SamplingOptions { Temperature = 0, Threads = threads };
         if (args.Contains("--check"))
         {
             int[] prompt = Ids(Arg("--check"));
             int n = int.Parse(Arg("--max-tokens", "16"), CultureInfo.InvariantCulture);
             using var model = ModelStore.Open(path, Load(Math.Max(64, prompt.Length + n + 1)));
-            Console.WriteLine($"greedy impl=moesharp weights={weights} ids={string.Join(',', Generator.Greedy(model, prompt, n))}");
+            Console.WriteLine($"greedy impl=moesharp weights={weights} ids={string.Join(',', Generator.Greedy(model, prompt, n, threads))}");
             return 0;
         }
         int[] pp = Ids(Arg("--pp-ids")), dec = Ids(Arg("--decode-ids", "1,17,42,99,5"));
@@ -65,7 +66,36 @@ internal static class InferBench
         double decodeSeconds = d[decodeTokens] - d[0];
         Console.WriteLine($"llm impl=moesharp weights={weights} threads={threads} pp={pp.Length} decode={decodeTokens} " +
                           $"load_s={load:F3} pp_tok_s={pp.Length / ppSeconds:F2} decode_tok_s={decodeTokens / decodeSeconds:F3}");
+        if (args.Contains("--profile")) Profile(Times, dec, decodeTokens, weights, threads);
         return 0;
+    }
+
+    /// <summary>A second decode run, timed per op class (DecodeProfile); the prompt pass and the first token are left out.</summary>
+    private static void Profile(Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
+    {
+        // The first sampled token carries the prompt pass: profile from the second on by subtracting a 1-token run.
+        DecodeProfile.Reset();
+        DecodeProfile.Enabled = true;
+        times(dec, 1);
+        var prompt = new double[(int)DecodeProfile.Op.Count]; // [ops]
+        for (int o = 0; o < prompt.Length; o++) prompt[o] = DecodeProfile.Seconds((DecodeProfile.Op)o);
+        double promptWait = DecodeProfile.WaitSeconds;
+        long promptLoops = DecodeProfile.Loops;
+        var d = times(dec, decodeTokens + 1);
+        DecodeProfile.Enabled = false;
+        double total = d[decodeTokens] - d[0], charged = 0;
+        for (int o = 0; o < prompt.Length; o++)
+        {
+            var op = (DecodeProfile.Op)o;
+            double s = DecodeProfile.Seconds(op) - 2 * prompt[o];
+            charged += s;
+            Console.WriteLine($"profile weights={weights} threads={threads} op={op} ms_per_token={1e3 * s / decodeTokens:F3} share={100 * s / total:F1}%");
+        }
+        Console.WriteLine($"profile weights={weights} threads={threads} op=Uncharged ms_per_token={1e3 * (total - charged) / decodeTokens:F3} share={100 * (total - charged) / total:F1}%");
+        double wait = DecodeProfile.WaitSeconds - 2 * promptWait;
+        long loops = DecodeProfile.Loops - 2 * promptLoops;
+        Console.WriteLine($"profile weights={weights} threads={threads} total_ms_per_token={1e3 * total / decodeTokens:F3} decode_tok_s={decodeTokens / total:F3} " +
+                          $"parallel_loops_per_token={(double)loops / decodeTokens:F1} wait_for_helpers_ms_per_token={1e3 * wait / decodeTokens:F3}");
     }
 
     private static int[] Ids(string text)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using MoeSharp.Kernels;
 
@@ -100,6 +101,7 @@ public sealed unsafe class QuantizedMatrix
     {
         if (!MatVecKernels.Supports(path))
             throw new PlatformNotSupportedException($"this machine has no {path} kernels");
+        long start = DecodeProfile.Enabled ? Stopwatch.GetTimestamp() : 0;
         int block = Q8Activation.BlockFor(Format);
         Q8Activation? q8 = null;
         if (block != 0)
@@ -107,6 +109,7 @@ public sealed unsafe class QuantizedMatrix
             q8 = Q8Activation.Current;
             q8.QuantizeRows(x, tokens, Cols, block);
         }
+        long quantized = DecodeProfile.Enabled ? Stopwatch.GetTimestamp() : 0;
         if (t_activations is null || t_activations.Length < tokens)
             t_activations = GC.AllocateArray<Activation>(Math.Max(tokens, 64), pinned: true);
         using MemoryHandle pin = Data.Pin();
@@ -124,6 +127,7 @@ public sealed unsafe class QuantizedMatrix
             };
             Workers.For((Rows + job.ItemRows - 1) / job.ItemRows, job);
         }
+        DecodeProfile.Product(start, quantized);
     }
 
     private struct MultiplyJob : IWorkItem
