@@ -14,6 +14,7 @@ namespace MoeSharp.Bench;
 /// the mapped GGUF or safetensors files, quantized once on load with --quantize FORMAT.
 ///   infer --model PATH --weights f32 --threads T [--quantize F] --pp-ids FILE|ids --decode-ids ids --decode-tokens N
 ///   infer --model PATH --weights f32 --threads T [--quantize F] --check ids --max-tokens N      (the greedy continuation)
+/// and after the timed runs, optionally: --profile (a decode timed per op class), --ab LEVER (a lever on and off, interleaved).
 /// </summary>
 internal static class InferBench
 {
@@ -67,7 +68,33 @@ internal static class InferBench
         Console.WriteLine($"llm impl=moesharp weights={weights} threads={threads} pp={pp.Length} decode={decodeTokens} " +
                           $"load_s={load:F3} pp_tok_s={pp.Length / ppSeconds:F2} decode_tok_s={decodeTokens / decodeSeconds:F3}");
         if (args.Contains("--profile")) Profile(Times, dec, decodeTokens, weights, threads);
+        if (args.Contains("--ab")) AB(Arg("--ab"), Times, dec, decodeTokens, weights, threads);
         return 0;
+    }
+
+    /// <summary>
+    /// A lever's decode speed on and off, alternated run by run in this process so that the load from elsewhere hits
+    /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead). Medians of 5 runs each.
+    /// </summary>
+    private static void AB(string lever, Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
+    {
+        Action<bool> set = lever switch
+        {
+            "prefetch" => on => MatVecKernels.PrefetchAhead = on,
+            _ => throw new ArgumentException($"infer: --ab expected prefetch, got '{lever}'"),
+        };
+        var rates = new List<double>[] { [], [] }; // [on, off] tokens per second
+        for (int round = 0; round < 5; round++)
+            for (int side = 0; side < 2; side++)
+            {
+                set(side == 0);
+                var d = times(dec, decodeTokens + 1);
+                rates[side].Add(decodeTokens / (d[decodeTokens] - d[0]));
+            }
+        set(true);
+        double Median(List<double> r) { r.Sort(); return r[r.Count / 2]; }
+        Console.WriteLine($"ab lever={lever} weights={weights} threads={threads} on_tok_s={Median(rates[0]):F2} off_tok_s={Median(rates[1]):F2} " +
+                          $"speedup={Median(rates[0]) / Median(rates[1]):F3}");
     }
 
     /// <summary>A second decode run, timed per op class (DecodeProfile); the prompt pass and the first token are left out.</summary>

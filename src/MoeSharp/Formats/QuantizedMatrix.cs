@@ -157,7 +157,8 @@ public sealed unsafe class QuantizedMatrix
                     for (int i = 0; i < rowCount; i++) rows[i] = W + (r + i) * RowBytes;
                     if (Tokens == 1)
                     {
-                        MatVecKernels.Rows(Path, Format, rowCount, rows, Acts, Cols, Y + r);
+                        // Rows are contiguous: the next four start where these end, in this item or the next one.
+                        MatVecKernels.Rows(Path, Format, rowCount, rows, Acts, Cols, Y + r, W + (r + rowCount) * RowBytes, 4 * RowBytes);
                         continue;
                     }
                     MatVecKernels.Tile(Path, Format, rowCount, rows, special + (r - index * ItemRows), tokenCount, Acts + t, Cols, tile);
