@@ -162,7 +162,7 @@ internal static unsafe class MatVecKernels
         throw new ArgumentOutOfRangeException(nameof(format), format, $"no {path} kernel for this format");
     }
 
-    private static void Run<K, TAcc>(Group g, int n, float* y) where K : struct, IKernel<TAcc> where TAcc : struct
+    private static void Run<K, TAcc>(Group g, int n, float* y) where K : struct, IKernel<TAcc> where TAcc : unmanaged
     {
         if (g.SharedActivation) RunRows<K, TAcc>(g.Count, g.Rows, *g.Acts, n, y, g.Ahead, g.AheadBytes);
         else RunTokens<K, TAcc>(g.Rows[0], *g.Special, g.Count, g.Acts, n, y);
@@ -305,8 +305,10 @@ internal static unsafe class MatVecKernels
     // One activation for all four, so the JIT loads each of its vectors once per step.
     // The prefetch runs ahead by whole steps' shares of the next rows' bytes; a prefetch never faults, so the
     // rows after a matrix's last need no check.
+    // The accumulators go to memory once the loop ends: live in registers across Finish's calls (a Half conversion,
+    // a tail block), the JIT spilled and reloaded them on every step.
     private static void RunRows<K, TAcc>(int count, byte** rows, Activation a, int n, float* y, byte* ahead, long aheadBytes)
-        where K : struct, IKernel<TAcc> where TAcc : struct
+        where K : struct, IKernel<TAcc> where TAcc : unmanaged
     {
         int last = count - 1;
         byte* w0 = rows[0], w1 = rows[Math.Min(1, last)], w2 = rows[Math.Min(2, last)], w3 = rows[Math.Min(3, last)];
@@ -321,11 +323,16 @@ internal static unsafe class MatVecKernels
             c2 = K.Step(w2, a, s, c2);
             c3 = K.Step(w3, a, s, c3);
         }
+        TAcc* acc4 = stackalloc TAcc[4]; // [4 rows]
+        acc4[0] = c0;
+        acc4[1] = c1;
+        acc4[2] = c2;
+        acc4[3] = c3;
         float* out4 = stackalloc float[4]; // [4 rows]
-        out4[0] = K.Finish(w0, a, n, c0, K.Special(w0, n));
-        out4[1] = K.Finish(w1, a, n, c1, K.Special(w1, n));
-        out4[2] = K.Finish(w2, a, n, c2, K.Special(w2, n));
-        out4[3] = K.Finish(w3, a, n, c3, K.Special(w3, n));
+        out4[0] = K.Finish(w0, a, n, acc4[0], K.Special(w0, n));
+        out4[1] = K.Finish(w1, a, n, acc4[1], K.Special(w1, n));
+        out4[2] = K.Finish(w2, a, n, acc4[2], K.Special(w2, n));
+        out4[3] = K.Finish(w3, a, n, acc4[3], K.Special(w3, n));
         for (int i = 0; i < count; i++) y[i] = out4[i];
     }
 
@@ -476,12 +483,14 @@ internal static unsafe class MatVecKernels
         public static Vector512<float> Step(byte* w, in Activation a, int s, Vector512<float> acc)
         {
             byte* p = w + 68L * s;
-            Vector512<sbyte> q = Vector512.Create(Vector256.Load((sbyte*)p + 2), Vector256.Load((sbyte*)p + 36));
+            // One vinserti32x8 from memory per pair of halves: Vector512.Create(lower, upper) compiles to two inserts,
+            // each depending on the register's previous value, on the shuffle port the byte compare also needs.
+            Vector512<sbyte> q = Avx512F.InsertVector256(Vector256.Load((sbyte*)p + 2).ToVector512Unsafe(), Vector256.Load((sbyte*)p + 36), 1);
             // |w| ≤ 128 and |x| ≤ 127, so a pair sums to at most 32512: vpmaddubsw does not saturate.
             Vector512<sbyte> signedX = Vector512.ConditionalSelect(Vector512.LessThan(q, Vector512<sbyte>.Zero),
                 Vector512.Load(a.Q.NegQ + 64 * s), Vector512.Load(a.Q.Q + 64 * s));
             Vector512<int> isum = DotU8S8(Avx512BW.Abs(q), signedX);
-            Vector512<float> dw = Vector512.Create(Vector256.Create(Scale(p)), Vector256.Create(Scale(p + 34)));
+            Vector512<float> dw = Avx512F.InsertVector256(Vector256.Create(Scale(p)).ToVector512Unsafe(), Vector256.Create(Scale(p + 34)), 1);
             return Vector512.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), dw * Vector512.Load(a.Q.DPair + 16 * s), acc);
         }
 
