@@ -74,14 +74,17 @@ internal static class InferBench
 
     /// <summary>
     /// A lever's decode speed on and off, alternated run by run in this process so that the load from elsewhere hits
-    /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead). Medians of 5 runs each.
+    /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead), `--ab reuse` (Q8Activation.Reuse: an x quantized once for
+    /// all the products that take it), `--ab items` (64 rows per decode work item against 16). Medians of 5 runs each.
     /// </summary>
     private static void AB(string lever, Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
     {
         Action<bool> set = lever switch
         {
             "prefetch" => on => MatVecKernels.PrefetchAhead = on,
-            _ => throw new ArgumentException($"infer: --ab expected prefetch, got '{lever}'"),
+            "reuse" => on => Q8Activation.Reuse = on,
+            "items" => on => QuantizedMatrix.RowsPerItem = on ? 64 : 16,
+            _ => throw new ArgumentException($"infer: --ab expected prefetch, reuse or items, got '{lever}'"),
         };
         var rates = new List<double>[] { [], [] }; // [on, off] tokens per second
         for (int round = 0; round < 5; round++)
