@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MoeSharp.Formats;
 using MoeSharp.Kernels;
 
@@ -19,6 +20,9 @@ internal static unsafe class QuantBench
         int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096), prefillRows = Option(args, "--prefill-rows", 1024);
         int formatsAt = Array.IndexOf(args, "--formats");
         string[]? only = formatsAt >= 0 && formatsAt + 1 < args.Length ? args[formatsAt + 1].Split(',') : null;
+        // .NET 10 exposes 512-bit VNNI (vpdpbusd) only through AVX10.1; AvxVnni is the 256-bit VEX form.
+        Console.WriteLine($"isa avx512bw={Avx512BW.IsSupported} avx512vbmi={Avx512Vbmi.IsSupported} avxvnni={AvxVnni.IsSupported} " +
+                          $"avx10v1={Avx10v1.IsSupported} avx10v1_v512={Avx10v1.V512.IsSupported}");
         foreach (int threads in Harness.ThreadList(args))
         {
             s_cpuTime = threads == 1 && args.Contains("--cpu-time");
