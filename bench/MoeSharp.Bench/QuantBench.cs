@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MoeSharp.Formats;
 using MoeSharp.Kernels;
 
@@ -9,7 +10,8 @@ namespace MoeSharp.Bench;
 /// bytes in the same run, on 1 and N threads. Weights are sized well past the caches, so both are memory reads.
 /// Prefill's: GFLOP/s of Y[T, N] = X[T, K]·Wᵀ for T = 64 and 512 over a [--prefill-rows, cols] slice of the same
 /// weights, against the FMA peak measured in the same run.
-/// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024 (0: none)] [--threads 1,2] [--formats Q8_0,MXFP4] [--cpu-time]
+/// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024 (0: none)] [--threads 1,2] [--formats Q8_0,MXFP4] [--cpu-time] [--ab-prefetch]
+/// (--ab-prefetch: decode with and without prefetching the next rows, interleaved, as a speed-up ratio).
 /// </summary>
 internal static unsafe class QuantBench
 {
@@ -18,6 +20,9 @@ internal static unsafe class QuantBench
         int mb = Option(args, "--mb", 256), cols = Option(args, "--cols", 4096), prefillRows = Option(args, "--prefill-rows", 1024);
         int formatsAt = Array.IndexOf(args, "--formats");
         string[]? only = formatsAt >= 0 && formatsAt + 1 < args.Length ? args[formatsAt + 1].Split(',') : null;
+        // .NET 10 exposes 512-bit VNNI (vpdpbusd) only through AVX10.1; AvxVnni is the 256-bit VEX form.
+        Console.WriteLine($"isa avx512bw={Avx512BW.IsSupported} avx512vbmi={Avx512Vbmi.IsSupported} avxvnni={AvxVnni.IsSupported} " +
+                          $"avx10v1={Avx10v1.IsSupported} avx10v1_v512={Avx10v1.V512.IsSupported}");
         foreach (int threads in Harness.ThreadList(args))
         {
             s_cpuTime = threads == 1 && args.Contains("--cpu-time");
@@ -51,6 +56,14 @@ internal static unsafe class QuantBench
                 double gb = data.Length / 1e9;
                 Console.WriteLine($"quant-matvec format={format} threads={threads} rows={rows} cols={cols} mb={data.Length >> 20} " +
                     $"matvec_gbs={gb / matvec:F1} read_gbs={gb / read:F1} share={read / matvec:P0}");
+                if (args.Contains("--ab-prefetch"))
+                {
+                    // The same matvec with and without prefetching the next rows, interleaved.
+                    var (on, off) = Interleaved(() => { MatVecKernels.PrefetchAhead = true; matrix.MatVec(x, y); },
+                        () => { MatVecKernels.PrefetchAhead = false; matrix.MatVec(x, y); }, 7);
+                    MatVecKernels.PrefetchAhead = true;
+                    Console.WriteLine($"quant-ab lever=prefetch format={format} threads={threads} cols={cols} on_gbs={gb / on:F1} off_gbs={gb / off:F1} speedup={off / on:F2}");
+                }
                 if (prefillRows == 0) continue;
                 int n = Math.Min(rows, prefillRows);
                 var slice = new QuantizedMatrix(data.AsMemory(0, (int)(n * rowBytes)), format, n, cols);

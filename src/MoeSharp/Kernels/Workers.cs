@@ -152,8 +152,10 @@ internal static class Workers
             int sleeping = Interlocked.Exchange(ref _sleeping, 0);
             if (sleeping > 0) _wake.Release(sleeping);
             job.Work();
+            long waitStart = DecodeProfile.Enabled ? Stopwatch.GetTimestamp() : 0;
             var spin = new SpinWait();
             while (!job.Finished) spin.SpinOnce(sleep1Threshold: -1);
+            if (DecodeProfile.Enabled) DecodeProfile.Loop(Stopwatch.GetTimestamp() - waitStart);
             job.ThrowIfFailed();
         }
 

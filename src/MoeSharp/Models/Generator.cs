@@ -85,12 +85,15 @@ public static class Generator
             using (Kernels.Workers.Limit(sampling.Threads))
             using (tape.NoGrad())
             {
+                Kernels.DecodeProfile.Mark();
                 // Only the last row's logits are computed: a prompt of n tokens costs one row of the LM head, not n.
                 var output = model.ForwardBatch(tape, input, caches);
                 next = Pick(output.Logits.Span, sampling, rng, probs);
                 experts = output.Experts[0];
+                Kernels.DecodeProfile.Charge(Kernels.DecodeProfile.Op.Sampling);
             }
             tape.Reset();
+            Kernels.DecodeProfile.Charge(Kernels.DecodeProfile.Op.TapeReset);
             yield return new GeneratedToken(next, experts);
             history.Add(next);
             if (i == maxTokens - 1) break;

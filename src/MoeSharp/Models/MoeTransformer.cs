@@ -262,20 +262,33 @@ public sealed class MoeTransformer : IDisposable
         var layerCaches = new KvCache.Layer[sequences];
         var x = Embed.Forward(tape, all); // [N, D]
         CheckFinite(tape, x, "model.embed_tokens");
+        DecodeProfile.Charge(DecodeProfile.Op.Embedding);
         var results = new List<MoeResult>();
         Tensor? aux = null;
         for (int i = 0; i < _blocks.Length; i++)
         {
             var b = _blocks[i];
             for (int s = 0; s < sequences; s++) layerCaches[s] = caches[s].Layers[i];
-            x = tape.Add(x, b.Attn.Forward(tape, b.AttnNorm.Forward(tape, x), layerCaches, offsets));
+            var h = b.AttnNorm.Forward(tape, x); // [N, D]
+            DecodeProfile.Charge(DecodeProfile.Op.Norms);
+            var attn = b.Attn.Forward(tape, h, layerCaches, offsets); // [N, D]
+            DecodeProfile.Charge(DecodeProfile.Op.AttentionCore, DecodeProfile.Op.AttentionProjections);
+            x = tape.Add(x, attn);
             CheckFinite(tape, x, b.Name + ".self_attn");
-            x = tape.Add(x, BatchFfn(tape, b, b.FfnNorm.Forward(tape, x), all, ids, offsets, results, experts, ref aux));
+            DecodeProfile.Charge(DecodeProfile.Op.Residual);
+            h = b.FfnNorm.Forward(tape, x);
+            DecodeProfile.Charge(DecodeProfile.Op.Norms);
+            var ffn = BatchFfn(tape, b, h, all, ids, offsets, results, experts, ref aux); // [N, D]
+            DecodeProfile.Charge(DecodeProfile.Op.RouterDispatchCombine, DecodeProfile.Op.ExpertMatVecs);
+            x = tape.Add(x, ffn);
             CheckFinite(tape, x, b.FfnName);
+            DecodeProfile.Charge(DecodeProfile.Op.Residual);
         }
         var last = tape.Allocate(sequences, width); // [S, D]
         for (int s = 0; s < sequences; s++) x.Span.Slice((offsets[s + 1] - 1) * width, width).CopyTo(last.Span.Slice(s * width, width));
-        return new BatchOutput(Logits(tape, last), aux, results, experts);
+        var logits = Logits(tape, last); // [S, V]
+        DecodeProfile.Charge(DecodeProfile.Op.Norms, DecodeProfile.Op.LmHead);
+        return new BatchOutput(logits, aux, results, experts);
     }
 
     /// <summary>

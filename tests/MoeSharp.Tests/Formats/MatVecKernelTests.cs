@@ -52,6 +52,63 @@ public unsafe class MatVecKernelTests
     }
 
     [Fact]
+    public void AQuantizedActivationIsReusedOnlyForTheSameBits()
+    {
+        foreach (int block in new[] { 32, 256 })
+        {
+            float[] x = Numerics.Random(4 * block, (ulong)block, 3f);
+            var a = Q8Activation.Current;
+            a.Quantize(x, block);
+            var first = a.Snapshot();
+            // In place, as a reused activation buffer changes: the block's maximum moves, so its d and q change.
+            x[block + 5] = 7f;
+            a.Quantize(x, block);
+            var changed = a.Snapshot();
+            var fresh = new Q8Activation();
+            fresh.Quantize(x, block);
+            var expected = fresh.Snapshot();
+            Assert.Equal(expected.Q, changed.Q);
+            Numerics.BitwiseEqual(expected.D, changed.D, $"block={block} after an in-place change");
+            Assert.Equal(expected.Sums16, changed.Sums16);
+            Assert.NotEqual(first.Q, changed.Q);
+            a.Quantize(x, block); // the same bits again: reused, and still the same values
+            Assert.Equal(expected.Q, a.Snapshot().Q);
+        }
+    }
+
+    [Fact]
+    public void DecodeLeversChangeNoResult()
+    {
+        // Prefetching, reusing a quantized x and the work item size change speed only: bitwise the same y.
+        foreach (var format in WeightFormats.All)
+        {
+            var matrix = RowKernelTests.RandomMatrix(format, 301, 512, 5);
+            float[] x = Numerics.Random(512, 6, 1f);
+            var on = new float[301];
+            var off = new float[301];
+            using (Workers.Limit(2))
+            {
+                matrix.MatVec(x, on);
+                matrix.MatVec(x, on); // the second call reuses the quantized x
+                try
+                {
+                    MatVecKernels.PrefetchAhead = false;
+                    Q8Activation.Reuse = false;
+                    QuantizedMatrix.RowsPerItem = 16;
+                    matrix.MatVec(x, off);
+                }
+                finally
+                {
+                    MatVecKernels.PrefetchAhead = true;
+                    Q8Activation.Reuse = true;
+                    QuantizedMatrix.RowsPerItem = 64;
+                }
+            }
+            Numerics.BitwiseEqual(off, on, format.ToString());
+        }
+    }
+
+    [Fact]
     public void IntegerDotsEqualTwinBitwiseWhenEveryScaleIsAPowerOfTwo()
     {
         // Power-of-two weight scales and x whose every block holds ±127 (so d = 1 and q = x) make every fp32 step
