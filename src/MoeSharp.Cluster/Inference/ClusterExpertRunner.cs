@@ -9,7 +9,7 @@ namespace MoeSharp.Cluster.Inference;
 /// <summary>How the cluster runner talks to the shards.</summary>
 public sealed record ClusterRunnerOptions
 {
-    /// <summary>Send rows and receive outputs as bf16 (half the bytes, ≤ 2⁻⁹ relative rounding per value) instead of fp32.</summary>
+    /// <summary>Send rows and receive outputs as bf16 (half the bytes, ≤ 2⁻⁸ relative rounding per value) instead of fp32.</summary>
     public bool Bf16 { get; init; }
 
     /// <summary>How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped.</summary>

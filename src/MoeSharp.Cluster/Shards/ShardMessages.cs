@@ -2,7 +2,7 @@ namespace MoeSharp.Cluster.Shards;
 
 /// <summary>
 /// Rows of floats on the wire, as fp32 or as bf16 (the top 16 bits, rounded to nearest even), which halves the bytes
-/// at a relative rounding of at most 2⁻⁹ per value. Exactly one of the arrays is set.
+/// at a relative rounding of at most 2⁻⁸ per value (half of a step of 7 stored mantissa bits). Exactly one of the arrays is set.
 /// </summary>
 [GenerateSerializer, Immutable]
 public readonly record struct RowData([property: Id(0)] float[]? F32, [property: Id(1)] ushort[]? Bf16)

@@ -95,9 +95,10 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
     }
 
     /// <summary>
-    /// bf16 on the wire both ways: the prompt's logits [8, V] within a relative L2 error of 1e-2 of fp32's (bf16 keeps
-    /// 8 bits of mantissa, ≤ 2⁻⁹ relative per value, rounded twice per expert pair over two layers); K·D·2 bytes per
-    /// token per layer each way, half of fp32.
+    /// bf16 on the wire both ways: the prompt's logits [8, V] within a relative L2 error of 1e-4 of fp32's, about 3× the
+    /// 3.4e-5 measured (bf16 keeps 7 bits of mantissa, ≤ 2⁻⁸ relative per value, rounded on the way out and back per
+    /// expert pair over two layers, and the MoE output is one term of the residual stream); nonzero, so the rows did go
+    /// as bf16. K·D·2 bytes per token per layer each way, half of fp32.
     /// </summary>
     [Fact]
     public async Task Bf16TransportStaysWithinToleranceAtHalfTheBytes()
@@ -114,7 +115,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
             den += (double)expected.Logits[0][i] * expected.Logits[0][i];
         }
         double error = Math.Sqrt(num / den);
-        Assert.True(error is > 0 and < 1e-2, $"bf16 relative L2 error {error:G3} of the prompt's logits");
+        Assert.True(error is > 0 and < 1e-4, $"bf16 relative L2 error {error:G3} of the prompt's logits");
         Assert.Equal(actual.Tokens * TinyCluster.Layers * TinyCluster.TopK * TinyCluster.Dim * 2, session.Counters.BytesSent);
         Assert.Equal(session.Counters.BytesSent, session.Counters.BytesReceived);
     }
