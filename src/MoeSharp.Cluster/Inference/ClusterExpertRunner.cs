@@ -19,7 +19,7 @@ public sealed record ClusterRunnerOptions
 /// <summary>What the cluster runners of one attached model sent, received and lost, summed over its MoE layers.</summary>
 public sealed class ClusterCounters
 {
-    private long _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived;
+    private long _steps, _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived;
     private string? _lastFault;
 
     /// <summary>Identifies this attached model's calls to the silos.</summary>
@@ -48,6 +48,8 @@ public sealed class ClusterCounters
 
     /// <summary>The last fault, in words; null when there was none.</summary>
     public string? LastFault => Volatile.Read(ref _lastFault);
+
+    internal long NextStep() => Interlocked.Increment(ref _steps);
 
     internal void Run(int calls, long sent)
     {
@@ -91,7 +93,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
     private readonly ConcurrentDictionary<(int Shard, int Replica), string> _where = new(); // silo each replica last answered from
     private readonly ClusterRunnerOptions _options;
     private readonly ClusterCounters _counters;
-    private long _step;
+    private readonly int _version;
 
     /// <summary>The runner of MoE layer <paramref name="layer"/> under <paramref name="plan"/> (validated by the caller).</summary>
     public ClusterExpertRunner(IGrainFactory grains, PlacementPlan plan, int layer, ClusterRunnerOptions options, ClusterCounters counters)
@@ -106,6 +108,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             Array.Sort(_experts[s]);
         }
         _turn = new long[_shards.Length];
+        _version = plan.Version;
         _options = options;
         _counters = counters;
     }
@@ -117,7 +120,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
     public void Run(ExpertBank bank, ReadOnlySpan<float> xs, ReadOnlySpan<int> expertOffsets, Span<float> ys, Span<bool> answered)
     {
         int d = bank.Dim;
-        long step = Interlocked.Increment(ref _step);
+        long step = _counters.NextStep();
         var groups = new Dictionary<string, List<(int Shard, int Replica)>>(StringComparer.Ordinal);
         var order = new List<string>();
         for (int s = 0; s < _shards.Length; s++)
@@ -147,8 +150,11 @@ public sealed class ClusterExpertRunner : IExpertRunner
                 sent += sections[i].Data.Bytes;
             }
             var (first, firstReplica) = members[0];
-            var grain = _grains.GetGrain<IExpertShardGrain>(new ShardKey(_layer, _shards[first].Shard, firstReplica).ToString());
+            var grain = _grains.GetGrain<IExpertShardGrain>(new ShardKey(_layer, _shards[first].Shard, firstReplica, _version).ToString());
+            // Names the silo for the director, should this call activate the replica: silos may hold an older plan.
+            RequestContext.Set(ShardPlacementDirector.SiloHintKey, order[c]);
             calls[c] = (members, sections, grain.Run(new ShardRequest(_layer, step, sections, _counters.Caller)).WaitAsync(_options.Timeout));
+            RequestContext.Remove(ShardPlacementDirector.SiloHintKey);
         }
         _counters.Run(order.Count, sent);
         foreach (var call in calls)

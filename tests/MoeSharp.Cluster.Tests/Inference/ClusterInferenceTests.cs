@@ -120,6 +120,38 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         Assert.Equal(session.Counters.BytesSent, session.Counters.BytesReceived);
     }
 
+    /// <summary>
+    /// A plan of version 1 that moves layer 0's third shard from the third silo to the first is applied before decode
+    /// step 3 of 6: the logits stay bitwise the single process's (tolerance 0), the moved replica is activated on the
+    /// first silo although the silos' own plan is still version 0, and the third silo gets no layer-0 call of this
+    /// caller after the switch. A plan whose version does not increase is refused.
+    /// </summary>
+    [Fact]
+    public async Task APlanAppliedWhileGeneratingMovesAShardAndResultsStayExact()
+    {
+        using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        var expected = await Task.Run(() => TinyCluster.Decode(model, 6));
+        using var session = await model.AttachClusterAsync(fx.Cluster.Client, fx.Plan);
+        var shards = fx.Plan.Shards.ToList();
+        shards[2] = shards[2] with { Silos = [TinyCluster.Silos[0]] };
+        var moved = new PlacementPlan(shards, version: 1);
+        var third = fx.Host(2);
+        int LayerZeroCalls() => third.CallsPerStep.Keys.Count(k => k.Caller == session.Counters.Caller && k.Layer == 0);
+        int before = -1;
+        var actual = await Task.Run(() => TinyCluster.Decode(model, 6, step =>
+        {
+            if (step != 3) return;
+            session.ApplyPlanAsync(moved).GetAwaiter().GetResult();
+            before = LayerZeroCalls();
+        }));
+        TinyCluster.AssertBitwise(expected.Logits, actual.Logits);
+        Assert.Equal(1, session.Plan.Version);
+        Assert.True(fx.Host(0).Activations.ContainsKey(new ShardKey(0, 2, 0, 1)), "the moved replica was not activated on the first silo");
+        Assert.Equal(before, LayerZeroCalls());
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => session.ApplyPlanAsync(moved));
+        OneLine(ex, "version 1 does not follow the current version 1");
+    }
+
     /// <summary>Runs locally, then withholds some experts, as a lost shard does.</summary>
     private sealed class Withholding(params int[] silent) : IExpertRunner
     {
