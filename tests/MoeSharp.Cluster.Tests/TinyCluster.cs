@@ -21,8 +21,8 @@ internal static class TinyCluster
 
     public static readonly ModelLoadOptions InPlace = new() { InPlace = true };
 
-    /// <summary>Writes config.json and model.safetensors (random weights, seed 5) into <paramref name="folder"/>.</summary>
-    public static string WriteModel(string folder, int hidden = 64)
+    /// <summary>Writes config.json and model.safetensors (random weights from <paramref name="seed"/>) into <paramref name="folder"/>.</summary>
+    public static string WriteModel(string folder, int hidden = 64, ulong seed = 5)
     {
         string json = $$"""
             { "model_type": "mixtral", "hidden_size": {{Dim}}, "num_hidden_layers": {{Layers}}, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -34,7 +34,7 @@ internal static class TinyCluster
         using var doc = System.Text.Json.JsonDocument.Parse(json);
         // Weights of std 0.08, so the logits stand well apart and greedy picks are not near ties.
         var config = ModelStore.FromHuggingFace(doc.RootElement, "test") with { InitStd = 0.08f };
-        ModelStore.Save(Path.Combine(folder, "model.safetensors"), new MoeTransformer(config, seed: 5).Arena);
+        ModelStore.Save(Path.Combine(folder, "model.safetensors"), new MoeTransformer(config, seed).Arena);
         return folder;
     }
 

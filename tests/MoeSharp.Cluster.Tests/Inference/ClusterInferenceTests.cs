@@ -239,4 +239,15 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         OneLine(ex, fx.Checkpoint, "32→64", "32→48");
         Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
     }
+
+    /// <summary>A checkpoint of the same shape from another seed differs in its router weights, which attach compares.</summary>
+    [Fact]
+    public async Task AnotherCheckpointOfTheSameShapeIsOneClearLine()
+    {
+        string other = TinyCluster.WriteModel(Path.Combine(fx.Folder, "reseeded"), seed: 6);
+        using var model = ModelStore.Open(other, TinyCluster.InPlace);
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => model.AttachClusterAsync(fx.Cluster.Client, fx.Plan));
+        OneLine(ex, fx.Checkpoint, "other router weights in MoE layer 0", "must load the same checkpoint");
+        Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
+    }
 }
