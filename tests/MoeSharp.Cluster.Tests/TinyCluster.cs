@@ -49,13 +49,14 @@ internal static class TinyCluster
         new ShardPlan(1, 0, [0, 1], [Silos[0]]), new ShardPlan(1, 1, [2, 3], [Silos[1]]), new ShardPlan(1, 2, [5, 4], [Silos[0], Silos[2]]),
     ]);
 
-    /// <summary>Deploys 3 silos serving <paramref name="checkpoint"/> in place under <paramref name="plan"/>.</summary>
-    public static async Task<InProcessTestCluster> Deploy(string checkpoint, PlacementPlan plan)
+    /// <summary>Deploys 3 silos serving <paramref name="checkpoint"/> under <paramref name="plan"/>, loaded as <paramref name="load"/> says (default in place).</summary>
+    public static async Task<InProcessTestCluster> Deploy(string checkpoint, PlacementPlan plan, ModelLoadOptions? load = null)
     {
+        load ??= InPlace;
         var builder = new InProcessTestClusterBuilder(3);
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.AddExpertShards(new ShardHostOptions { Checkpoint = checkpoint, Load = InPlace, Plan = plan });
+            silo.AddExpertShards(new ShardHostOptions { Checkpoint = checkpoint, Load = load, Plan = plan });
             silo.Configure<ClusterMembershipOptions>(o =>
             {
                 o.ProbeTimeout = TimeSpan.FromMilliseconds(500);

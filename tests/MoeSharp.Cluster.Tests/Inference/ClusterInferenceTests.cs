@@ -72,6 +72,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
     public async Task ClusterGenerationEqualsLocalBitwiseWithOneCallPerSiloAndLayer()
     {
         using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        Assert.True(model.MoeLayers[0].Bank.IsStored);
         var expected = await Task.Run(() => TinyCluster.Decode(model, 6));
         var tokens = await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2));
         var before = ServerCounts();
@@ -91,6 +92,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         long perTokenAndLayer = TinyCluster.TopK * TinyCluster.Dim * 4;
         Assert.Equal(actual.Tokens * TinyCluster.Layers * perTokenAndLayer, counters.BytesSent);
         Assert.Equal(counters.BytesSent, counters.BytesReceived);
+        Assert.True(counters.Waited > TimeSpan.Zero);
         Assert.Equal(tokens, await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2)));
     }
 
