@@ -13,8 +13,12 @@ public sealed record ClusterRunnerOptions
     /// <summary>Send rows and receive outputs as bf16 (half the bytes, ≤ 2⁻⁸ relative rounding per value) instead of fp32.</summary>
     public bool Bf16 { get; init; }
 
-    /// <summary>How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped. The default
+    /// is Orleans' own response timeout: a long prompt's rows take a silo a while, and a step degraded by mistake
+    /// silently loses quality, so set it from the slowest expected prefill, not from decode.
+    /// </summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>What the cluster runners of one attached model sent, received and lost, summed over its MoE layers.</summary>
