@@ -75,10 +75,10 @@ public sealed unsafe class QuantizedMatrix
     }
 
     /// <summary>
-    /// Prefill: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Row t of Y is bitwise <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> of
+    /// Decode rows batched: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Row t of Y is bitwise <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> of
     /// row t of X: every (weight row, token) pair runs the matrix-vector arithmetic, so a token's result does not
     /// depend on the other tokens of the batch. Weight rows are read once per group of four tokens (the float formats in
-    /// 4 × 4 tiles); results do not depend on the thread count.
+    /// 4 × 4 tiles); results do not depend on the thread count. A prompt's rows go faster through <see cref="Prefill"/>.
     /// </summary>
     public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens) => MatMul(x, y, tokens, MatVecKernels.Best);
 

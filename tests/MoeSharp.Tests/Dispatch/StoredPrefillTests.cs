@@ -17,8 +17,10 @@ public sealed class StoredPrefillTests : TempFolderTest
 {
     [Theory]
     [InlineData(WeightFormat.F32)]
+    [InlineData(WeightFormat.F16)]
     [InlineData(WeightFormat.BF16)]
     [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q6_K)]
     [InlineData(WeightFormat.Q4_K)]
     [InlineData(WeightFormat.MXFP4)]
     public void EachSequenceOfAMixedBatchGetsBitwiseTheLogitsItGetsAlone(WeightFormat format)
