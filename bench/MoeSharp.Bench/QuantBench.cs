@@ -9,7 +9,7 @@ namespace MoeSharp.Bench;
 /// Decode's figure of merit: matrix-vector GB/s of each weight format against a plain Vector512 read of the same
 /// bytes in the same run, on 1 and N threads. Weights are sized well past the caches, so both are memory reads.
 /// Prefill's: GFLOP/s of Y[T, N] = X[T, K]·Wᵀ for T = 64 and 512 over a [--prefill-rows, cols] slice of the same
-/// weights, against the FMA peak measured in the same run.
+/// weights, the row-exact MatMul and the prompt pass's Prefill interleaved, against the FMA peak measured in the same run.
 /// Usage: quant [--mb 256] [--cols 4096] [--prefill-rows 1024 (0: none)] [--threads 1,2] [--formats Q8_0,MXFP4] [--cpu-time] [--ab-prefetch]
 /// (--ab-prefetch: decode with and without prefetching the next rows, interleaved, as a speed-up ratio).
 /// </summary>
@@ -72,10 +72,11 @@ internal static unsafe class QuantBench
                     var xs = new float[tokens * cols]; // [T, K]
                     for (int i = 0; i < xs.Length; i++) xs[i] = (float)(rng.NextDouble() - 0.5);
                     var ys = new float[tokens * n]; // [T, N]
-                    double seconds = Harness.Median(() => slice.MatMul(xs, ys, tokens), 3);
-                    double gflops = 2.0 * tokens * n * cols / seconds / 1e9;
+                    // The row-exact product (decode rows batched) and the prompt pass's panel GEMM, interleaved.
+                    var (exact, panels) = Interleaved(() => slice.MatMul(xs, ys, tokens), () => slice.Prefill(xs, ys, tokens), 3);
+                    double flop = 2.0 * tokens * n * cols / 1e9;
                     Console.WriteLine($"quant-prefill format={format} threads={threads} tokens={tokens} rows={n} cols={cols} " +
-                        $"gflops={gflops:F1} peak_share={gflops / peak:P0}");
+                        $"exact_gflops={flop / exact:F1} prefill_gflops={flop / panels:F1} peak_share={flop / panels / peak:P0} speedup={exact / panels:F2}");
                 }
             }
         }

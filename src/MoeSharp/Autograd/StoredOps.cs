@@ -10,8 +10,8 @@ namespace MoeSharp.Autograd;
 public sealed partial class Tape
 {
     /// <summary>
-    /// y [N,out] = x [N,in] · Wᵀ + b with W stored [out,in]: one row through <see cref="QuantizedMatrix.MatVec(ReadOnlySpan{float}, Span{float})"/>
-    /// (decode), more through <see cref="QuantizedMatrix.MatMul(ReadOnlySpan{float}, Span{float}, int)"/> (prefill). Inference only.
+    /// y [N,out] = x [N,in] · Wᵀ + b with W stored [out,in]: rows of a prompt (see <see cref="PromptRows"/>) through
+    /// <see cref="QuantizedMatrix.Prefill"/>, the others through the matrix-vector arithmetic. Inference only.
     /// </summary>
     public Tensor StoredLinear(Tensor x, QuantizedMatrix w, Tensor? b = null, string? name = null)
     {
@@ -25,12 +25,35 @@ public sealed partial class Tape
         x.Shape.CopyTo(shape);
         shape[^1] = outF;
         var y = Output(false, shape);
-        if (n == 1) w.MatVec(x.Span, y.Span);
-        else w.MatMul(x.Span, y.Span, n);
+        w.MatMul(x.Span, y.Span, n, PromptMask(n));
         if (b is not null)
             for (int r = 0; r < n; r++)
                 TensorPrimitives.Add(y.Span.Slice(r * outF, outF), b.Span, y.Span.Slice(r * outF, outF));
         return y;
+    }
+
+    private bool[]? _promptRows; // [N] of the pass in progress, or null
+
+    /// <summary>
+    /// Marks which rows of the inference pass in progress belong to a prompt (a sequence bringing more than one
+    /// token), until the returned scope is disposed: stored products run those rows through
+    /// <see cref="QuantizedMatrix.Prefill"/> and the others through the matrix-vector arithmetic. A flag depends
+    /// on the row's own sequence alone, so a sequence gets the same arithmetic batched or alone. Null: no prompt rows.
+    /// </summary>
+    internal PromptScope PromptRows(bool[]? rows)
+    {
+        var previous = _promptRows;
+        _promptRows = rows;
+        return new PromptScope(this, previous);
+    }
+
+    /// <summary>The prompt flags of an op over <paramref name="rows"/> rows: the pass's, when the op sees all its rows; else none.</summary>
+    internal ReadOnlySpan<bool> PromptMask(int rows) => _promptRows is { } mask && mask.Length == rows ? mask : default;
+
+    /// <summary>Restores the prompt flags in force before <see cref="PromptRows"/>.</summary>
+    internal readonly struct PromptScope(Tape tape, bool[]? previous) : IDisposable
+    {
+        public void Dispose() => tape._promptRows = previous;
     }
 
     /// <summary>Rows of the stored table [V,D] picked by <paramref name="ids"/> [N], dequantized → [N,D]. Inference only: the output takes no gradient.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using MoeSharp.Autograd;
 using MoeSharp.Experts;
 using MoeSharp.Formats;
@@ -10,8 +11,9 @@ namespace MoeSharp.Dispatch;
 /// The sparse expert FFN over stored expert weights (<see cref="Nn.StoredWeight"/>, one matrix per expert), for
 /// inference: the same result as <see cref="ExpertFfnOp"/> computed with the stored matrices. Rows are grouped per
 /// expert by the <see cref="Assignment"/>, and each expert that received rows multiplies all of them at once, so
-/// its bytes are read once per call: one row goes through <see cref="QuantizedMatrix.MatVec(ReadOnlySpan{float}, Span{float})"/> (decode), more
-/// through <see cref="QuantizedMatrix.MatMul(ReadOnlySpan{float}, Span{float}, int)"/>. Each product spreads over the worker threads itself.
+/// its bytes are read once per call: rows of a prompt (<see cref="Tape.PromptRows"/>) through
+/// <see cref="QuantizedMatrix.Prefill"/>, the others through the matrix-vector arithmetic, so a row's result does not
+/// depend on the rows beside it. Each product spreads over the worker threads itself.
 /// </summary>
 /// <remarks>Dimensions: T tokens, D model width, H expert width, R placed rows.</remarks>
 internal static class StoredExpertFfn
@@ -39,6 +41,11 @@ internal static class StoredExpertFfn
         var act = tape.Allocate(rows, h).Span; // [R,H] activation, input of w2
         var ys = tape.Allocate(rows, d).Span;  // [R,D] expert outputs, before gating
         var xv = x.Span;
+        // Prompt flags per placed row, from its token's: a row of a prompt takes the prefill path in every expert.
+        var tokenPrompt = tape.PromptMask(a.Tokens); // [T] or empty
+        bool[]? rowPrompt = tokenPrompt.IsEmpty ? null : ArrayPool<bool>.Shared.Rent(rows); // [R]
+        if (rowPrompt is not null)
+            for (int r = 0; r < a.Placed; r++) rowPrompt[r] = tokenPrompt[a.RowToken[r]];
         for (int e = 0; e < a.Experts; e++)
         {
             int r0 = a.ExpertOffsets[e], n = a.Load(e);
@@ -53,12 +60,13 @@ internal static class StoredExpertFfn
             var e1 = lease?.W1 ?? w1[e];
             var e3 = lease is { } l ? l.W3 : w3?[e];
             var e2 = lease?.W2 ?? w2[e];
-            Multiply(e1, rx, rg, n);
+            var prompt = rowPrompt is null ? default : rowPrompt.AsSpan(r0, n); // [n] or empty
+            e1.MatMul(rx, rg, n, prompt);
             AddRows(rg, n, b1.IsEmpty ? default : b1.Slice(e * h, h));
             if (bank.Activation == ExpertActivation.SwiGlu)
             {
                 var ru = u.Slice(r0 * h, n * h);
-                Multiply(e3!, rx, ru, n);
+                e3!.MatMul(rx, ru, n, prompt);
                 AddRows(ru, n, b3.IsEmpty ? default : b3.Slice(e * h, h));
                 if (bank.Clamp is { } c) Activations.ClampedSwiGluForward(rg, ru, ract, c.Alpha, c.Limit);
                 else Activations.SwiGluForward(rg, ru, ract);
@@ -67,9 +75,10 @@ internal static class StoredExpertFfn
             {
                 Activations.GeluForward(rg, ract);
             }
-            Multiply(e2, ract, rys, n);
+            e2.MatMul(ract, rys, n, prompt);
             AddRows(rys, n, b2.IsEmpty ? default : b2.Slice(e * d, d));
         }
+        if (rowPrompt is not null) ArrayPool<bool>.Shared.Return(rowPrompt);
         var y = tape.Output(false, x.RowCount, d);
         var yv = y.Span;
         var wv = weights.Span;
@@ -88,13 +97,6 @@ internal static class StoredExpertFfn
     }
 
     private static string Describe(Nn.StoredWeight? w) => w is null ? "fp32" : w.Format.ToString();
-
-    /// <summary>y [n, rows] = x [n, cols] · Wᵀ: decode (n = 1) by MatVec, more rows by MatMul.</summary>
-    private static void Multiply(QuantizedMatrix w, ReadOnlySpan<float> x, Span<float> y, int n)
-    {
-        if (n == 1) w.MatVec(x, y);
-        else w.MatMul(x, y, n);
-    }
 
     /// <summary>Adds <paramref name="bias"/> [width] to each of the <paramref name="n"/> rows of <paramref name="rows"/>; nothing when empty.</summary>
     private static void AddRows(Span<float> rows, int n, ReadOnlySpan<float> bias)

@@ -80,10 +80,10 @@ public sealed unsafe class QuantizedMatrix
     }
 
     /// <summary>
-    /// Prefill: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Row t of Y is bitwise <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> of
+    /// Decode rows batched: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows]. Row t of Y is bitwise <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/> of
     /// row t of X: every (weight row, token) pair runs the matrix-vector arithmetic, so a token's result does not
     /// depend on the other tokens of the batch. Weight rows are read once per group of four tokens (the float formats in
-    /// 4 × 4 tiles); results do not depend on the thread count.
+    /// 4 × 4 tiles); results do not depend on the thread count. A prompt's rows go faster through <see cref="Prefill"/>.
     /// </summary>
     public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens) => MatMul(x, y, tokens, MatVecKernels.Best);
 
@@ -97,6 +97,79 @@ public sealed unsafe class QuantizedMatrix
             throw new ArgumentException($"y has {y.Length} elements; [{tokens}, {Rows}] needs {(long)tokens * Rows}", nameof(y));
         if (tokens == 0 || Rows == 0) return;
         Multiply(x, y, tokens, path);
+    }
+
+    /// <summary>
+    /// A prompt pass: Y = X·Wᵀ, with X [tokens, cols] and Y [tokens, rows], through <see cref="PrefillKernels"/>'s
+    /// packed fp32 GEMM, with W dequantized panel by panel. Row t of Y depends on row t of X alone (not on the token
+    /// count or the other rows, bitwise, on any thread count), but it is not <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/>'s
+    /// result: choose it by something that depends only on the sequence (its prompt), never on the batch. On a
+    /// machine without AVX-512 it is <see cref="MatMul(ReadOnlySpan{float}, Span{float}, int)"/>.
+    /// </summary>
+    public void Prefill(ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        if (x.Length != (long)tokens * Cols)
+            throw new ArgumentException($"x has {x.Length} elements; [{tokens}, {Cols}] needs {(long)tokens * Cols}", nameof(x));
+        if (y.Length != (long)tokens * Rows)
+            throw new ArgumentException($"y has {y.Length} elements; [{tokens}, {Rows}] needs {(long)tokens * Rows}", nameof(y));
+        if (tokens == 0 || Rows == 0) return;
+        if (!PrefillKernels.Supported)
+        {
+            Multiply(x, y, tokens, MatVecKernels.Best);
+            return;
+        }
+        using MemoryHandle pin = Data.Pin();
+        fixed (float* px = x)
+        fixed (float* py = y)
+            PrefillKernels.Multiply(Format, (byte*)pin.Pointer, RowBytes, Rows, Cols, px, tokens, py);
+    }
+
+    /// <summary>
+    /// Y = X·Wᵀ where row t is a prompt row when <paramref name="prompt"/>[t]: prompt rows through
+    /// <see cref="Prefill"/>, the others through <see cref="MatMul(ReadOnlySpan{float}, Span{float}, int)"/> (each
+    /// bitwise its <see cref="MatVec(ReadOnlySpan{float}, Span{float})"/>). An empty mask means no prompt rows. Each
+    /// row's result depends on that row and its flag alone, so rows of many sequences may share one call.
+    /// </summary>
+    public void MatMul(ReadOnlySpan<float> x, Span<float> y, int tokens, ReadOnlySpan<bool> prompt)
+    {
+        int promptRows = prompt.IsEmpty ? 0 : prompt.Count(true);
+        if (!prompt.IsEmpty && prompt.Length != tokens)
+            throw new ArgumentException($"the prompt mask has {prompt.Length} flags for {tokens} rows", nameof(prompt));
+        if (promptRows == tokens && tokens > 0)
+        {
+            Prefill(x, y, tokens);
+            return;
+        }
+        if (promptRows == 0)
+        {
+            if (tokens == 1) MatVec(x, y);
+            else MatMul(x, y, tokens);
+            return;
+        }
+        // Mixed rows: each kind gathered, multiplied and scattered back.
+        int decodeRows = tokens - promptRows;
+        var px = ArrayPool<float>.Shared.Rent(promptRows * Cols); // [P, cols]
+        var py = ArrayPool<float>.Shared.Rent(promptRows * Rows); // [P, rows]
+        var dx = ArrayPool<float>.Shared.Rent(decodeRows * Cols); // [T - P, cols]
+        var dy = ArrayPool<float>.Shared.Rent(decodeRows * Rows); // [T - P, rows]
+        try
+        {
+            for (int t = 0, p = 0, d = 0; t < tokens; t++)
+                x.Slice(t * Cols, Cols).CopyTo(prompt[t] ? px.AsSpan(p++ * Cols, Cols) : dx.AsSpan(d++ * Cols, Cols));
+            Prefill(px.AsSpan(0, promptRows * Cols), py.AsSpan(0, promptRows * Rows), promptRows);
+            if (decodeRows == 1) MatVec(dx.AsSpan(0, Cols), dy.AsSpan(0, Rows));
+            else MatMul(dx.AsSpan(0, decodeRows * Cols), dy.AsSpan(0, decodeRows * Rows), decodeRows);
+            for (int t = 0, p = 0, d = 0; t < tokens; t++)
+                (prompt[t] ? py.AsSpan(p++ * Rows, Rows) : dy.AsSpan(d++ * Rows, Rows)).CopyTo(y.Slice(t * Rows, Rows));
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(px);
+            ArrayPool<float>.Shared.Return(py);
+            ArrayPool<float>.Shared.Return(dx);
+            ArrayPool<float>.Shared.Return(dy);
+        }
     }
 
     [ThreadStatic] private static Activation[]? t_activations; // [tokens]

@@ -260,6 +260,7 @@ public sealed class MoeTransformer : IDisposable
         var experts = new List<int[]>[sequences]; // per sequence, per MoE layer
         for (int s = 0; s < sequences; s++) experts[s] = new List<int[]>(MoeLayers.Count);
         var layerCaches = new KvCache.Layer[sequences];
+        using var promptScope = tape.PromptRows(PromptRows(ids, offsets));
         var x = Embed.Forward(tape, all); // [N, D]
         CheckFinite(tape, x, "model.embed_tokens");
         DecodeProfile.Charge(DecodeProfile.Op.Embedding);
@@ -286,9 +287,15 @@ public sealed class MoeTransformer : IDisposable
         }
         var last = tape.Allocate(sequences, width); // [S, D]
         for (int s = 0; s < sequences; s++) x.Span.Slice((offsets[s + 1] - 1) * width, width).CopyTo(last.Span.Slice(s * width, width));
-        var logits = Logits(tape, last); // [S, V]
-        DecodeProfile.Charge(DecodeProfile.Op.Norms, DecodeProfile.Op.LmHead);
-        return new BatchOutput(logits, aux, results, experts);
+        bool[]? lastPrompt = null; // [S] a prompt's last row is a prompt row too
+        for (int s = 0; s < sequences; s++)
+            if (ids[s].Length > 1) (lastPrompt ??= new bool[sequences])[s] = true;
+        using (tape.PromptRows(lastPrompt))
+        {
+            var logits = Logits(tape, last); // [S, V]
+            DecodeProfile.Charge(DecodeProfile.Op.Norms, DecodeProfile.Op.LmHead);
+            return new BatchOutput(logits, aux, results, experts);
+        }
     }
 
     /// <summary>
@@ -314,12 +321,27 @@ public sealed class MoeTransformer : IDisposable
         for (int s = 0; s < experts.Length; s++)
         {
             int r0 = offsets[s], rows = offsets[s + 1] - r0;
-            var r = moe.Forward(tape, h.Rows(r0, rows), new RoutingContext { TokenIds = ids[s] });
+            MoeResult r;
+            using (tape.PromptRows(PromptRows([ids[s]], [0, rows])))
+                r = moe.Forward(tape, h.Rows(r0, rows), new RoutingContext { TokenIds = ids[s] });
             Collect(tape, r, results, ref aux);
             experts[s].Add(RowExperts(r.Routing, rows - 1));
             r.Output.Span.CopyTo(y.Span.Slice(r0 * h.Dim(1), rows * h.Dim(1)));
         }
         return y;
+    }
+
+    /// <summary>
+    /// [N] whether each row belongs to a sequence that brings more than one token (a prompt, or a re-encoded window),
+    /// or null when none does: stored weights run those rows through their prefill product, a choice each sequence
+    /// makes from its own input, so it gets the same arithmetic batched or alone.
+    /// </summary>
+    private static bool[]? PromptRows(IReadOnlyList<int[]> ids, int[] offsets)
+    {
+        bool[]? prompt = null;
+        for (int s = 0; s < ids.Count; s++)
+            if (ids[s].Length > 1) (prompt ??= new bool[offsets[^1]]).AsSpan(offsets[s], ids[s].Length).Fill(true);
+        return prompt;
     }
 
     /// <summary>The experts row <paramref name="row"/> was routed to, in the router's order; none without a token router (Soft MoE).</summary>
