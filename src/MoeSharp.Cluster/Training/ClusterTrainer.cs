@@ -18,8 +18,9 @@ public sealed record ClusterStepResult(float Loss, float LearningRate, float Gra
 /// each a replica of the model, take W equal slices (by sequence) of the batch <see cref="LmTrainer"/> would draw, and
 /// back-propagate their mean loss scaled by 1/W. Their MoE layers send rows to the shards' training grains
 /// (<see cref="ClusterExpertTrainer"/>), which sum the workers' expert gradients and keep the experts' AdamW state; the
-/// dense gradients are summed over the workers in worker order (so every replica gets the same, deterministic result),
-/// clipped by the global norm over dense and expert gradients together, and each replica takes the same AdamW step.
+/// dense gradients are summed over the workers by a reduce grain (<see cref="IGradientReduceGrain"/>) in worker order,
+/// so every replica gets the same, deterministic sum, clipped by the global norm over dense and expert gradients
+/// together, and each replica takes the same AdamW step.
 /// The sum of the W scaled mean losses is the batch's mean loss, so a step is the single-process step up to the order
 /// of the sums.
 /// </summary>
@@ -36,10 +37,18 @@ public sealed class ClusterTrainer
     private readonly int[] _inputs, _targets; // [B·T]
     private readonly IExpertTrainingGrain[] _grains; // one per shard of the plan, in its order
     private readonly PlacementPlan _plan;
+    private readonly IGradientReduceGrain _reduce;
+    private readonly Parameter[] _dense; // the replicated, trainable parameters: every one but the experts
 
-    private ClusterTrainer(IReadOnlyList<MoeTransformer> replicas, TextDataset data, LmTrainOptions options, PlacementPlan plan, IExpertTrainingGrain[] grains)
+    private ClusterTrainer(IReadOnlyList<MoeTransformer> replicas, TextDataset data, LmTrainOptions options, PlacementPlan plan, IExpertTrainingGrain[] grains,
+        IGradientReduceGrain reduce)
     {
         _plan = plan;
+        _reduce = reduce;
+        var dense = new List<Parameter>();
+        foreach (var p in replicas[0].Arena.Parameters)
+            if (p.Trainable) dense.Add(p);
+        _dense = [.. dense];
         _replicas = replicas;
         Data = data;
         Options = options;
@@ -136,7 +145,7 @@ public sealed class ClusterTrainer
                 moes[l].Bank.Runner = new ClusterExpertTrainer(grains, plan, l, w);
             }
         }
-        return new ClusterTrainer(replicas, data, options, plan, shardGrains);
+        return new ClusterTrainer(replicas, data, options, plan, shardGrains, grains.GetGrain<IGradientReduceGrain>(Guid.NewGuid()));
     }
 
     /// <summary>One distributed optimisation step; the single-process <see cref="LmTrainer.TrainStep"/> up to the order of sums.</summary>
@@ -165,13 +174,11 @@ public sealed class ClusterTrainer
             if (workers == 1) stats = [.. output.Moe.Select(r => r.Stats)];
             tape.Backward(total, [share]);
             tape.Reset();
+            _reduce.Contribute(Step, w, workers, Pack(model.Arena.Grads)).GetAwaiter().GetResult();
         }
-        // Worker order, so every replica and every run get the same sum.
-        var sum = _replicas[0].Arena.Grads;
-        for (int w = 1; w < workers; w++) TensorPrimitives.Add(sum, _replicas[w].Arena.Grads, sum);
+        var sum = Reduce(); // [arena] worker 0's arena gradients, holding the group's dense sum
         double sumSq = 0;
-        foreach (var p in _replicas[0].Arena.Parameters)
-            if (p.Trainable) sumSq += TensorPrimitives.SumOfSquares(sum.AsSpan(p.Offset, p.Length));
+        foreach (var p in _dense) sumSq += TensorPrimitives.SumOfSquares(sum.AsSpan(p.Offset, p.Length));
         var reductions = new Task<double>[_grains.Length];
         for (int i = 0; i < _grains.Length; i++) reductions[i] = _grains[i].Reduce();
         for (int i = 0; i < _grains.Length; i++) sumSq += reductions[i].GetAwaiter().GetResult();
@@ -179,8 +186,8 @@ public sealed class ClusterTrainer
         if (!float.IsFinite(norm)) throw new NonFiniteException($"Step {Step}: the global gradient norm is {norm}.");
         // GradientClipping.ClipGlobalNorm's rule, over the dense and the expert gradients together.
         float scale = norm > Options.ClipNorm && Options.ClipNorm > 0 ? Options.ClipNorm / (norm + 1e-6f) : 1;
-        if (scale != 1) TensorPrimitives.Multiply(sum, scale, sum);
-        for (int w = 1; w < workers; w++) sum.CopyTo(_replicas[w].Arena.Grads, 0);
+        if (scale != 1)
+            foreach (var replica in _replicas) TensorPrimitives.Multiply(replica.Arena.Grads, scale, replica.Arena.Grads);
         float lr = Schedule.At(Step);
         var applies = new Task[_grains.Length];
         for (int i = 0; i < _grains.Length; i++) applies[i] = _grains[i].Apply(_optimizers[0].Steps, lr, scale);
@@ -190,6 +197,43 @@ public sealed class ClusterTrainer
         for (int l = 0; l < stats.Length; l++) _replicas[0].MoeLayers[l].UpdateBias(stats[l]);
         Step++;
         return new ClusterStepResult(loss, lr, norm);
+    }
+
+    /// <summary>
+    /// Every worker fetches the group's sum of dense gradients from the reduce grain into its replica (the sum is the
+    /// grain's, in worker order, so the replicas get the same bits); returns worker 0's arena gradients.
+    /// </summary>
+    private float[] Reduce()
+    {
+        var fetches = new Task<float[]>[_replicas.Count];
+        for (int w = 0; w < fetches.Length; w++) fetches[w] = _reduce.Sum(Step);
+        for (int w = 0; w < fetches.Length; w++)
+        {
+            var packed = fetches[w].GetAwaiter().GetResult();
+            var grads = _replicas[w].Arena.Grads;
+            int at = 0;
+            foreach (var p in _dense)
+            {
+                packed.AsSpan(at, p.Length).CopyTo(grads.AsSpan(p.Offset, p.Length));
+                at += p.Length;
+            }
+        }
+        return _replicas[0].Arena.Grads;
+    }
+
+    /// <summary>[G] the dense (trainable) gradients of an arena laid out as the replicas', packed in parameter order.</summary>
+    private float[] Pack(float[] grads)
+    {
+        int total = 0;
+        foreach (var p in _dense) total += p.Length;
+        var packed = new float[total];
+        int at = 0;
+        foreach (var p in _dense)
+        {
+            grads.AsSpan(p.Offset, p.Length).CopyTo(packed.AsSpan(at));
+            at += p.Length;
+        }
+        return packed;
     }
 
     /// <summary>Copies the shards' trained experts into <paramref name="model"/>'s banks (a replica, or any model of the same shape), for saving or comparing.</summary>

@@ -198,6 +198,22 @@ public sealed class ClusterTrainingTests(TrainingClusterFixture fx) : IClassFixt
         Assert.Contains("Worker replica 1 differs from replica 0", mismatch.Message);
     }
 
+    [Fact]
+    public async Task ReduceGrainSumsInWorkerOrderWhateverTheArrivalOrder()
+    {
+        var reduce = fx.Cluster.Client.GetGrain<IGradientReduceGrain>(Guid.NewGuid());
+        // In worker order (1e8 + −1e8) + 1 = 1; in arrival order (1 + 1e8) + −1e8 = 0, as 1e8 + 1 rounds to 1e8 in fp32.
+        await reduce.Contribute(0, 2, 3, [1f]);
+        await reduce.Contribute(0, 0, 3, [1e8f]);
+        var missing = await Assert.ThrowsAsync<InvalidOperationException>(() => reduce.Sum(0));
+        Assert.Contains("worker 1 has not contributed to step 0", missing.Message);
+        await reduce.Contribute(0, 1, 3, [-1e8f]);
+        var sum = await reduce.Sum(0);
+        Assert.Equal(new[] { 1f }, sum);
+        var twice = await Assert.ThrowsAsync<ArgumentException>(() => reduce.Contribute(0, 1, 3, [0f]));
+        Assert.Contains("worker 1 contributed to step 0 twice", twice.Message);
+    }
+
     /// <summary>The single-process trainer after <paramref name="steps"/> steps, and its losses.</summary>
     private (MoeTransformer Model, float[] Losses) Local(LmTrainOptions options, int steps)
     {
