@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Numerics.Tensors;
 using MoeSharp.Cluster.Placement;
 using MoeSharp.Cluster.Shards;
-using System.Numerics.Tensors;
 using MoeSharp.Experts;
 
 namespace MoeSharp.Cluster.Inference;
@@ -12,14 +13,18 @@ public sealed record ClusterRunnerOptions
     /// <summary>Send rows and receive outputs as bf16 (half the bytes, ≤ 2⁻⁸ relative rounding per value) instead of fp32.</summary>
     public bool Bf16 { get; init; }
 
-    /// <summary>How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped. The default
+    /// is Orleans' own response timeout: a long prompt's rows take a silo a while, and a step degraded by mistake
+    /// silently loses quality, so set it from the slowest expected prefill, not from decode.
+    /// </summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>What the cluster runners of one attached model sent, received and lost, summed over its MoE layers.</summary>
 public sealed class ClusterCounters
 {
-    private long _steps, _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived;
+    private long _steps, _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived, _waited;
     private string? _lastFault;
 
     /// <summary>Identifies this attached model's calls to the silos.</summary>
@@ -46,6 +51,9 @@ public sealed class ClusterCounters
     /// <summary>Bytes of expert outputs received.</summary>
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
+    /// <summary>Time the layers spent between sending their calls and having every answer (or giving up on it): the cluster's share of the latency.</summary>
+    public TimeSpan Waited => TimeSpan.FromTicks(Interlocked.Read(ref _waited));
+
     /// <summary>The last fault, in words; null when there was none.</summary>
     public string? LastFault => Volatile.Read(ref _lastFault);
 
@@ -59,6 +67,8 @@ public sealed class ClusterCounters
     }
 
     internal void Received(long bytes) => Interlocked.Add(ref _bytesReceived, bytes);
+
+    internal void Wait(TimeSpan waited) => Interlocked.Add(ref _waited, waited.Ticks);
 
     internal void LostCall(string fault, int sections)
     {
@@ -138,7 +148,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             list.Add((s, replica));
         }
         var calls = new (List<(int Shard, int Replica)> Members, ShardSection[] Sections, Task<ShardReply> Reply)[order.Count];
-        long sent = 0;
+        long sent = 0, started = Stopwatch.GetTimestamp();
         for (int c = 0; c < order.Count; c++)
         {
             var members = groups[order[c]];
@@ -168,6 +178,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             {
             }
         }
+        _counters.Wait(Stopwatch.GetElapsedTime(started));
         bool lost = false;
         foreach (var (members, sections, reply) in calls)
         {

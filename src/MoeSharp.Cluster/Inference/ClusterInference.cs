@@ -71,7 +71,8 @@ public static class ClusterInference
     /// replica what it serves (which activates each on its silo and opens the checkpoint there), and sets every MoE
     /// layer's runner to a <see cref="ClusterExpertRunner"/>. Every problem is one line: an
     /// <see cref="ArgumentException"/> for a plan that omits an expert or names a silo the cluster lacks, an
-    /// <see cref="InvalidDataException"/> for a silo whose checkpoint does not match the model.
+    /// <see cref="InvalidDataException"/> for a silo whose checkpoint does not match the model (in shape, or in its router
+    /// weights: another checkpoint of the same shape).
     /// </summary>
     public static async Task<ClusterSession> AttachClusterAsync(this MoeTransformer model, IClusterClient client, PlacementPlan plan,
         ClusterRunnerOptions? options = null)
@@ -117,6 +118,9 @@ public static class ClusterInference
                 || info.Activation != bank.Activation.ToString())
                 throw new InvalidDataException($"silo {info.Silo}: checkpoint {info.Checkpoint} has {info.MoeLayers} MoE layers of {info.Experts} experts {info.Dim}→{info.Hidden} ({info.Activation}) " +
                     $"for layer {shard.Layer} shard {shard.Shard} replica {replica}; the model here has {layers.Count} of {bank.Experts} experts {bank.Dim}→{bank.Hidden} ({bank.Activation}).");
+            string digest = ShardHost.RouterDigest(layers[shard.Layer]);
+            if (info.RouterDigest != digest)
+                throw new InvalidDataException($"silo {info.Silo}: checkpoint {info.Checkpoint} has other router weights in MoE layer {shard.Layer} than the model here (SHA-256 {info.RouterDigest}… against {digest}…); the silos and the caller must load the same checkpoint.");
         }
     }
 }

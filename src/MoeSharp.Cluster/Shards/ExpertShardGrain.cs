@@ -40,7 +40,7 @@ public sealed class ExpertShardGrain(ShardHost host) : Grain, IExpertShardGrain
         var plan = host.Plan;
         var holds = plan.Version == _key.Version ? plan.Find(_key.Layer, _key.Shard)?.Experts ?? [] : [];
         return Task.FromResult(new ShardInfo(host.SiloName, host.Options.Checkpoint, host.Model.MoeLayers.Count, bank.Experts, bank.Dim,
-            bank.Hidden, bank.Activation.ToString(), holds));
+            bank.Hidden, bank.Activation.ToString(), holds, ShardHost.RouterDigest(_layer)));
     }
 
     /// <inheritdoc/>

@@ -72,6 +72,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
     public async Task ClusterGenerationEqualsLocalBitwiseWithOneCallPerSiloAndLayer()
     {
         using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        Assert.True(model.MoeLayers[0].Bank.IsStored);
         var expected = await Task.Run(() => TinyCluster.Decode(model, 6));
         var tokens = await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2));
         var before = ServerCounts();
@@ -91,6 +92,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         long perTokenAndLayer = TinyCluster.TopK * TinyCluster.Dim * 4;
         Assert.Equal(actual.Tokens * TinyCluster.Layers * perTokenAndLayer, counters.BytesSent);
         Assert.Equal(counters.BytesSent, counters.BytesReceived);
+        Assert.True(counters.Waited > TimeSpan.Zero);
         Assert.Equal(tokens, await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2)));
     }
 
@@ -237,6 +239,17 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         using var model = ModelStore.Open(other, TinyCluster.InPlace);
         var ex = await Assert.ThrowsAsync<InvalidDataException>(() => model.AttachClusterAsync(fx.Cluster.Client, fx.Plan));
         OneLine(ex, fx.Checkpoint, "32→64", "32→48");
+        Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
+    }
+
+    /// <summary>A checkpoint of the same shape from another seed differs in its router weights, which attach compares.</summary>
+    [Fact]
+    public async Task AnotherCheckpointOfTheSameShapeIsOneClearLine()
+    {
+        string other = TinyCluster.WriteModel(Path.Combine(fx.Folder, "reseeded"), seed: 6);
+        using var model = ModelStore.Open(other, TinyCluster.InPlace);
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => model.AttachClusterAsync(fx.Cluster.Client, fx.Plan));
+        OneLine(ex, fx.Checkpoint, "other router weights in MoE layer 0", "must load the same checkpoint");
         Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
     }
 }
