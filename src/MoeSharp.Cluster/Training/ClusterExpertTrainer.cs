@@ -6,9 +6,9 @@ using MoeSharp.Experts;
 namespace MoeSharp.Cluster.Training;
 
 /// <summary>
-/// Trains one MoE layer's experts on the cluster for one worker: a forward sends each shard's rows in one call
-/// (concurrently), a backward sends the same rows' gate-weighted upstream gradients and gets their input gradients
-/// back, while the weight gradients and moments stay on the shards. A shard that fails fails the step: unlike
+/// Trains one MoE layer's experts on the cluster for one worker: a forward sends each destination silo its shards'
+/// rows in one call (all silos at once), a backward sends the same rows' gate-weighted upstream gradients the same way
+/// and gets their input gradients back, while the weight gradients and moments stay on the shards. A shard that fails fails the step: unlike
 /// inference, a lost expert's gradient cannot be renormalised away.
 /// </summary>
 /// <remarks>Dimensions: R rows sorted by expert, D model width, E experts of the layer.</remarks>
@@ -37,6 +37,9 @@ public sealed class ClusterExpertTrainer : IExpertTrainer
         }
     }
 
+    /// <summary>Calls sent to silos, forwards and backwards: one per destination silo each.</summary>
+    public long Calls { get; private set; }
+
     /// <summary>The training grain of <paramref name="shard"/> (its only replica), named for the placement director.</summary>
     internal static IExpertTrainingGrain Grain(IGrainFactory grains, PlacementPlan plan, ShardPlan shard) =>
         grains.GetGrain<IExpertTrainingGrain>(new ShardKey(shard.Layer, shard.Shard, 0, plan.Version).ToString());
@@ -62,34 +65,66 @@ public sealed class ClusterExpertTrainer : IExpertTrainer
     {
         if (!_offsets.Remove(handle, out var offsets))
             throw new InvalidOperationException($"MoE layer {_layer}, worker {_worker}: no forward {handle} waits for its backward.");
-        int d = bank.Dim;
-        var calls = new List<(int Shard, Task<float[]> Reply)>();
-        for (int s = 0; s < _shards.Length; s++)
-        {
-            var data = Gather(s, dys, offsets, d, out _, out _);
-            if (data is null) continue;
-            Hint(s);
-            calls.Add((s, _grains[s].Backward(_worker, handle, data)));
-            RequestContext.Remove(ShardPlacementDirector.SiloHintKey);
-        }
-        Scatter(calls, offsets, dxs, d, "backward");
+        Exchange(bank, handle, dys, offsets, dxs, backward: true);
     }
 
     private void Send(ExpertBank bank, long handle, ReadOnlySpan<float> xs, ReadOnlySpan<int> offsets, Span<float> ys)
     {
         if (offsets.Length != bank.Experts + 1)
             throw new ArgumentException($"MoE layer {_layer}: {offsets.Length} expert offsets for {bank.Experts} experts.", nameof(offsets));
+        Exchange(bank, handle, xs, offsets, ys, backward: false);
+    }
+
+    /// <summary>
+    /// Sends each destination silo its shards' rows of <paramref name="rows"/> in one call (to the silo's first shard with
+    /// rows, which hands the others on), all calls at once, and writes the answers into <paramref name="answers"/>.
+    /// </summary>
+    private void Exchange(ExpertBank bank, long handle, ReadOnlySpan<float> rows, ReadOnlySpan<int> offsets, Span<float> answers, bool backward)
+    {
         int d = bank.Dim;
-        var calls = new List<(int Shard, Task<float[]> Reply)>();
+        var silos = new List<string>();
+        var groups = new List<List<(int Shard, TrainingSection Section)>>();
         for (int s = 0; s < _shards.Length; s++)
         {
-            var data = Gather(s, xs, offsets, d, out var experts, out var rows);
+            var data = Gather(s, rows, offsets, d, out var experts, out var counts);
             if (data is null) continue;
-            Hint(s);
-            calls.Add((s, _grains[s].Forward(new TrainingRows(_worker, handle, experts, rows, data))));
+            string silo = _shards[s].Silos[0];
+            int g = silos.IndexOf(silo);
+            if (g < 0)
+            {
+                silos.Add(silo);
+                groups.Add([]);
+                g = groups.Count - 1;
+            }
+            groups[g].Add((s, new TrainingSection(_shards[s].Shard, experts, counts, data)));
+        }
+        var calls = new Task<float[][]>[groups.Count];
+        Calls += groups.Count;
+        for (int g = 0; g < groups.Count; g++)
+        {
+            var sections = new TrainingSection[groups[g].Count];
+            for (int i = 0; i < sections.Length; i++) sections[i] = groups[g][i].Section;
+            var grain = _grains[groups[g][0].Shard];
+            Hint(groups[g][0].Shard);
+            calls[g] = backward ? grain.Backward(_worker, handle, sections) : grain.Forward(_worker, handle, sections);
             RequestContext.Remove(ShardPlacementDirector.SiloHintKey);
         }
-        Scatter(calls, offsets, ys, d, "forward");
+        string what = backward ? "backward" : "forward";
+        for (int g = 0; g < groups.Count; g++)
+        {
+            float[][] values;
+            try
+            {
+                values = calls[g].GetAwaiter().GetResult();
+            }
+            catch (Exception ex)
+            {
+                throw new InvalidOperationException($"MoE layer {_layer}, worker {_worker}: the {what} call to {silos[g]} failed ({ex.GetBaseException().Message}).", ex);
+            }
+            if (values.Length != groups[g].Count)
+                throw new InvalidOperationException($"MoE layer {_layer}: {silos[g]} answered the {what} with {values.Length} sections for {groups[g].Count}.");
+            for (int i = 0; i < values.Length; i++) Scatter(groups[g][i].Shard, values[i], offsets, answers, d, what);
+        }
     }
 
     /// <summary>Names shard <paramref name="s"/>'s silo for the director, should the next call activate it (as the inference runner does).</summary>
@@ -123,32 +158,20 @@ public sealed class ClusterExpertTrainer : IExpertTrainer
         return data;
     }
 
-    /// <summary>Waits for every call and writes each shard's answer into its experts' rows; any failure throws, naming the shard and its silo.</summary>
-    private void Scatter(List<(int Shard, Task<float[]> Reply)> calls, ReadOnlySpan<int> offsets, Span<float> rows, int d, string what)
+    /// <summary>Writes shard <paramref name="s"/>'s answer [R_s, D] into its experts' rows; a malformed one throws, naming the shard and its silo.</summary>
+    private void Scatter(int s, float[] values, ReadOnlySpan<int> offsets, Span<float> rows, int d, string what)
     {
-        foreach (var (s, reply) in calls)
+        int at = 0;
+        foreach (int e in _experts[s])
         {
-            float[] values;
-            try
-            {
-                values = reply.GetAwaiter().GetResult();
-            }
-            catch (Exception ex)
-            {
-                throw new InvalidOperationException($"MoE layer {_layer} shard {_shards[s].Shard} on {_shards[s].Silos[0]}, worker {_worker}: the {what} failed ({ex.GetBaseException().Message}).", ex);
-            }
-            int at = 0;
-            foreach (int e in _experts[s])
-            {
-                int n = offsets[e + 1] - offsets[e];
-                if (n == 0) continue;
-                if ((at + n) * d > values.Length)
-                    throw new InvalidOperationException($"MoE layer {_layer} shard {_shards[s].Shard} on {_shards[s].Silos[0]}: the {what} answered {values.Length} values, fewer than its rows need.");
-                values.AsSpan(at * d, n * d).CopyTo(rows.Slice(offsets[e] * d, n * d));
-                at += n;
-            }
-            if (at * d != values.Length)
-                throw new InvalidOperationException($"MoE layer {_layer} shard {_shards[s].Shard} on {_shards[s].Silos[0]}: the {what} answered {values.Length} values for {at} rows of width {d}.");
+            int n = offsets[e + 1] - offsets[e];
+            if (n == 0) continue;
+            if ((at + n) * d > values.Length)
+                throw new InvalidOperationException($"MoE layer {_layer} shard {_shards[s].Shard} on {_shards[s].Silos[0]}: the {what} answered {values.Length} values, fewer than its rows need.");
+            values.AsSpan(at * d, n * d).CopyTo(rows.Slice(offsets[e] * d, n * d));
+            at += n;
         }
+        if (at * d != values.Length)
+            throw new InvalidOperationException($"MoE layer {_layer} shard {_shards[s].Shard} on {_shards[s].Silos[0]}: the {what} answered {values.Length} values for {at} rows of width {d}.");
     }
 }

@@ -84,6 +84,18 @@ public sealed class ClusterTrainer
     /// <summary>The workers' replicas; their dense parameters stay equal, their expert weights are not used (the shards hold the trained ones).</summary>
     public IReadOnlyList<MoeTransformer> Replicas => _replicas;
 
+    /// <summary>Calls the workers' MoE layers sent to the silos so far (forwards and backwards, one per destination silo each).</summary>
+    public long ExpertCalls
+    {
+        get
+        {
+            long calls = 0;
+            foreach (var replica in _replicas)
+                foreach (var moe in replica.MoeLayers) calls += ((ClusterExpertTrainer)moe.Bank.Runner!).Calls;
+            return calls;
+        }
+    }
+
     /// <summary>The replicas' optimizers, over the dense parameters only.</summary>
     public IReadOnlyList<AdamW> Optimizers => _optimizers;
 

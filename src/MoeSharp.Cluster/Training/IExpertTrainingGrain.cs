@@ -11,11 +11,18 @@ public interface IExpertTrainingGrain : IGrainWithStringKey
     /// <summary>(Re)starts from the silo's checkpoint: copies the experts of <paramref name="setup"/> and makes their optimizer, dropping any earlier run's state.</summary>
     Task Begin(ExpertTrainingSetup setup);
 
-    /// <summary>The experts' outputs [R,D] for the rows, keeping the activations under (worker, handle) unless the handle is negative.</summary>
-    Task<float[]> Forward(TrainingRows rows);
+    /// <summary>
+    /// One call per destination silo: runs the first section here and hands each other one to its shard's grain on this
+    /// silo; the experts' outputs [R_s,D] per section, in order. The activations are kept under (worker, handle) for the
+    /// backward unless the handle is negative (inference).
+    /// </summary>
+    Task<float[][]> Forward(int worker, long handle, TrainingSection[] sections);
 
-    /// <summary>dxs [R,D] for the gate-weighted upstream rows <paramref name="dys"/> [R,D] of forward (worker, handle); the weight gradients stay here, summed per worker.</summary>
-    Task<float[]> Backward(int worker, long handle, float[] dys);
+    /// <summary>
+    /// The backward of forward (worker, handle), one call per destination silo as <see cref="Forward"/>: dxs [R_s,D] per
+    /// section of gate-weighted upstream rows; the weight gradients stay on the shards, summed per worker.
+    /// </summary>
+    Task<float[][]> Backward(int worker, long handle, TrainingSection[] sections);
 
     /// <summary>Sums this step's workers' gradients in worker order and returns their squared L2 norm (for global clipping).</summary>
     Task<double> Reduce();

@@ -65,20 +65,20 @@ public sealed class ShardTrainer
     /// <summary>Forwards recorded and waiting for their backward.</summary>
     public int Pending => _pending.Count;
 
-    /// <summary>The experts' outputs [R,D] for the rows; the activations are kept under (worker, handle) unless the handle is negative.</summary>
-    public float[] Forward(TrainingRows rows)
+    /// <summary>The experts' outputs [R,D] for the section's rows; the activations are kept under (worker, handle) unless the handle is negative.</summary>
+    public float[] Forward(int worker, long handle, TrainingSection rows)
     {
         int d = Bank.Dim;
         var offsets = Offsets(rows.Experts, rows.Rows); // [E_s+1]
         int count = offsets[^1];
         if (rows.Data.Length != count * d)
             throw new ArgumentException($"ExpertBank {Bank.Name}: {rows.Data.Length} values for {count} rows of width {d}.");
-        if (rows.Handle >= 0 && _pending.ContainsKey((rows.Worker, rows.Handle)))
-            throw new ArgumentException($"ExpertBank {Bank.Name}: worker {rows.Worker} sent forward {rows.Handle} twice.");
+        if (handle >= 0 && _pending.ContainsKey((worker, handle)))
+            throw new ArgumentException($"ExpertBank {Bank.Name}: worker {worker} sent forward {handle} twice.");
         var tape = _tapes.Count > 0 ? _tapes.Pop() : new Tape();
         var xs = tape.Allocate(count, d); // [R,D]
         rows.Data.CopyTo(xs.Span);
-        if (rows.Handle < 0)
+        if (handle < 0)
         {
             float[] answer;
             using (tape.NoGrad()) answer = ExpertRows.Forward(tape, xs, offsets, Bank).Span[..(count * d)].ToArray();
@@ -87,13 +87,14 @@ public sealed class ShardTrainer
         }
         xs.RequiresGrad = true;
         var ys = ExpertRows.Forward(tape, xs, offsets, Bank); // [R,D]
-        _pending[(rows.Worker, rows.Handle)] = (tape, xs, ys);
+        _pending[(worker, handle)] = (tape, xs, ys);
         return ys.Span[..(count * d)].ToArray();
     }
 
-    /// <summary>dxs [R,D] for forward (worker, handle), adding the weight gradients into the worker's buffer.</summary>
-    public float[] Backward(int worker, long handle, float[] dys)
+    /// <summary>dxs [R,D] for forward (worker, handle) from the section's gate-weighted upstream rows [R,D], adding the weight gradients into the worker's buffer.</summary>
+    public float[] Backward(int worker, long handle, TrainingSection section)
     {
+        var dys = section.Data;
         if (!_pending.Remove((worker, handle), out var saved))
             throw new ArgumentException($"ExpertBank {Bank.Name}: no forward {handle} of worker {worker} waits for its backward.");
         var (tape, xs, ys) = saved;

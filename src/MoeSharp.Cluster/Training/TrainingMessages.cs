@@ -13,17 +13,15 @@ public sealed record ExpertTrainingSetup(
     [property: Id(4)] float WeightDecay);
 
 /// <summary>
-/// One worker's rows for one shard in one forward: Rows[i] rows for Experts[i] (global indices, ascending), concatenated
-/// as Data [Σ Rows, D] in fp32. The shard keeps the activations under (Worker, Handle) for the backward; a negative
-/// handle is inference and keeps nothing.
+/// One shard's rows in one worker's forward or backward: Rows[i] rows for Experts[i] (global indices, ascending),
+/// concatenated as Data [Σ Rows, D] in fp32 (inputs in a forward, gate-weighted upstream gradients in a backward).
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record TrainingRows(
-    [property: Id(0)] int Worker,
-    [property: Id(1)] long Handle,
-    [property: Id(2)] int[] Experts,
-    [property: Id(3)] int[] Rows,
-    [property: Id(4)] float[] Data);
+public sealed record TrainingSection(
+    [property: Id(0)] int Shard,
+    [property: Id(1)] int[] Experts,
+    [property: Id(2)] int[] Rows,
+    [property: Id(3)] float[] Data);
 
 /// <summary>A shard's experts' weights, one array per parameter of its bank in registration order (W1, W3, W2, then any biases), each [E_s, ...].</summary>
 [GenerateSerializer, Immutable]

@@ -133,6 +133,31 @@ public sealed class ClusterTrainingTests(TrainingClusterFixture fx) : IClassFixt
     }
 
     [Fact]
+    public async Task ShardsSharingASiloGetOneCallAndTheSameStep()
+    {
+        var (local1, _, localTrainer) = LocalTrainer(Options, 1);
+        // Version 1, so its shards are new grains where this plan says: layer 0's first two shards share silo 0.
+        var plan = new PlacementPlan(
+        [
+            new ShardPlan(0, 0, [0, 1], [TinyCluster.Silos[0]]), new ShardPlan(0, 1, [2, 3], [TinyCluster.Silos[0]]), new ShardPlan(0, 2, [4, 5], [TinyCluster.Silos[2]]),
+            new ShardPlan(1, 0, [0, 1], [TinyCluster.Silos[0]]), new ShardPlan(1, 1, [2, 3], [TinyCluster.Silos[1]]), new ShardPlan(1, 2, [4, 5], [TinyCluster.Silos[2]]),
+        ], version: 1);
+        var replicas = new[] { fx.Open(), fx.Open(), fx.Open() };
+        var trainer = await ClusterTrainer.StartAsync(fx.Cluster.Client, plan, replicas, fx.Data, Options);
+        trainer.TrainStep();
+        // Per worker: layer 0 reaches 2 silos and layer 1 reaches 3, once forward and once backward (one call per shard would be 12).
+        Assert.Equal(3 * 2 * (2 + 3), trainer.ExpertCalls);
+        Assert.Contains(new ShardKey(0, 1, 0, 1), fx.Host(0).Trainers.Keys);
+        var m = localTrainer.Optimizer.FirstMoment;
+        var cluster = (float[])trainer.Optimizers[0].FirstMoment.Clone();
+        for (int silo = 0; silo < 3; silo++)
+            foreach (var (key, shard) in fx.Host(silo).Trainers)
+                if (key.Version == 1) CopyMoments(local1, key, shard, cluster);
+        float moments = WorstRelative(local1.Arena, m, cluster);
+        Assert.True(moments <= GradientTolerance, $"the worst first moment differs by {moments:G3} of its tensor's largest magnitude; allowed {GradientTolerance}.");
+    }
+
+    [Fact]
     public async Task PerturbedShardFailsTheComparison()
     {
         var (local1, _, localTrainer) = LocalTrainer(Options, 1);
@@ -160,7 +185,7 @@ public sealed class ClusterTrainingTests(TrainingClusterFixture fx) : IClassFixt
         trainer.TrainStep();
         for (int silo = 0; silo < 3; silo++)
         {
-            var trainers = fx.Host(silo).Trainers;
+            var trainers = fx.Host(silo).Trainers.Where(t => t.Key.Version == fx.Plan.Version).ToDictionary();
             var expected = fx.Plan.Shards.Where(s => s.Silos[0] == TinyCluster.Silos[silo]).Select(s => new ShardKey(s.Layer, s.Shard, 0, fx.Plan.Version).ToString()).Order();
             Assert.Equal(expected, trainers.Keys.Select(k => k.ToString()).Order());
             foreach (var (key, shard) in trainers)
@@ -239,18 +264,22 @@ public sealed class ClusterTrainingTests(TrainingClusterFixture fx) : IClassFixt
         var m = (float[])trainer.Optimizers[0].FirstMoment.Clone();
         for (int silo = 0; silo < 3; silo++)
             foreach (var (key, shard) in fx.Host(silo).Trainers)
-            {
-                var bank = like.MoeLayers[key.Layer].Bank;
-                var to = ShardTrainer.Parameters(bank);
-                var from = ShardTrainer.Parameters(shard.Bank);
-                for (int p = 0; p < to.Length; p++)
-                {
-                    int each = to[p].Length / bank.Experts;
-                    for (int k = 0; k < shard.Experts.Length; k++)
-                        shard.Optimizer.FirstMoment.AsSpan(from[p].Offset + k * each, each).CopyTo(m.AsSpan(to[p].Offset + shard.Experts[k] * each, each));
-                }
-            }
+                if (key.Version == fx.Plan.Version) CopyMoments(like, key, shard, m);
         return m;
+    }
+
+    /// <summary>Writes <paramref name="shard"/>'s first moments into <paramref name="m"/>, laid out as <paramref name="like"/>'s arena.</summary>
+    private static void CopyMoments(MoeTransformer like, ShardKey key, ShardTrainer shard, float[] m)
+    {
+        var bank = like.MoeLayers[key.Layer].Bank;
+        var to = ShardTrainer.Parameters(bank);
+        var from = ShardTrainer.Parameters(shard.Bank);
+        for (int p = 0; p < to.Length; p++)
+        {
+            int each = to[p].Length / bank.Experts; // elements of one expert's slice
+            for (int k = 0; k < shard.Experts.Length; k++)
+                shard.Optimizer.FirstMoment.AsSpan(from[p].Offset + k * each, each).CopyTo(m.AsSpan(to[p].Offset + shard.Experts[k] * each, each));
+        }
     }
 
     /// <summary>max over parameter tensors of max|Δ| / max|expected|, for two arrays laid out as <paramref name="arena"/>: elementwise, in units of each tensor's scale.</summary>
