@@ -53,8 +53,18 @@ internal static class TrainingExpertFfn
         var xv = x.Span;
         var xsv = xs.Span;
         for (int r = 0; r < rows; r++) xv.Slice(a.RowToken[r] * d, d).CopyTo(xsv.Slice(r * d, d));
-        long handle = trainer.Forward(bank, xsv[..(rows * d)], a.ExpertOffsets, ys.Span[..(rows * d)]);
         bool tracked = tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad);
+        long handle = -1;
+        if (tracked) handle = trainer.Forward(bank, xsv[..(rows * d)], a.ExpertOffsets, ys.Span[..(rows * d)]);
+        else
+        {
+            // Nothing will call the backward, so the experts keep nothing; a lost expert still fails the step.
+            Span<bool> answered = bank.Experts <= 1024 ? stackalloc bool[bank.Experts] : new bool[bank.Experts]; // [E]
+            answered.Clear();
+            trainer.Run(bank, xsv[..(rows * d)], a.ExpertOffsets, ys.Span[..(rows * d)], answered);
+            for (int e = 0; e < bank.Experts; e++)
+                if (!answered[e] && a.Load(e) > 0) throw new InvalidOperationException($"ExpertBank {bank.Name}: expert {e} did not answer while training.");
+        }
         var y = tape.Output(tracked, x.RowCount, d);
         var yv = y.Span;
         var ysv = ys.Span;
