@@ -101,7 +101,8 @@ public sealed class MoeLayer : Module
         var assignment = ws.Assignment;
         assignment.Plan(r.TokenOffsets, dispatch);
         int degraded = 0;
-        var y = Bank.Runner is { } runner ? tape.RunnerExpertFfnForward(x, assignment, r.Weights, Bank, runner, out degraded)
+        var y = Bank.Runner is IExpertTrainer trainer && tape.IsRecording ? tape.TrainingExpertFfnForward(x, assignment, r.Weights, Bank, trainer)
+            : Bank.Runner is { } runner ? tape.RunnerExpertFfnForward(x, assignment, r.Weights, Bank, runner, out degraded)
             : Bank.IsStored ? tape.StoredExpertFfnForward(x, assignment, r.Weights, Bank) : tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = new int[Options.Experts]; // [E] kept by the statistics
         Balance.Counts(r, context.Mask, counts);
