@@ -10,11 +10,17 @@ public sealed partial class Tape
     {
         Shapes.LastDim("Rope", x, heads * table.HeadDim, $"input ({heads} heads of {table.HeadDim})");
         var y = Output(Tracks(x), x.Shape);
-        x.Span.CopyTo(y.Span);
-        Kernels.Rope.Apply(y.Span, heads, table, sequenceLength, positionOffset);
+        if (AbRope) Kernels.Rope.Apply(x.Span, y.Span, heads, table, sequenceLength, positionOffset);
+        else
+        {
+            x.Span.CopyTo(y.Span);
+            Kernels.Rope.ApplyReference(y.Span, y.Span, heads, table, sequenceLength, positionOffset);
+        }
         if (y.RequiresGrad) Record(new RopeNode(y, x, heads, table, sequenceLength, positionOffset));
         return y;
     }
+
+    internal static bool AbRope = true;
 
     private sealed class RopeNode(Tensor y, Tensor x, int heads, RopeTable table, int sequenceLength, int positionOffset) : Node(y)
     {
@@ -23,9 +29,14 @@ public sealed partial class Tape
         internal override void Backward(Tape tape)
         {
             // A rotation's adjoint is the opposite rotation.
+            if (AbRope)
+            {
+                Kernels.Rope.Apply(Output.Grad!.Span, tape.GradOf(x), heads, table, sequenceLength, positionOffset, inverse: true, accumulate: true);
+                return;
+            }
             var g = tape.Allocate(x.Length);
             Output.Grad!.Span.CopyTo(g.Span);
-            Kernels.Rope.Apply(g.Span, heads, table, sequenceLength, positionOffset, inverse: true);
+            Kernels.Rope.ApplyReference(g.Span, g.Span, heads, table, sequenceLength, positionOffset, inverse: true);
             TensorPrimitives.Add(tape.GradOf(x), g.Span, tape.GradOf(x));
         }
     }
