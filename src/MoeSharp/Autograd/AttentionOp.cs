@@ -22,17 +22,12 @@ public sealed partial class Tape
             throw new ArgumentException($"CausalAttention: queries {Shapes.Format(q.Shape)} and keys {Shapes.Format(k.Shape)} must both have {batch}·T rows.");
         var y = Output(IsRecording && (q.RequiresGrad || k.RequiresGrad || v.RequiresGrad || sinks is { RequiresGrad: true }), q.Shape);
         var lse = Allocate(batch, heads, t); // [B,H,T]
-        // Training takes the direct small-head kernels; inference keeps the blocked path its KV-cache steps share.
-        bool direct = AbDirectAttention && y.RequiresGrad && Attention.DirectApplies(shape, sinks is not null);
-        if (direct) Attention.ForwardDirect(q.Span, k.Span, v.Span, y.Span, lse.Span, shape);
-        else Attention.Forward(q.Span, k.Span, v.Span, y.Span, lse.Span, shape, sinks is null ? default : sinks.Span);
-        if (y.RequiresGrad) Record(new AttentionNode(y, q, k, v, sinks, lse, shape, direct));
+        Attention.Forward(q.Span, k.Span, v.Span, y.Span, lse.Span, shape, sinks is null ? default : sinks.Span);
+        if (y.RequiresGrad) Record(new AttentionNode(y, q, k, v, sinks, lse, shape));
         return y;
     }
 
-    internal static bool AbDirectAttention = true;
-
-    private sealed class AttentionNode(Tensor y, Tensor q, Tensor k, Tensor v, Tensor? sinks, Tensor lse, AttentionShape shape, bool direct) : Node(y)
+    private sealed class AttentionNode(Tensor y, Tensor q, Tensor k, Tensor v, Tensor? sinks, Tensor lse, AttentionShape shape) : Node(y)
     {
         public override string Op => "CausalAttention";
 
@@ -41,8 +36,7 @@ public sealed partial class Tape
             var dq = q.RequiresGrad ? tape.GradOf(q) : tape.AllocateZeroed(q.Length).Span;
             var dk = k.RequiresGrad ? tape.GradOf(k) : tape.AllocateZeroed(k.Length).Span;
             var dv = v.RequiresGrad ? tape.GradOf(v) : tape.AllocateZeroed(v.Length).Span;
-            if (direct) Attention.BackwardDirect(Output.Grad!.Span, q.Span, k.Span, v.Span, Output.Span, lse.Span, dq, dk, dv, shape);
-            else Attention.Backward(Output.Grad!.Span, q.Span, k.Span, v.Span, Output.Span, lse.Span, dq, dk, dv, shape);
+            Attention.Backward(Output.Grad!.Span, q.Span, k.Span, v.Span, Output.Span, lse.Span, dq, dk, dv, shape);
             if (sinks is { RequiresGrad: true })
                 Attention.SinkBackward(Output.Grad!.Span, Output.Span, lse.Span, sinks.Span, tape.GradOf(sinks), shape);
         }
