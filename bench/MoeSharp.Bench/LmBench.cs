@@ -101,10 +101,12 @@ internal static class LmBench
             var ids = Enumerable.Range(0, batch * config.Context).Select(_ => rng.NextInt(config.Vocab)).ToArray();
             var tape = new Tape();
             var times = new List<double>[2];
+            var cpu = new List<double>[2]; // process CPU ms per step: under foreign load it counts our work, not the wait for a core
             var ops = new Dictionary<string, List<double>>[2];
             for (int v = 0; v < 2; v++)
             {
                 times[v] = [];
+                cpu[v] = [];
                 ops[v] = [];
                 Set(v == 1);
                 for (int i = 0; i < 5; i++) Step(model, optimizer, tape, ids, ids, batch); // warm-up, each path JIT-compiled
@@ -117,6 +119,7 @@ internal static class LmBench
                     var profile = new OpProfile();
                     tape.Profile = profile;
                     double optimizerSeconds = 0;
+                    var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
                     var sw = Stopwatch.StartNew();
                     for (int i = 0; i < steps; i++)
                     {
@@ -129,6 +132,7 @@ internal static class LmBench
                         optimizerSeconds += Stopwatch.GetElapsedTime(t0).TotalSeconds;
                     }
                     times[v].Add(sw.Elapsed.TotalSeconds / steps * 1e3);
+                    cpu[v].Add((Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalMilliseconds / steps);
                     tape.Profile = null;
                     void Add(string op, double seconds)
                     {
@@ -147,6 +151,7 @@ internal static class LmBench
             static double Median(List<double> x) => x.Order().ElementAt(x.Count / 2);
             Console.WriteLine($"lm-ab preset={preset} threads={threads} switch={string.Join(',', names)} rounds={rounds} steps={steps}");
             Console.WriteLine($"  {"ms/step",-17} A {Stat(times[0])}  B {Stat(times[1])}  A/B {Median(times[0]) / Median(times[1]):F3}");
+            Console.WriteLine($"  {"cpu ms/step",-17} A {Stat(cpu[0])}  B {Stat(cpu[1])}  A/B {Median(cpu[0]) / Median(cpu[1]):F3}");
             foreach (var op in ops[0].Keys.OrderByDescending(o => Median(ops[0][o])))
                 if (ops[1].TryGetValue(op, out var b) && ops[0][op].Count == b.Count)
                     Console.WriteLine($"  {op,-17} A {Stat(ops[0][op])}  B {Stat(b)}  A/B {Median(ops[0][op]) / Math.Max(1e-9, Median(b)):F3}");
