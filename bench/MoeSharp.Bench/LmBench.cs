@@ -67,7 +67,6 @@ internal static class LmBench
     {
         ["adamw"] = on => AdamW.AbFused = on,
         ["rope"] = on => Tape.AbRope = on,
-        ["qkv"] = on => CausalSelfAttention.AbFusedQkv = on,
     };
 
     /// <summary>

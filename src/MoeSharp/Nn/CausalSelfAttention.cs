@@ -112,53 +112,10 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
     /// <summary>x [B·T, D] → [B·T, D], positions 0..T−1 in each sequence.</summary>
     public Tensor Forward(Tape tape, Tensor x, int batch, int seq)
     {
-        Tensor q, k, v;
-        if (tape.IsRecording && FusedQkvWeight() is { } qkvWeight)
-        {
-            // One product for the three projections: x is packed once, and the backward makes one dx and one dW product
-            // instead of three each. Each output element sums the same terms in the same order as its own projection.
-            var qkv = tape.Linear(x, qkvWeight); // [B·T, (H + 2·KVH)·hd]
-            int qWidth = Heads * HeadDim, kvWidth = KvHeads * HeadDim;
-            q = tape.Columns(qkv, 0, qWidth); // [B·T, H·hd]
-            k = tape.Columns(qkv, qWidth, kvWidth); // [B·T, KVH·hd]
-            v = tape.Columns(qkv, qWidth + kvWidth, kvWidth); // [B·T, KVH·hd]
-        }
-        else
-        {
-            q = Project(tape, Q, QNorm, x, Heads);
-            k = Project(tape, K, KNorm, x, KvHeads);
-            v = V.Forward(tape, x);
-        }
-        q = tape.Rope(q, Heads, Rope, seq); // [B·T, H·hd]
-        k = tape.Rope(k, KvHeads, Rope, seq); // [B·T, KVH·hd]
+        var q = tape.Rope(Project(tape, Q, QNorm, x, Heads), Heads, Rope, seq); // [B·T, H·hd]
+        var k = tape.Rope(Project(tape, K, KNorm, x, KvHeads), KvHeads, Rope, seq); // [B·T, KVH·hd]
+        var v = V.Forward(tape, x); // [B·T, KVH·hd]
         return O.Forward(tape, tape.CausalAttention(q, k, v, batch, Heads, KvHeads, HeadDim, Window, Sinks?.Value));
-    }
-
-    internal static bool AbFusedQkv = true;
-
-    private Tensor? _qkvWeight; // [(H + 2·KVH)·hd, D] view of q_proj, k_proj and v_proj's adjacent weights and gradients
-
-    /// <summary>
-    /// q_proj, k_proj and v_proj's weights as one [(H + 2·KVH)·hd, D] matrix, when the arena holds them one after
-    /// the other in fp32 with gradients alike and nothing comes between projection and RoPE (no biases, no q/k norm);
-    /// otherwise null. Its gradient is the same view of the gradient arena, so dW lands in the three parameters.
-    /// </summary>
-    private Tensor? FusedQkvWeight()
-    {
-        if (!AbFusedQkv || QNorm is not null || Q.Bias is not null || K.Bias is not null || V.Bias is not null) return null;
-        if (Q.Weight.Stored is not null || K.Weight.Stored is not null || V.Weight.Stored is not null) return null;
-        Tensor wq = Q.Weight.Value, wk = K.Weight.Value, wv = V.Weight.Value;
-        if (wk.Storage != wq.Storage || wv.Storage != wq.Storage || wk.Offset != wq.Offset + wq.Length || wv.Offset != wk.Offset + wk.Length)
-            return null;
-        if (wq.Grad is not { } gq || wk.Grad?.Storage != gq.Storage || wv.Grad?.Storage != gq.Storage || gq.Offset != wq.Offset
-            || wk.Grad.Offset != wk.Offset || wv.Grad.Offset != wv.Offset)
-            return null;
-        if (wq.RequiresGrad != wk.RequiresGrad || wq.RequiresGrad != wv.RequiresGrad) return null;
-        int rows = wq.Dim(0) + wk.Dim(0) + wv.Dim(0), dim = wq.Dim(1);
-        if (_qkvWeight is null || _qkvWeight.Storage != wq.Storage || _qkvWeight.Grad!.Storage != gq.Storage)
-            _qkvWeight = new Tensor(wq.Storage, wq.Offset, rows, dim) { Grad = new Tensor(gq.Storage, gq.Offset, rows, dim) };
-        _qkvWeight.RequiresGrad = wq.RequiresGrad;
-        return _qkvWeight;
     }
 
     /// <summary>
