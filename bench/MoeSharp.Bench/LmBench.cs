@@ -67,6 +67,7 @@ internal static class LmBench
     {
         ["adamw"] = on => AdamW.AbFused = on,
         ["rope"] = on => Tape.AbRope = on,
+        ["freshgrad"] = on => Tape.AbFreshGrad = on,
     };
 
     /// <summary>

@@ -31,7 +31,8 @@ public sealed partial class Tape
             // A rotation's adjoint is the opposite rotation.
             if (AbRope)
             {
-                Kernels.Rope.Apply(Output.Grad!.Span, tape.GradOf(x), heads, table, sequenceLength, positionOffset, inverse: true, accumulate: true);
+                var dx = tape.GradForWrite(x, out bool overwrite);
+                Kernels.Rope.Apply(Output.Grad!.Span, dx, heads, table, sequenceLength, positionOffset, inverse: true, accumulate: !overwrite);
                 return;
             }
             var g = tape.Allocate(x.Length);
