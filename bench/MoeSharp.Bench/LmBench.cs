@@ -62,13 +62,12 @@ internal static class LmBench
         return 0;
     }
 
-    /// <summary>The internal switches between an old path (false) and its replacement (true), for `lm-ab`.</summary>
-    private static readonly Dictionary<string, Action<bool>> Switches = new()
-    {
-        ["adamw"] = on => AdamW.AbFused = on,
-        ["rope"] = on => Tape.AbRope = on,
-        ["freshgrad"] = on => Tape.AbFreshGrad = on,
-    };
+    /// <summary>
+    /// The internal switches between an old path (false) and its replacement (true) that `lm-ab` toggles. A change
+    /// under measurement adds its switch here and both paths stay callable until it is kept or dropped; with none
+    /// listed, `lm-ab` runs A against A and shows the noise floor.
+    /// </summary>
+    private static readonly Dictionary<string, Action<bool>> Switches = [];
 
     /// <summary>
     /// `lm-ab --switch NAME[,NAME] [--preset mixtral] [--threads 2] [--rounds 9] [--steps 8]`: the training step with
@@ -84,7 +83,13 @@ internal static class LmBench
             return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         }
         string preset = Arg("--preset", "mixtral");
-        var names = Arg("--switch", string.Join(',', Switches.Keys)).Split(',');
+        var names = Arg("--switch", string.Join(',', Switches.Keys)).Split(',', StringSplitOptions.RemoveEmptyEntries);
+        foreach (string n in names)
+            if (!Switches.ContainsKey(n))
+            {
+                Console.Error.WriteLine($"lm-ab: unknown --switch '{n}'; expected one of: {(Switches.Count == 0 ? "(none under test)" : string.Join(", ", Switches.Keys))}.");
+                return 2;
+            }
         int rounds = int.Parse(Arg("--rounds", "9")), steps = int.Parse(Arg("--steps", "8"));
         void Set(bool on)
         {

@@ -10,17 +10,10 @@ public sealed partial class Tape
     {
         Shapes.LastDim("Rope", x, heads * table.HeadDim, $"input ({heads} heads of {table.HeadDim})");
         var y = Output(Tracks(x), x.Shape);
-        if (AbRope) Kernels.Rope.Apply(x.Span, y.Span, heads, table, sequenceLength, positionOffset);
-        else
-        {
-            x.Span.CopyTo(y.Span);
-            Kernels.Rope.ApplyReference(y.Span, y.Span, heads, table, sequenceLength, positionOffset);
-        }
+        Kernels.Rope.Apply(x.Span, y.Span, heads, table, sequenceLength, positionOffset);
         if (y.RequiresGrad) Record(new RopeNode(y, x, heads, table, sequenceLength, positionOffset));
         return y;
     }
-
-    internal static bool AbRope = true;
 
     private sealed class RopeNode(Tensor y, Tensor x, int heads, RopeTable table, int sequenceLength, int positionOffset) : Node(y)
     {
@@ -28,17 +21,9 @@ public sealed partial class Tape
 
         internal override void Backward(Tape tape)
         {
-            // A rotation's adjoint is the opposite rotation.
-            if (AbRope)
-            {
-                var dx = tape.GradForWrite(x, out bool overwrite);
-                Kernels.Rope.Apply(Output.Grad!.Span, dx, heads, table, sequenceLength, positionOffset, inverse: true, accumulate: !overwrite);
-                return;
-            }
-            var g = tape.Allocate(x.Length);
-            Output.Grad!.Span.CopyTo(g.Span);
-            Kernels.Rope.ApplyReference(g.Span, g.Span, heads, table, sequenceLength, positionOffset, inverse: true);
-            TensorPrimitives.Add(tape.GradOf(x), g.Span, tape.GradOf(x));
+            // A rotation's adjoint is the opposite rotation, written (or added) straight into dx.
+            var dx = tape.GradForWrite(x, out bool overwrite);
+            Kernels.Rope.Apply(Output.Grad!.Span, dx, heads, table, sequenceLength, positionOffset, inverse: true, accumulate: !overwrite);
         }
     }
 }

@@ -119,15 +119,13 @@ public sealed partial class Tape
     /// </summary>
     internal Span<float> GradForWrite(Tensor t, out bool overwrite)
     {
-        overwrite = t.Grad is null && AbFreshGrad;
+        overwrite = t.Grad is null;
         if (!overwrite) return GradOf(t);
         var g = Allocate(t.Shape);
         t.Grad = g;
         _gradHolders.Add(t);
         return g.Span;
     }
-
-    internal static bool AbFreshGrad = true;
 
     /// <summary>Back-propagates d(loss)/d(loss) = 1 through every recorded op, newest first.</summary>
     public void Backward(Tensor loss)

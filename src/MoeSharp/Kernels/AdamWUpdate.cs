@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace MoeSharp.Kernels;
 
 /// <summary>
-/// The per-step constants of one AdamW update (see <c>Nn.AdamW</c>): moment decays β₁, β₂ and their complements,
+/// The per-step constants of one AdamW update (the optimizer in the modules layer): moment decays β₁, β₂ and their complements,
 /// 1/√(1−β₂ᵗ), ε, the step lr/(1−β₁ᵗ) and the decay factor keep = 1 − lr·λ (1 for parameters without decay).
 /// </summary>
 internal readonly record struct AdamWStep(float Beta1, float Beta2, float Eps, float StepSize, float InvSqrtBc2, float Keep);

@@ -68,7 +68,6 @@ public sealed class AdamW : IOptimizer
     /// <inheritdoc/>
     public void Step(float lr)
     {
-        if (!AbFused) { StepUnfused(lr); return; }
         Steps++;
         double bc1 = 1 - Math.Pow(Beta1, Steps), bc2 = 1 - Math.Pow(Beta2, Steps);
         float stepSize = (float)(lr / bc1), sqrtBc2 = (float)Math.Sqrt(bc2);
@@ -87,49 +86,6 @@ public sealed class AdamW : IOptimizer
         }
         // Elementwise, so the split over threads cannot change a single bit.
         Workers.For(chunks, new UpdateItem(values, grads, _m, _v, _chunks, decayed, plain));
-    }
-
-    internal static bool AbFused = true;
-
-    private void StepUnfused(float lr)
-    {
-        Steps++;
-        double bc1 = 1 - Math.Pow(Beta1, Steps), bc2 = 1 - Math.Pow(Beta2, Steps);
-        float stepSize = (float)(lr / bc1), sqrtBc2 = (float)Math.Sqrt(bc2);
-        var values = _arena.Values;
-        var grads = _arena.Grads;
-        var parameters = _arena.Parameters;
-        for (int pi = 0; pi < parameters.Count; pi++)
-        {
-            var p = parameters[pi];
-            if (!p.Trainable) continue;
-            float keep = _decay[pi] ? 1 - lr * WeightDecay : 1;
-            Update(values.AsSpan(p.Offset, p.Length), grads.AsSpan(p.Offset, p.Length),
-                _m.AsSpan(p.Offset, p.Length), _v.AsSpan(p.Offset, p.Length), keep, stepSize, sqrtBc2);
-        }
-    }
-
-    private void Update(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float keep, float stepSize, float sqrtBc2)
-    {
-        const int chunk = 256;
-        Span<float> t = stackalloc float[chunk];
-        for (int i = 0; i < p.Length; i += chunk)
-        {
-            int n = Math.Min(chunk, p.Length - i);
-            ReadOnlySpan<float> gc = g.Slice(i, n);
-            Span<float> pc = p.Slice(i, n), mc = m.Slice(i, n), vc = v.Slice(i, n), tc = t[..n];
-            TensorPrimitives.Multiply(mc, Beta1, mc);
-            TensorPrimitives.MultiplyAdd(gc, 1 - Beta1, mc, mc);
-            TensorPrimitives.Multiply(gc, gc, tc);
-            TensorPrimitives.Multiply(vc, Beta2, vc);
-            TensorPrimitives.MultiplyAdd(tc, 1 - Beta2, vc, vc);
-            TensorPrimitives.Sqrt(vc, tc);
-            TensorPrimitives.Multiply(tc, 1 / sqrtBc2, tc);
-            TensorPrimitives.Add(tc, Eps, tc);
-            TensorPrimitives.Divide(mc, tc, tc);
-            TensorPrimitives.Multiply(tc, -stepSize, tc);
-            TensorPrimitives.FusedMultiplyAdd(pc, keep, tc, pc);
-        }
     }
 
     /// <summary>Elements per work item: four 64 KiB streams (p, g, m, v), a few hundred items for a small LM.</summary>
