@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Tests.Kernels;
@@ -125,58 +124,6 @@ public class ElementwiseKernelTests
         Norms.RmsBackward(dy, x, w, rstd, written, dwWritten, new float[2 * d], d, accumulate: false);
         Numerics.BitwiseEqual(added, written, "dx");
         Numerics.BitwiseEqual(dwAdded, dwWritten, "dw");
-    }
-
-    /// <summary>
-    /// RMSNorm forward and backward past the parallel threshold (300 rows of 130: row blocks with a short last one,
-    /// dw column blocks with a scalar tail) against the row-at-a-time composition the kernel had before it was split,
-    /// bitwise (tolerance 0: every element keeps its roundings and summation order), on one and two threads.
-    /// </summary>
-    [Fact]
-    public void RmsNormSplitOverThreadsEqualsTheRowAtATimeComposition()
-    {
-        const int d = 130, rows = 300;
-        var x = Numerics.Random(rows * d, 1);
-        var w = Numerics.Random(d, 2);
-        var dy = Numerics.Random(rows * d, 3);
-        var dx0 = Numerics.Random(rows * d, 4);
-        var dw0 = Numerics.Random(d, 5);
-        var y = new float[rows * d];
-        var rstd = new float[rows];
-        var dx = (float[])dx0.Clone();
-        var dw = (float[])dw0.Clone();
-        var g = new float[d];
-        var t = new float[d];
-        for (int r = 0; r < rows; r++)
-        {
-            var xr = x.AsSpan(r * d, d);
-            var dyr = dy.AsSpan(r * d, d);
-            float s = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xr) / d + 1e-5f);
-            rstd[r] = s;
-            TensorPrimitives.Multiply(xr, s, y.AsSpan(r * d, d));
-            TensorPrimitives.Multiply(y.AsSpan(r * d, d), w, y.AsSpan(r * d, d));
-            TensorPrimitives.Multiply(dyr, w, g);
-            float dot = TensorPrimitives.Dot(g, xr) * s / d;
-            TensorPrimitives.Multiply(dyr, xr, t);
-            TensorPrimitives.MultiplyAdd(t, s, dw, dw);
-            var dxr = dx.AsSpan(r * d, d);
-            TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
-            TensorPrimitives.MultiplyAdd(xr, -(s * s * dot), dxr, dxr);
-        }
-        foreach (int threads in new[] { 1, 2 })
-        {
-            using var limit = Parallelism.Limit(threads);
-            var yk = new float[rows * d];
-            var rk = new float[rows];
-            Norms.RmsForward(x, w, yk, rk, d, 1e-5f);
-            var dxk = (float[])dx0.Clone();
-            var dwk = (float[])dw0.Clone();
-            Norms.RmsBackward(dy, x, w, rk, dxk, dwk, new float[2 * d], d);
-            Numerics.BitwiseEqual(y, yk, $"y, {threads} threads");
-            Numerics.BitwiseEqual(rstd, rk, $"rstd, {threads} threads");
-            Numerics.BitwiseEqual(dx, dxk, $"dx, {threads} threads");
-            Numerics.BitwiseEqual(dw, dwk, $"dw, {threads} threads");
-        }
     }
 
     [Fact]
