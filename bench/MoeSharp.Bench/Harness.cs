@@ -15,6 +15,7 @@ internal static class Harness
         ["peak"] = _ => { FmaPeak.Report(); return 0; },
         ["lm-profile"] = LmBench.Profile,
         ["lm"] = LmBench.Run,
+        ["lm-ab"] = LmBench.Ab,
         ["attention"] = AttentionBench.Run,
         ["moe"] = MoeBench.Run,
         ["moe-ab"] = MoeAbBench.Run,

@@ -51,8 +51,16 @@ public sealed partial class Tape
         internal override void Backward(Tape tape)
         {
             var dy = Output.Grad!.Span;
-            if (a.RequiresGrad) TensorPrimitives.Add(tape.GradOf(a), dy, tape.GradOf(a));
-            if (b.RequiresGrad) TensorPrimitives.Add(tape.GradOf(b), dy, tape.GradOf(b));
+            // a and b may be one tensor: then the first call makes its gradient and the second adds to it.
+            if (a.RequiresGrad) CopyOrAdd(tape, a, dy);
+            if (b.RequiresGrad) CopyOrAdd(tape, b, dy);
+        }
+
+        private static void CopyOrAdd(Tape tape, Tensor t, ReadOnlySpan<float> dy)
+        {
+            var g = tape.GradForWrite(t, out bool overwrite);
+            if (overwrite) dy.CopyTo(g);
+            else TensorPrimitives.Add(g, dy, g);
         }
     }
 

@@ -34,7 +34,11 @@ public sealed partial class Tape
         {
             int outF = w.Dim(0), inF = w.Dim(1), n = x.RowCount;
             var dy = Output.Grad!.Span; // [N,out]
-            if (x.RequiresGrad) Gemm.Multiply(dy, w.Span, tape.GradOf(x), n, inF, outF, accumulate: true); // dx += dy·W
+            if (x.RequiresGrad)
+            {
+                var dx = tape.GradForWrite(x, out bool overwrite);
+                Gemm.Multiply(dy, w.Span, dx, n, inF, outF, accumulate: !overwrite); // dx (+)= dy·W
+            }
             if (w.RequiresGrad) Gemm.Multiply(dy, x.Span, tape.GradOf(w), outF, inF, n, transA: true, accumulate: true); // dW += dyᵀ·x
             if (b is { RequiresGrad: true })
             {

@@ -40,9 +40,10 @@ public sealed partial class Tape
             int d = w.Length;
             var scratch = tape.Allocate(2 * d); // [2D]
             // Gradients the caller does not need land in scratch buffers; the kernel always writes both.
-            var dx = x.RequiresGrad ? tape.GradOf(x) : tape.Allocate(x.Length).Span;
+            bool overwrite = true;
+            var dx = x.RequiresGrad ? tape.GradForWrite(x, out overwrite) : tape.Allocate(x.Length).Span;
             var dw = w.RequiresGrad ? tape.GradOf(w) : tape.AllocateZeroed(d).Span;
-            Norms.RmsBackward(Output.Grad!.Span, x.Span, w.Span, rstd.Span, dx, dw, scratch.Span, d);
+            Norms.RmsBackward(Output.Grad!.Span, x.Span, w.Span, rstd.Span, dx, dw, scratch.Span, d, accumulate: !overwrite);
         }
     }
 

@@ -10,8 +10,7 @@ public sealed partial class Tape
     {
         Shapes.LastDim("Rope", x, heads * table.HeadDim, $"input ({heads} heads of {table.HeadDim})");
         var y = Output(Tracks(x), x.Shape);
-        x.Span.CopyTo(y.Span);
-        Kernels.Rope.Apply(y.Span, heads, table, sequenceLength, positionOffset);
+        Kernels.Rope.Apply(x.Span, y.Span, heads, table, sequenceLength, positionOffset);
         if (y.RequiresGrad) Record(new RopeNode(y, x, heads, table, sequenceLength, positionOffset));
         return y;
     }
@@ -22,11 +21,9 @@ public sealed partial class Tape
 
         internal override void Backward(Tape tape)
         {
-            // A rotation's adjoint is the opposite rotation.
-            var g = tape.Allocate(x.Length);
-            Output.Grad!.Span.CopyTo(g.Span);
-            Kernels.Rope.Apply(g.Span, heads, table, sequenceLength, positionOffset, inverse: true);
-            TensorPrimitives.Add(tape.GradOf(x), g.Span, tape.GradOf(x));
+            // A rotation's adjoint is the opposite rotation, written (or added) straight into dx.
+            var dx = tape.GradForWrite(x, out bool overwrite);
+            Kernels.Rope.Apply(Output.Grad!.Span, dx, heads, table, sequenceLength, positionOffset, inverse: true, accumulate: !overwrite);
         }
     }
 }

@@ -111,6 +111,22 @@ public sealed partial class Tape
         return t.Grad.Span;
     }
 
+    /// <summary>
+    /// The gradient buffer of <paramref name="t"/> for an op that writes every element of it. On the first
+    /// contribution the buffer is new and left uncleared, and <paramref name="overwrite"/> tells the op to write rather
+    /// than add: y + 0 = y, so the values are those of clearing and adding, without a pass over the buffer to clear it
+    /// (only a zero's sign may differ). Later contributions get the buffer to add into, as <see cref="GradOf"/>.
+    /// </summary>
+    internal Span<float> GradForWrite(Tensor t, out bool overwrite)
+    {
+        overwrite = t.Grad is null;
+        if (!overwrite) return GradOf(t);
+        var g = Allocate(t.Shape);
+        t.Grad = g;
+        _gradHolders.Add(t);
+        return g.Span;
+    }
+
     /// <summary>Back-propagates d(loss)/d(loss) = 1 through every recorded op, newest first.</summary>
     public void Backward(Tensor loss)
     {

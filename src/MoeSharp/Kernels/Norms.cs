@@ -22,11 +22,11 @@ internal static class Norms
     }
 
     /// <summary>
-    /// With x̂ = x·rstd: dw += Σ_rows dy·x̂; dx += rstd·(dy·w − x̂·mean(dy·w·x̂)).
-    /// <paramref name="scratch"/> holds two rows [2D].
+    /// With x̂ = x·rstd: dw += Σ_rows dy·x̂; dx += rstd·(dy·w − x̂·mean(dy·w·x̂)), or dx = … when not
+    /// <paramref name="accumulate"/> (dx's old contents are then never read). <paramref name="scratch"/> holds two rows [2D].
     /// </summary>
     public static void RmsBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> rstd,
-        Span<float> dx, Span<float> dw, Span<float> scratch, int d)
+        Span<float> dx, Span<float> dw, Span<float> scratch, int d, bool accumulate = true)
     {
         var g = scratch[..d];          // [D] dy·w
         var t = scratch.Slice(d, d);   // [D] dy·x
@@ -41,7 +41,8 @@ internal static class Norms
             TensorPrimitives.MultiplyAdd(t, s, dw, dw); // dw += dy·x̂
             // dx += s·(g − x̂·dot) = s·g − x·(s²·dot)
             var dxr = dx.Slice(r * d, d);
-            TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
+            if (accumulate) TensorPrimitives.MultiplyAdd(g, s, dxr, dxr);
+            else TensorPrimitives.Multiply(g, s, dxr);
             TensorPrimitives.MultiplyAdd(xr, -(s * s * dot), dxr, dxr);
         }
     }

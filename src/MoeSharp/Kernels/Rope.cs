@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace MoeSharp.Kernels;
 
 /// <summary>Which elements of a head RoPE rotates together.</summary>
@@ -130,33 +134,124 @@ internal static class Rope
     /// <paramref name="sequenceLength"/>. <paramref name="inverse"/> turns the other way, which is the backward (a
     /// rotation by −angle scaled by the same magnitude: the transpose of the forward's scaled rotation).
     /// </summary>
-    public static void Apply(Span<float> x, int heads, RopeTable table, int sequenceLength, int positionOffset, bool inverse = false)
+    public static void Apply(Span<float> x, int heads, RopeTable table, int sequenceLength, int positionOffset, bool inverse = false) =>
+        Apply(x, x, heads, table, sequenceLength, positionOffset, inverse);
+
+    /// <summary>
+    /// y = rot(x), or y += rot(x) with <paramref name="accumulate"/>, for x and y [rows, heads·hd], which may be the
+    /// same span (each pair is read whole before it is written). Rows and positions as in the in-place overload.
+    /// The half-rotate layout runs on vectors; each lane does the scalar twin's arithmetic, so results are bitwise
+    /// those of <see cref="ApplyReference"/>.
+    /// </summary>
+    public static void Apply(ReadOnlySpan<float> x, Span<float> y, int heads, RopeTable table, int sequenceLength, int positionOffset,
+        bool inverse = false, bool accumulate = false)
     {
         int hd = table.HeadDim, half = hd / 2, width = heads * hd;
+        int rows = Check(x, y, width, table, sequenceLength, positionOffset);
+        float sign = inverse ? -1f : 1f;
+        bool halfRotate = table.Style == RopeStyle.HalfRotate;
+        int vector = !halfRotate ? 0 :
+            Vector512.IsHardwareAccelerated ? Vector512<float>.Count :
+            Vector256.IsHardwareAccelerated ? Vector256<float>.Count : 0;
+        int vectorEnd = vector == 0 ? 0 : half - half % vector; // pairs [0, vectorEnd) on vectors, the rest scalar
+        ref float cos0 = ref MemoryMarshal.GetArrayDataReference(table.Cos);
+        ref float sin0 = ref MemoryMarshal.GetArrayDataReference(table.Sin);
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref float y0 = ref MemoryMarshal.GetReference(y);
+        for (int r = 0; r < rows; r++)
+        {
+            int p = positionOffset + r % sequenceLength;
+            ref float cos = ref Unsafe.Add(ref cos0, p * half);
+            ref float sin = ref Unsafe.Add(ref sin0, p * half);
+            for (int h = 0; h < heads; h++)
+            {
+                int at = r * width + h * hd;
+                ref float xh = ref Unsafe.Add(ref x0, at);
+                ref float yh = ref Unsafe.Add(ref y0, at);
+                if (vector == Vector512<float>.Count)
+                    for (int i = 0; i < vectorEnd; i += vector)
+                    {
+                        var c = Vector512.LoadUnsafe(ref cos, (nuint)i);
+                        var s = Vector512.LoadUnsafe(ref sin, (nuint)i) * sign;
+                        var x1 = Vector512.LoadUnsafe(ref xh, (nuint)i);
+                        var x2 = Vector512.LoadUnsafe(ref xh, (nuint)(i + half));
+                        var y1 = x1 * c - x2 * s;
+                        var y2 = x1 * s + x2 * c;
+                        if (accumulate)
+                        {
+                            y1 = Vector512.LoadUnsafe(ref yh, (nuint)i) + y1;
+                            y2 = Vector512.LoadUnsafe(ref yh, (nuint)(i + half)) + y2;
+                        }
+                        y1.StoreUnsafe(ref yh, (nuint)i);
+                        y2.StoreUnsafe(ref yh, (nuint)(i + half));
+                    }
+                else if (vector == Vector256<float>.Count)
+                    for (int i = 0; i < vectorEnd; i += vector)
+                    {
+                        var c = Vector256.LoadUnsafe(ref cos, (nuint)i);
+                        var s = Vector256.LoadUnsafe(ref sin, (nuint)i) * sign;
+                        var x1 = Vector256.LoadUnsafe(ref xh, (nuint)i);
+                        var x2 = Vector256.LoadUnsafe(ref xh, (nuint)(i + half));
+                        var y1 = x1 * c - x2 * s;
+                        var y2 = x1 * s + x2 * c;
+                        if (accumulate)
+                        {
+                            y1 = Vector256.LoadUnsafe(ref yh, (nuint)i) + y1;
+                            y2 = Vector256.LoadUnsafe(ref yh, (nuint)(i + half)) + y2;
+                        }
+                        y1.StoreUnsafe(ref yh, (nuint)i);
+                        y2.StoreUnsafe(ref yh, (nuint)(i + half));
+                    }
+                RotatePairs(ref xh, ref yh, ref cos, ref sin, vectorEnd, half, halfRotate, sign, accumulate);
+            }
+        }
+    }
+
+    /// <summary>The scalar twin of <see cref="Apply(ReadOnlySpan{float}, Span{float}, int, RopeTable, int, int, bool, bool)"/>.</summary>
+    public static void ApplyReference(ReadOnlySpan<float> x, Span<float> y, int heads, RopeTable table, int sequenceLength, int positionOffset,
+        bool inverse = false, bool accumulate = false)
+    {
+        int hd = table.HeadDim, half = hd / 2, width = heads * hd;
+        int rows = Check(x, y, width, table, sequenceLength, positionOffset);
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref float y0 = ref MemoryMarshal.GetReference(y);
+        for (int r = 0; r < rows; r++)
+        {
+            int p = positionOffset + r % sequenceLength;
+            for (int h = 0; h < heads; h++)
+                RotatePairs(ref Unsafe.Add(ref x0, r * width + h * hd), ref Unsafe.Add(ref y0, r * width + h * hd),
+                    ref table.Cos[p * half], ref table.Sin[p * half], 0, half, table.Style == RopeStyle.HalfRotate, inverse ? -1f : 1f, accumulate);
+        }
+    }
+
+    private static int Check(ReadOnlySpan<float> x, Span<float> y, int width, RopeTable table, int sequenceLength, int positionOffset)
+    {
+        if (x.Length != y.Length || x.Length % width != 0)
+            throw new ArgumentException($"RoPE: input ({x.Length}) and output ({y.Length}) must be the same whole number of {width}-wide rows.");
         int rows = x.Length / width;
         if (positionOffset + Math.Min(rows, sequenceLength) > table.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(positionOffset),
                 $"RoPE position {positionOffset + Math.Min(rows, sequenceLength) - 1} exceeds the table's {table.MaxPositions} positions.");
-        float sign = inverse ? -1f : 1f;
-        // Pair (lo + i·step, lo + i·step + gap): HalfRotate has step 1, gap hd/2; Interleaved has step 2, gap 1.
-        int step = table.Style == RopeStyle.HalfRotate ? 1 : 2;
-        int gap = table.Style == RopeStyle.HalfRotate ? half : 1;
-        for (int r = 0; r < rows; r++)
+        return rows;
+    }
+
+    /// <summary>Pairs [from, half) of one head. Pair i is (a, a + gap) with a = i·step: half-rotate has step 1, gap hd/2; interleaved step 2, gap 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RotatePairs(ref float x, ref float y, ref float cos, ref float sin, int from, int half, bool halfRotate, float sign, bool accumulate)
+    {
+        int step = halfRotate ? 1 : 2, gap = halfRotate ? half : 1;
+        for (int i = from; i < half; i++)
         {
-            int p = positionOffset + r % sequenceLength;
-            var cos = table.Cos.AsSpan(p * half, half);
-            var sin = table.Sin.AsSpan(p * half, half);
-            for (int h = 0; h < heads; h++)
+            int a = i * step, b = a + gap;
+            float x1 = Unsafe.Add(ref x, a), x2 = Unsafe.Add(ref x, b), c = Unsafe.Add(ref cos, i), s = sign * Unsafe.Add(ref sin, i);
+            float y1 = x1 * c - x2 * s, y2 = x1 * s + x2 * c;
+            if (accumulate)
             {
-                var head = x.Slice(r * width + h * hd, hd);
-                for (int i = 0; i < half; i++)
-                {
-                    int a = i * step, b = a + gap;
-                    float x1 = head[a], x2 = head[b], c = cos[i], s = sign * sin[i];
-                    head[a] = x1 * c - x2 * s;
-                    head[b] = x1 * s + x2 * c;
-                }
+                y1 = Unsafe.Add(ref y, a) + y1;
+                y2 = Unsafe.Add(ref y, b) + y2;
             }
+            Unsafe.Add(ref y, a) = y1;
+            Unsafe.Add(ref y, b) = y2;
         }
     }
 }

@@ -1,3 +1,5 @@
+using MoeSharp.Kernels;
+
 namespace MoeSharp.Nn;
 
 /// <summary>Updates an arena's trainable parameters from its gradients, walking the flat buffers.</summary>
@@ -23,6 +25,7 @@ public sealed class AdamW : IOptimizer
     private readonly ParameterArena _arena;
     private readonly float[] _m, _v; // [total] first and second moments
     private readonly bool[] _decay;  // per parameter
+    private readonly Segment[] _chunks; // the trainable parameters cut into work items, refilled each step
 
     /// <param name="decayAll">Decay every parameter (as torch.optim.AdamW over model.parameters()); otherwise only matrices, as nanoGPT does.</param>
     public AdamW(ParameterArena arena, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0.1f, bool decayAll = false)
@@ -38,6 +41,9 @@ public sealed class AdamW : IOptimizer
         _m = new float[arena.Length];
         _v = new float[arena.Length];
         _decay = arena.Parameters.Select(p => decayAll || p.Shape.Length >= 2).ToArray();
+        int chunks = 0;
+        foreach (var p in arena.Parameters) chunks += (p.Length + Chunk - 1) / Chunk;
+        _chunks = new Segment[chunks];
     }
 
     /// <summary>First-moment decay β₁.</summary>
@@ -65,40 +71,35 @@ public sealed class AdamW : IOptimizer
         Steps++;
         double bc1 = 1 - Math.Pow(Beta1, Steps), bc2 = 1 - Math.Pow(Beta2, Steps);
         float stepSize = (float)(lr / bc1), sqrtBc2 = (float)Math.Sqrt(bc2);
+        var decayed = new AdamWStep(Beta1, Beta2, Eps, stepSize, 1 / sqrtBc2, 1 - lr * WeightDecay);
+        var plain = decayed with { Keep = 1 };
         var values = _arena.Values;
         var grads = _arena.Grads;
         var parameters = _arena.Parameters;
+        int chunks = 0;
         for (int pi = 0; pi < parameters.Count; pi++)
         {
             var p = parameters[pi];
             if (!p.Trainable) continue;
-            float keep = _decay[pi] ? 1 - lr * WeightDecay : 1;
-            Update(values.AsSpan(p.Offset, p.Length), grads.AsSpan(p.Offset, p.Length),
-                _m.AsSpan(p.Offset, p.Length), _v.AsSpan(p.Offset, p.Length), keep, stepSize, sqrtBc2);
+            for (int at = 0; at < p.Length; at += Chunk)
+                _chunks[chunks++] = new Segment(p.Offset + at, Math.Min(Chunk, p.Length - at), _decay[pi]);
         }
+        // Elementwise, so the split over threads cannot change a single bit.
+        Workers.For(chunks, new UpdateItem(values, grads, _m, _v, _chunks, decayed, plain));
     }
 
-    /// <summary>The update over one parameter's spans, in stack-sized chunks so each pass stays in L1.</summary>
-    private void Update(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float keep, float stepSize, float sqrtBc2)
+    /// <summary>Elements per work item: four 64 KiB streams (p, g, m, v), a few hundred items for a small LM.</summary>
+    private const int Chunk = 16384;
+
+    private readonly record struct Segment(int Offset, int Length, bool Decay);
+
+    private readonly struct UpdateItem(float[] values, float[] grads, float[] m, float[] v, Segment[] chunks, AdamWStep decayed, AdamWStep plain) : IWorkItem
     {
-        const int chunk = 256;
-        Span<float> t = stackalloc float[chunk]; // [chunk] scratch
-        for (int i = 0; i < p.Length; i += chunk)
+        public void Invoke(int index)
         {
-            int n = Math.Min(chunk, p.Length - i);
-            ReadOnlySpan<float> gc = g.Slice(i, n);
-            Span<float> pc = p.Slice(i, n), mc = m.Slice(i, n), vc = v.Slice(i, n), tc = t[..n];
-            TensorPrimitives.Multiply(mc, Beta1, mc);
-            TensorPrimitives.MultiplyAdd(gc, 1 - Beta1, mc, mc);      // m ← β₁m + (1−β₁)g
-            TensorPrimitives.Multiply(gc, gc, tc);
-            TensorPrimitives.Multiply(vc, Beta2, vc);
-            TensorPrimitives.MultiplyAdd(tc, 1 - Beta2, vc, vc);      // v ← β₂v + (1−β₂)g²
-            TensorPrimitives.Sqrt(vc, tc);
-            TensorPrimitives.Multiply(tc, 1 / sqrtBc2, tc);
-            TensorPrimitives.Add(tc, Eps, tc);                         // √v̂ + ε
-            TensorPrimitives.Divide(mc, tc, tc);
-            TensorPrimitives.Multiply(tc, -stepSize, tc);
-            TensorPrimitives.FusedMultiplyAdd(pc, keep, tc, pc);      // p ← p·keep − step·m/(√v̂ + ε)
+            var c = chunks[index];
+            AdamWUpdate.Apply(values.AsSpan(c.Offset, c.Length), grads.AsSpan(c.Offset, c.Length), m.AsSpan(c.Offset, c.Length),
+                v.AsSpan(c.Offset, c.Length), c.Decay ? decayed : plain);
         }
     }
 }

@@ -36,6 +36,23 @@ public class OpGradientTests
     public void RmsNorm() => GradCheck.Run("RmsNorm", (t, x) => t.RmsNorm(x[0], x[1], 1e-5f),
         [R(1, 2, 6, 9), R(2, 1, 9)], eps: 1e-2f, rtol: 2e-3f, atol: 2e-4f);
 
+    /// <summary>
+    /// One input feeding every op whose backward writes a fresh gradient instead of clearing and adding (Add, both
+    /// operands the same tensor; Linear; RmsNorm; RoPE), in both orders of first contribution, against finite
+    /// differences: ε 1e-2, rtol 2e-3, atol 2e-4 as the single ops.
+    /// </summary>
+    [Fact]
+    public void GradientsWrittenFreshStillSumOverConsumers()
+    {
+        var table = new MoeSharp.Kernels.RopeTable(4, 3, 1e4f, MoeSharp.Kernels.RopeStyle.HalfRotate);
+        GradCheck.Run("fresh gradients", (t, x) =>
+        {
+            var twice = t.Add(x[0], x[0]); // [6, 8]
+            var h = t.Add(t.Linear(twice, x[1]), t.RmsNorm(x[0], x[2], 1e-5f));
+            return t.Add(t.Rope(h, 2, table, 3), t.Linear(x[0], x[1]));
+        }, [R(1, 1, 6, 8), R(2, 0.3f, 8, 8), R(3, 1, 8)], eps: 1e-2f, rtol: 2e-3f, atol: 2e-4f);
+    }
+
     [Fact]
     public void LayerNorm() => GradCheck.Run("LayerNorm", (t, x) => t.LayerNorm(x[0], x[1], x[2], 1e-5f),
         [R(1, 2, 6, 9), R(2, 1, 9), R(3, 1, 9)], eps: 1e-2f, rtol: 2e-3f, atol: 2e-4f);

@@ -105,6 +105,27 @@ public class ElementwiseKernelTests
         Assert.Equal(1f / 3, rstd[0], 7);
     }
 
+    /// <summary>RMSNorm's backward writing dx equals it adding into a cleared dx, bitwise (x + 0 = x), dw accumulating alike.</summary>
+    [Fact]
+    public void RmsBackwardWritingEqualsAddingIntoZeros()
+    {
+        const int d = 37, rows = 5;
+        var x = Numerics.Random(rows * d, 1);
+        var w = Numerics.Random(d, 2);
+        var dy = Numerics.Random(rows * d, 3);
+        var y = new float[rows * d];
+        var rstd = new float[rows];
+        Norms.RmsForward(x, w, y, rstd, d, 1e-5f);
+        var added = new float[rows * d];
+        var written = Numerics.Random(rows * d, 4); // stale values the write must not read
+        var dwAdded = Numerics.Random(d, 5);
+        var dwWritten = (float[])dwAdded.Clone();
+        Norms.RmsBackward(dy, x, w, rstd, added, dwAdded, new float[2 * d], d);
+        Norms.RmsBackward(dy, x, w, rstd, written, dwWritten, new float[2 * d], d, accumulate: false);
+        Numerics.BitwiseEqual(added, written, "dx");
+        Numerics.BitwiseEqual(dwAdded, dwWritten, "dw");
+    }
+
     [Fact]
     public void ActivationsMatchTwinForAllLengths()
     {

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Tests.Kernels;
@@ -80,6 +81,65 @@ public class RopeTests
         Rope.Apply(y, 2, table, 3, 4);
         Rope.Apply(y, 2, table, 3, 4, inverse: true);
         Numerics.Close(x, y, 1e-6f, 1e-6f, "rope round trip");
+    }
+
+    /// <summary>
+    /// The vector kernel against its scalar twin, bitwise (tolerance 0: each lane does the twin's arithmetic): head
+    /// sizes whose half is a multiple of the vector, shorter than it, and with a scalar remainder; both layouts;
+    /// forward and inverse; written and accumulated; out of place and in place; positions offset and wrapping.
+    /// </summary>
+    [Theory]
+    [InlineData(2, RopeStyle.HalfRotate)]
+    [InlineData(8, RopeStyle.HalfRotate)]
+    [InlineData(32, RopeStyle.HalfRotate)]
+    [InlineData(36, RopeStyle.HalfRotate)]
+    [InlineData(64, RopeStyle.HalfRotate)]
+    [InlineData(128, RopeStyle.HalfRotate)]
+    [InlineData(32, RopeStyle.Interleaved)]
+    public void VectorKernelEqualsScalarTwinBitwise(int hd, RopeStyle style)
+    {
+        const int heads = 3, rows = 7, seq = 4, offset = 2;
+        var table = new RopeTable(hd, 8, 1e4f, style);
+        var x = Numerics.Random(rows * heads * hd, 11);
+        foreach (bool inverse in new[] { false, true })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var fast = Numerics.Random(x.Length, 12);
+                var slow = (float[])fast.Clone();
+                Rope.Apply(x, fast, heads, table, seq, offset, inverse, accumulate);
+                Rope.ApplyReference(x, slow, heads, table, seq, offset, inverse, accumulate);
+                Numerics.BitwiseEqual(slow, fast, $"hd {hd} {style} inverse {inverse} accumulate {accumulate}");
+            }
+        var inPlace = (float[])x.Clone();
+        var outOfPlace = new float[x.Length];
+        Rope.Apply(inPlace, heads, table, seq, offset);
+        Rope.Apply(x, outOfPlace, heads, table, seq, offset);
+        Numerics.BitwiseEqual(outOfPlace, inPlace, "in place");
+    }
+
+    /// <summary>
+    /// The fused forms against the composition they replace, bitwise: copy then rotate in place (the forward), and
+    /// rotate a copy of the gradient backwards then add it (the backward).
+    /// </summary>
+    [Fact]
+    public void FusedFormsEqualCopyRotateAndAdd()
+    {
+        const int hd = 32, heads = 4, rows = 10, seq = 5;
+        var table = new RopeTable(hd, seq, 1e4f, RopeStyle.HalfRotate);
+        var x = Numerics.Random(rows * heads * hd, 21);
+        var y = new float[x.Length];
+        Rope.Apply(x, y, heads, table, seq, 0);
+        var copy = (float[])x.Clone();
+        Rope.ApplyReference(copy, copy, heads, table, seq, 0);
+        Numerics.BitwiseEqual(copy, y, "forward");
+        var dy = Numerics.Random(x.Length, 22);
+        var dx = Numerics.Random(x.Length, 23);
+        var expected = (float[])dx.Clone();
+        var g = (float[])dy.Clone();
+        Rope.ApplyReference(g, g, heads, table, seq, 0, inverse: true);
+        TensorPrimitives.Add(expected, g, expected);
+        Rope.Apply(dy, dx, heads, table, seq, 0, inverse: true, accumulate: true);
+        Numerics.BitwiseEqual(expected, dx, "backward");
     }
 
     [Fact]
