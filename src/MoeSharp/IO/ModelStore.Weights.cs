@@ -23,7 +23,8 @@ public sealed record ModelLoadOptions
 
     /// <summary>
     /// Quantize every storable weight to this format once on load (inference only); null keeps each as stored. MXFP4
-    /// applies to the stacked experts only: the other weights keep the checkpoint's format.
+    /// applies to the stacked experts only: the other weights keep the checkpoint's format. Experts the checkpoint
+    /// stores as MXFP4 (GPT-OSS's release) stay MXFP4 under Q8_0, Q4_K and Q6_K, and are dequantized under a float format.
     /// </summary>
     public WeightFormat? Quantize { get; init; }
 
