@@ -24,6 +24,7 @@ internal static class Harness
         ["patch"] = PatchBench.Run,
         ["quant"] = QuantBench.Run,
         ["infer"] = InferBench.Run,
+        ["load"] = LoadBench.Run,
         ["batch"] = BatchBench.Run,
     };
 

@@ -253,8 +253,14 @@ public sealed class ExpertCache : IDisposable
             ReadExactly(m.Path, dst.Span, m.Offset, layer.Name, expert);
             layer.BytesRead += m.Bytes;
             result[i] = new QuantizedMatrix(dst, m.Format, m.Rows, m.Cols);
+            // The load left the paged experts unchecked (reading them all would defeat the cache), so each is checked
+            // the first time it comes in; the bytes are the file's, so once is enough.
+            if (!layer.Checked[expert] && result[i].FirstNonFinite() is var (bad, value))
+                throw new InvalidDataException($"{m.Path}: expert {expert} of {layer.Name} holds {value} at flat index {bad} of its " +
+                    $"{(i == matrices.Length - 1 ? "W2" : i == 0 ? "W1" : "W3")} [{m.Rows}, {m.Cols}] {m.Format} at byte {m.Offset:N0}; weights must be finite.");
             at += Align(m.Bytes);
         }
+        layer.Checked[expert] = true;
         return result;
     }
 
@@ -296,6 +302,7 @@ public sealed class PagedExperts
         Experts = experts;
         SlotOf = new ExpertCache.Slot?[experts.Length];
         Uses = new long[experts.Length];
+        Checked = new bool[experts.Length];
     }
 
     /// <summary>The layer's position among the cache's layers.</summary>
@@ -307,6 +314,7 @@ public sealed class PagedExperts
     internal FileMatrix[][] Experts { get; }               // [E][W1, W3?, W2]
     internal ExpertCache.Slot?[] SlotOf { get; }           // [E] the slot holding each expert, or null
     internal long[] Uses { get; }                          // [E] lookups since load, for LFU
+    internal bool[] Checked { get; }                       // [E] whether the expert's bytes were found finite when first paged in
     internal long Hits, Misses, BytesRead;
 
     /// <summary>Expert <paramref name="expert"/>'s matrices, held in the cache (not evicted) until the lease is disposed.</summary>

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace MoeSharp.Formats;
 
 /// <summary>
@@ -79,6 +81,65 @@ public static class WeightFormats
                 $"{format} rows hold whole blocks of {block}; {cols} columns is not a multiple", nameof(cols));
         return (long)(cols / block) * format.BlockBytes();
     }
+
+    /// <summary>
+    /// The first NaN or infinity of <paramref name="m"/> (flat index and value), or null, read from the stored bits
+    /// so that an in-place load (or the expert cache, paging an expert in) checks its weights as the fp32 copy does, at the cost of one pass over the bytes: a
+    /// float format's exponent field all ones, or a block format's scale (the quants are integers, so a block is
+    /// finite exactly when its f16 scales, or MXFP4's E8M0 exponent, are); the row is then dequantized to name the value.
+    /// </summary>
+    public static (long At, float Value)? FirstNonFinite(this QuantizedMatrix m)
+    {
+        var bytes = m.Data.Span;
+        int badRow = -1;
+        switch (m.Format)
+        {
+            case WeightFormat.F32:
+            {
+                var f = MemoryMarshal.Cast<byte, float>(bytes);
+                if (TensorPrimitives.IsFiniteAll(f)) return null;
+                int i = 0;
+                while (float.IsFinite(f[i])) i++;
+                return (i, f[i]);
+            }
+            case WeightFormat.F16 or WeightFormat.BF16:
+            {
+                ushort mask = m.Format == WeightFormat.F16 ? (ushort)0x7C00 : (ushort)0x7F80; // the exponent field
+                var u = MemoryMarshal.Cast<byte, ushort>(bytes);
+                int i = 0;
+                var vmask = new System.Numerics.Vector<ushort>(mask);
+                for (int n = System.Numerics.Vector<ushort>.Count; i <= u.Length - n; i += n)
+                    if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<ushort>(u.Slice(i, n)) & vmask, vmask)) break;
+                for (; i < u.Length; i++)
+                    if ((u[i] & mask) == mask) return (i, m.Format == WeightFormat.F16 ? (float)BitConverter.UInt16BitsToHalf(u[i]) : BitConverter.Int32BitsToSingle(u[i] << 16));
+                return null;
+            }
+            default:
+            {
+                int block = m.Format.BlockBytes();
+                for (long b = 0; b < bytes.Length / block && badRow < 0; b++)
+                {
+                    var blk = bytes.Slice((int)(b * block), block);
+                    bool finite = m.Format switch
+                    {
+                        WeightFormat.Q8_0 => FiniteHalf(blk, 0),
+                        WeightFormat.Q4_K => FiniteHalf(blk, 0) && FiniteHalf(blk, 2), // d, dmin
+                        WeightFormat.Q6_K => FiniteHalf(blk, 208),                     // d after the quants and scales
+                        _ => blk[0] != 0xFF,                                           // MXFP4: E8M0 0xFF is NaN
+                    };
+                    if (!finite) badRow = (int)(b * block / m.RowBytes);
+                }
+                if (badRow < 0) return null;
+                var row = new float[m.Cols];
+                m.DequantizeRow(badRow, row);
+                int i = 0;
+                while (i < row.Length - 1 && float.IsFinite(row[i])) i++;
+                return ((long)badRow * m.Cols + i, row[i]);
+            }
+        }
+    }
+
+    private static bool FiniteHalf(ReadOnlySpan<byte> block, int at) => (BitConverter.ToUInt16(block.Slice(at, 2)) & 0x7C00) != 0x7C00;
 
     private static ArgumentOutOfRangeException Unknown(WeightFormat format) =>
         new(nameof(format), format, $"unknown weight format {(int)format}");

@@ -1,6 +1,8 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using MoeSharp.Experts;
+using MoeSharp.Formats;
 using MoeSharp.Kernels;
 using MoeSharp.Layers;
 using MoeSharp.Models;
@@ -118,7 +120,8 @@ public sealed partial class HfArchitecture
     /// checkpoints hold the two expert matrices as MXFP4 instead, output-major: <c>gate_up_proj_blocks</c>
     /// [E, 2F, D/32, 16] and <c>gate_up_proj_scales</c> [E, 2F, D/32] (rows alternate gate and up), likewise
     /// <c>down_proj_*</c> [E, D, F/32, …]; those are dequantized to float32 on load through
-    /// <see cref="Formats.WeightFormat.MXFP4"/>'s row kernel (see <see cref="Mxfp4Rows"/>), so the model then computes in float32.
+    /// <see cref="Formats.WeightFormat.MXFP4"/>'s row kernel (see <see cref="Mxfp4Rows"/>) for the trainable arena, and
+    /// computed with as MXFP4 by an inference load (<see cref="GptOssStored"/>), which also quantizes float experts.
     /// </summary>
     private static void LoadGptOss(ParameterArena arena, SafetensorsModel source)
     {
@@ -136,6 +139,7 @@ public sealed partial class HfArchitecture
         ModelStore.LoadModel(arena, source, GptOssName, p => GptOssExpert().IsMatch(p.Name), consumed);
         foreach (var (layer, w, p) in experts)
         {
+            if (p.Stored is not null) continue; // computed as stored (GptOssStored)
             int e = p.Shape[0];
             string prefix = layer + ".mlp.experts.";
             var target = p.Value.Span;
@@ -192,14 +196,79 @@ public sealed partial class HfArchitecture
     }
 
     /// <summary>
+    /// GPT-OSS's stacked expert weights (W1, W3, W2) as one stored matrix per expert, for an inference load. The
+    /// released MXFP4 experts are repacked block by block into ggml's MXFP4 (<see cref="RepackMxfp4Row"/>) and computed
+    /// with as MXFP4, as llama.cpp computes them: W1 takes gate_up's even rows, W3 its odd rows, W2 down_proj's rows.
+    /// Fused float experts are input-major, so they cannot be used in place: when the load quantizes (<paramref name="converting"/>)
+    /// they are transposed into fp32 rows here and quantized like every other expert; otherwise null leaves them to the
+    /// fp32 arena (<see cref="LoadGptOss"/>). Null for every other parameter.
+    /// </summary>
+    private static QuantizedMatrix[]? GptOssStored(SafetensorsModel source, Parameter p, bool converting)
+    {
+        if (GptOssExpert().Match(p.Name) is not { Success: true } m || m.Groups["w"].Value is not ("w1" or "w3" or "w2")) return null;
+        string w = m.Groups["w"].Value, fused = m.Groups["layer"].Value + ".mlp.experts." + (w == "w2" ? "down_proj" : "gate_up_proj");
+        int experts = p.Shape[0], rows = p.Shape[1], cols = p.Shape[2];
+        // [E, R, cols] with R = rows for down_proj, 2·rows (gate and up interleaved) for gate_up_proj; row r of expert x is source row Pick(x, r)
+        int stride = w == "w2" ? rows : 2 * rows, odd = w == "w3" ? 1 : 0;
+        long Pick(int x, int r) => w == "w2" ? (long)x * rows + r : (long)x * stride + 2 * r + odd;
+        var matrices = new QuantizedMatrix[experts];
+        if (Mxfp4Tensors(source, fused, experts, stride, cols) is var (blocks, scales))
+        {
+            int groups = cols / 32;
+            for (int x = 0; x < experts; x++)
+            {
+                var data = new byte[(long)rows * groups * 17]; // [rows, groups × 17] ggml MXFP4
+                for (int r = 0; r < rows; r++)
+                    RepackMxfp4Row(blocks, scales, Pick(x, r), groups, data.AsSpan(r * groups * 17, groups * 17));
+                matrices[x] = new QuantizedMatrix(data, WeightFormat.MXFP4, rows, cols);
+            }
+            for (int i = 0; i < scales.Length; i++)
+                if (scales[i] == 0xFF) // E8M0's NaN: the only non-finite MXFP4 block
+                    throw new InvalidDataException($"{source.PathOf(fused + "_scales")}: '{fused}_scales' holds the NaN scale 0xFF at flat index {i}; weights must be finite.");
+            return matrices;
+        }
+        if (!converting) return null;
+        // down_proj [E, F, D] holds W2[x, r, c] at (x·F + c)·D + r; gate_up_proj [E, D, 2F] holds W1/W3[x, r, c] at (x·D + c)·2F + 2r + odd
+        float[] values = w == "w2" ? Read(source, fused, [experts, cols, rows]) : Read(source, fused, [experts, cols, stride]);
+        for (int x = 0; x < experts; x++)
+        {
+            var data = new byte[(long)rows * cols * sizeof(float)]; // [rows, cols] fp32
+            var target = MemoryMarshal.Cast<byte, float>(data.AsSpan());
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    target[r * cols + c] = w == "w2" ? values[((long)x * cols + c) * rows + r] : values[((long)x * cols + c) * stride + 2 * r + odd];
+            matrices[x] = new QuantizedMatrix(data, WeightFormat.F32, rows, cols);
+        }
+        return matrices;
+    }
+
+    /// <summary>
     /// The MXFP4 matrix <paramref name="name"/>_blocks/_scales dequantized to [experts, rows, columns] float32; null
-    /// when the checkpoint stores <paramref name="name"/> unquantized. HF packs element 2i of a 32-block in the low
-    /// nibble of byte i and 2i + 1 in the high one, with scale 2^(s − 127) on the values ±{0, ½, 1, 1½, 2, 3, 4, 6};
-    /// ggml's block (<see cref="Formats.WeightFormat.MXFP4"/>) is the scale byte, then element j in the low nibble of byte j
-    /// and j + 16 in the high one, with the values doubled and the scale halved. Each block is repacked to ggml's
-    /// order and dequantized by the format's row kernel.
+    /// when the checkpoint stores <paramref name="name"/> unquantized. Each row is repacked to ggml's order
+    /// (<see cref="RepackMxfp4Row"/>) and dequantized by the format's row kernel.
     /// </summary>
     private static float[]? Mxfp4Rows(SafetensorsModel source, string name, int experts, int rows, int columns)
+    {
+        if (Mxfp4Tensors(source, name, experts, rows, columns) is not var (blocks, scales)) return null;
+        int groups = columns / 32;
+        var values = new float[(long)experts * rows * columns]; // [E, rows, columns]
+        var row = new byte[groups * 17]; // one row in ggml's MXFP4 layout
+        for (long r = 0; r < (long)experts * rows; r++)
+        {
+            RepackMxfp4Row(blocks, scales, r, groups, row);
+            Formats.RowKernels.DequantizeRow(Formats.WeightFormat.MXFP4, row, values.AsSpan((int)(r * columns), columns));
+        }
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i]))
+                throw new InvalidDataException($"{source.PathOf(name + "_scales")}: '{name}' dequantizes to {values[i]} at flat index {i}; weights must be finite.");
+        return values;
+    }
+
+    /// <summary>
+    /// The bytes of <paramref name="name"/>_blocks [experts, rows, columns/32, 16] and _scales [experts, rows, columns/32],
+    /// checked for presence and shape, each failure naming the tensor; null when the checkpoint has no _blocks.
+    /// </summary>
+    private static (byte[] Blocks, byte[] Scales)? Mxfp4Tensors(SafetensorsModel source, string name, int experts, int rows, int columns)
     {
         string blocksName = name + "_blocks", scalesName = name + "_scales";
         if (!source.Contains(blocksName)) return null;
@@ -211,28 +280,28 @@ public sealed partial class HfArchitecture
             throw new InvalidDataException($"{source.PathOf(blocksName)}: '{blocksName}' has shape {Tensors.Shapes.Format(source.Entry(blocksName).Shape)}; expected {Tensors.Shapes.Format(blocksShape)}.");
         if (!source.Entry(scalesName).Shape.AsSpan().SequenceEqual(scalesShape))
             throw new InvalidDataException($"{source.PathOf(scalesName)}: '{scalesName}' has shape {Tensors.Shapes.Format(source.Entry(scalesName).Shape)}; expected {Tensors.Shapes.Format(scalesShape)}.");
-        byte[] blocks = source.ReadBytes(blocksName), scales = source.ReadBytes(scalesName);
-        var values = new float[(long)experts * rows * columns]; // [E, rows, columns]
-        var row = new byte[groups * 17]; // one row in ggml's MXFP4 layout
-        for (long r = 0; r < (long)experts * rows; r++)
+        return (source.ReadBytes(blocksName), source.ReadBytes(scalesName));
+    }
+
+    /// <summary>
+    /// Row <paramref name="r"/> of HF's MXFP4 (<paramref name="groups"/> blocks of 32) in ggml's layout. HF packs element
+    /// 2i of a 32-block in the low nibble of byte i and 2i + 1 in the high one, with scale 2^(s − 127) on the values
+    /// ±{0, ½, 1, 1½, 2, 3, 4, 6}; ggml's block (<see cref="WeightFormat.MXFP4"/>) is the scale byte, then element j in
+    /// the low nibble of byte j and j + 16 in the high one, with the values doubled and the scale halved: the same numbers.
+    /// </summary>
+    private static void RepackMxfp4Row(byte[] blocks, byte[] scales, long r, int groups, Span<byte> row)
+    {
+        for (int g = 0; g < groups; g++)
         {
-            for (int g = 0; g < groups; g++)
+            long at = (r * groups + g) * 16;
+            row[g * 17] = scales[r * groups + g];
+            for (int j = 0; j < 16; j++)
             {
-                long at = (r * groups + g) * 16;
-                row[g * 17] = scales[r * groups + g];
-                for (int j = 0; j < 16; j++)
-                {
-                    // ggml element j is HF element j (byte j/2), element j + 16 is HF element j + 16 (byte 8 + j/2).
-                    int lo = (blocks[at + j / 2] >> (4 * (j & 1))) & 0xF, hi = (blocks[at + 8 + j / 2] >> (4 * (j & 1))) & 0xF;
-                    row[g * 17 + 1 + j] = (byte)(lo | hi << 4);
-                }
+                // ggml element j is HF element j (byte j/2), element j + 16 is HF element j + 16 (byte 8 + j/2).
+                int lo = (blocks[at + j / 2] >> (4 * (j & 1))) & 0xF, hi = (blocks[at + 8 + j / 2] >> (4 * (j & 1))) & 0xF;
+                row[g * 17 + 1 + j] = (byte)(lo | hi << 4);
             }
-            Formats.RowKernels.DequantizeRow(Formats.WeightFormat.MXFP4, row, values.AsSpan((int)(r * columns), columns));
         }
-        for (int i = 0; i < values.Length; i++)
-            if (!float.IsFinite(values[i]))
-                throw new InvalidDataException($"{source.PathOf(scalesName)}: '{name}' dequantizes to {values[i]} at flat index {i}; weights must be finite.");
-        return values;
     }
 
     /// <summary>A fused expert tensor as float32, checked for presence, shape and finiteness, each failure naming the tensor.</summary>

@@ -20,16 +20,25 @@ public sealed partial class HfArchitecture
     private readonly Func<string, string>? _tensorName;
     private readonly Gguf? _gguf;
     private readonly Action<ParameterArena, SafetensorsModel>? _load;
+    private readonly Func<SafetensorsModel, Parameter, bool, Formats.QuantizedMatrix[]?>? _stored;
 
     private HfArchitecture(string modelType, Func<JsonElement, string, int?, ModelConfig> config, Func<string, string>? tensorName, Gguf? gguf = null,
-        Action<ParameterArena, SafetensorsModel>? load = null)
+        Action<ParameterArena, SafetensorsModel>? load = null, Func<SafetensorsModel, Parameter, bool, Formats.QuantizedMatrix[]?>? stored = null)
     {
         ModelType = modelType;
         _config = config;
         _tensorName = tensorName;
         _gguf = gguf;
         _load = load;
+        _stored = stored;
     }
+
+    /// <summary>
+    /// The stored matrices of a parameter that the architecture's checkpoint keeps fused or quantized (GPT-OSS's
+    /// experts), for an inference load; null leaves the parameter to the tensor-by-tensor reading. <paramref name="converting"/>
+    /// says that the load quantizes, so a float tensor that cannot be used in place is worth rearranging into fp32 rows.
+    /// </summary>
+    internal Formats.QuantizedMatrix[]? StoredMatrices(SafetensorsModel source, Parameter p, bool converting) => _stored?.Invoke(source, p, converting);
 
     /// <summary>
     /// Fills every parameter of <paramref name="arena"/> from the checkpoint <paramref name="source"/>: tensor by
@@ -73,7 +82,7 @@ public sealed partial class HfArchitecture
         // either entry reads any deepseek2 file (ForGguf takes the first).
         new("deepseek_v2", DeepseekV2, DeepseekName, DeepseekGguf),
         new("deepseek_v3", DeepseekV3, DeepseekName, DeepseekGguf),
-        new("gpt_oss", GptOss, GptOssName, GptOssGguf, load: LoadGptOss),
+        new("gpt_oss", GptOss, GptOssName, GptOssGguf, load: LoadGptOss, stored: GptOssStored),
     ];
 
     /// <summary>The architecture of <paramref name="modelType"/>; an unknown one is an error naming it and the supported list.</summary>

@@ -36,7 +36,7 @@ public static partial class ModelStore
             architecture = HfArchitecture.ForGguf(type, path);
             var tensorName = architecture.GgufTensorName;
             model = new MoeTransformer(architecture.ReadGguf(file, options.MaxContext),
-                new CheckpointWeights(path, p => GgufMatrices(file, tensorName(p.Name), p), options.Quantize, file));
+                new CheckpointWeights(path, p => GgufMatrices(file, tensorName(p.Name), p, CheckOnLoad(options, p)), options.Quantize, file));
         }
         catch
         {

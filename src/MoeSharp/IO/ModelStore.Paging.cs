@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using MoeSharp.Experts;
 using MoeSharp.Formats;
 using MoeSharp.Models;
@@ -22,8 +23,14 @@ public static partial class ModelStore
         foreach (var moe in model.MoeLayers)
         {
             var bank = moe.Bank;
-            if (moe.Router is null || bank.W1.Stored is null) continue;
+            // Experts held in arrays (rearranged or quantized on load, as GPT-OSS's MXFP4) are not in the file as they
+            // are computed with, so they stay resident and count as such below.
             Parameter[] weights = bank.W3 is null ? [bank.W1, bank.W2] : [bank.W1, bank.W3, bank.W2];
+            if (moe.Router is null || bank.W1.Stored is not { } w1 || MemoryMarshal.TryGetArray(w1[0].Data, out _))
+            {
+                CheckResident(source, bank.Name, weights); // the load deferred their check to the cache (CheckOnLoad)
+                continue;
+            }
             var experts = new FileMatrix[bank.Experts][];
             for (int e = 0; e < bank.Experts; e++)
             {
@@ -48,6 +55,18 @@ public static partial class ModelStore
         var cache = new ExpertCache(source, maxMemory - resident, layers, policy) { ResidentBytes = resident };
         for (int i = 0; i < banks.Count; i++) banks[i].Paged = cache.Layers[i];
         model.ExpertCache = cache;
+    }
+
+    /// <summary>The NaN/infinity check of stored experts that stay resident under a paged load, naming the weight and expert.</summary>
+    private static void CheckResident(string source, string bank, Parameter[] weights)
+    {
+        foreach (var w in weights)
+        {
+            if (w.Stored is not { } stored) continue;
+            for (int e = 0; e < stored.Count; e++)
+                if (stored[e].FirstNonFinite() is var (at, value))
+                    throw new InvalidDataException($"{source}: expert {e} of {bank} holds {value} at flat index {at} of '{w.Name}'; weights must be finite.");
+        }
     }
 
     /// <summary>Bytes of a KV cache over the model's whole context (see <see cref="MoeTransformer.NewCache"/>).</summary>

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using MoeSharp.Formats;
 using MoeSharp.Models;
 using MoeSharp.Nn;
@@ -24,7 +23,8 @@ public sealed record ModelLoadOptions
 
     /// <summary>
     /// Quantize every storable weight to this format once on load (inference only); null keeps each as stored. MXFP4
-    /// applies to the stacked experts only: the other weights keep the checkpoint's format.
+    /// applies to the stacked experts only: the other weights keep the checkpoint's format. Experts the checkpoint
+    /// stores as MXFP4 (GPT-OSS's release) stay MXFP4 under Q8_0, Q4_K and Q6_K, and are dequantized under a float format.
     /// </summary>
     public WeightFormat? Quantize { get; init; }
 
@@ -58,8 +58,12 @@ public static partial class ModelStore
             if (quantize is not { } format || format == WeightFormat.MXFP4 && parameter.Shape.Length != 3)
                 return new StoredWeight(matrices);
             var quantized = new QuantizedMatrix[matrices.Length];
+            // Experts a checkpoint stores as MXFP4 (GPT-OSS's release) keep it under a block format, which could only
+            // add error to 4-bit values (llama.cpp's MXFP4_MOE keeps them so too); a float format holds them exactly.
+            bool keepMxfp4 = parameter.Shape.Length == 3 && format is not (WeightFormat.F32 or WeightFormat.F16 or WeightFormat.BF16);
             for (int i = 0; i < matrices.Length; i++)
-                quantized[i] = matrices[i].Format == format ? matrices[i] : Requantize(matrices[i], format, source, parameter.Name);
+                quantized[i] = matrices[i].Format == format || keepMxfp4 && matrices[i].Format == WeightFormat.MXFP4
+                    ? matrices[i] : Requantize(matrices[i], format, source, parameter.Name);
             return new StoredWeight(quantized);
         }
 
@@ -90,14 +94,17 @@ public static partial class ModelStore
     /// <paramref name="weights"/> over when it keeps stored weights in the mapping; an fp32 load closes it.
     /// </summary>
     private static MoeTransformer Build(ModelConfig config, SafetensorsModel weights, ModelLoadOptions options, Func<string, string>? rename,
-        Action<MoeTransformer> fill)
+        Action<MoeTransformer> fill, HfArchitecture? architecture = null)
     {
         if (options.MaxMemoryBytes is not null && options.Quantize is not null)
             throw new ArgumentException($"{weights.Location}: --max-memory pages the experts as the checkpoint stores them; it cannot be combined with --quantize (write a quantized file with moe quantize instead).");
         MoeTransformer model;
         try
         {
-            var inPlace = options.Stored ? (Func<Parameter, QuantizedMatrix[]?>)(p => SafetensorsMatrices(weights, p, rename)) : null;
+            bool converting = options.Quantize is not null;
+            var inPlace = options.Stored
+                ? (Func<Parameter, QuantizedMatrix[]?>)(p => architecture?.StoredMatrices(weights, p, converting) ?? SafetensorsMatrices(weights, p, rename, CheckOnLoad(options, p)))
+                : null;
             model = new MoeTransformer(config, new CheckpointWeights(weights.Location, inPlace, options.Quantize, options.Stored ? weights : null));
         }
         catch
@@ -128,7 +135,7 @@ public static partial class ModelStore
     /// [E, out, in], split as <see cref="Save"/> writes them), or null unless every one is present as F32, F16 or BF16
     /// with the right shape; the fp32 loader then reads (or reports) it.
     /// </summary>
-    private static QuantizedMatrix[]? SafetensorsMatrices(SafetensorsModel weights, Parameter p, Func<string, string>? rename)
+    private static QuantizedMatrix[]? SafetensorsMatrices(SafetensorsModel weights, Parameter p, Func<string, string>? rename, bool check)
     {
         var names = new List<string>();
         int[] shape;
@@ -150,12 +157,20 @@ public static partial class ModelStore
             string stored = rename?.Invoke(names[i]) ?? names[i];
             if (!weights.Contains(stored) || !weights.Entry(stored).Shape.AsSpan().SequenceEqual(shape)) return null;
             if (weights.Matrix(stored, shape[0], shape[1]) is not { } matrix) return null;
-            if (FirstNonFinite(matrix) is var (at, value))
+            if (check && matrix.FirstNonFinite() is var (at, value))
                 throw new InvalidDataException($"{weights.PathOf(stored)}: checkpoint tensor '{stored}' holds {value} at flat index {at} of shape {Tensors.Shapes.Format(shape)}; weights must be finite.");
             matrices[i] = matrix;
         }
         return matrices;
     }
+
+    /// <summary>
+    /// Whether an in-place load checks <paramref name="p"/>'s bytes for NaN and infinity now: always, but for the stacked
+    /// experts of a paged load, whose check would read every expert from the file; the <see cref="Experts.ExpertCache"/> checks
+    /// each of those as it first pages it in, naming the file, layer and expert (<see cref="PageExperts"/> checks any
+    /// it does not page).
+    /// </summary>
+    private static bool CheckOnLoad(ModelLoadOptions options, Parameter p) => options.MaxMemoryBytes is null || p.Shape.Length != 3;
 
     /// <summary>The file and offset of expert <paramref name="expert"/> of stacked parameter <paramref name="p"/>, named as <see cref="SafetensorsMatrices"/> names it.</summary>
     private static (string Path, long Offset) SafetensorsLocation(SafetensorsModel weights, Parameter p, int expert, Func<string, string>? rename)
@@ -167,7 +182,7 @@ public static partial class ModelStore
     }
 
     /// <summary>The GGUF matrices of parameter <paramref name="p"/> (tensor <paramref name="name"/>) in place, or null when the file lacks the tensor or its shape differs (<see cref="LoadGguf"/> names the problem).</summary>
-    private static QuantizedMatrix[]? GgufMatrices(GgufFile file, string name, Parameter p)
+    private static QuantizedMatrix[]? GgufMatrices(GgufFile file, string name, Parameter p, bool check)
     {
         if (!file.Contains(name)) return null;
         var info = file[name];
@@ -176,70 +191,11 @@ public static partial class ModelStore
         for (int e = 0; e < matrices.Length; e++)
         {
             matrices[e] = file.Matrix(name, e);
-            if (FirstNonFinite(matrices[e]) is var (at, value))
+            if (check && matrices[e].FirstNonFinite() is var (at, value))
                 throw new InvalidDataException($"{file.Path}: tensor '{name}' holds {value} at flat index {e * (long)matrices[e].Rows * matrices[e].Cols + at}; weights must be finite.");
         }
         return matrices;
     }
-
-    /// <summary>
-    /// The first NaN or infinity of <paramref name="m"/> (flat index and value), or null, read from the stored bits
-    /// so that an in-place load checks its weights as the fp32 copy does, at the cost of one pass over the bytes: a
-    /// float format's exponent field all ones, or a block format's scale (the quants are integers, so a block is
-    /// finite exactly when its f16 scales, or MXFP4's E8M0 exponent, are); the row is then dequantized to name the value.
-    /// </summary>
-    private static (long At, float Value)? FirstNonFinite(QuantizedMatrix m)
-    {
-        var bytes = m.Data.Span;
-        int badRow = -1;
-        switch (m.Format)
-        {
-            case WeightFormat.F32:
-            {
-                var f = MemoryMarshal.Cast<byte, float>(bytes);
-                if (TensorPrimitives.IsFiniteAll(f)) return null;
-                int i = 0;
-                while (float.IsFinite(f[i])) i++;
-                return (i, f[i]);
-            }
-            case WeightFormat.F16 or WeightFormat.BF16:
-            {
-                ushort mask = m.Format == WeightFormat.F16 ? (ushort)0x7C00 : (ushort)0x7F80; // the exponent field
-                var u = MemoryMarshal.Cast<byte, ushort>(bytes);
-                int i = 0;
-                var vmask = new System.Numerics.Vector<ushort>(mask);
-                for (int n = System.Numerics.Vector<ushort>.Count; i <= u.Length - n; i += n)
-                    if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<ushort>(u.Slice(i, n)) & vmask, vmask)) break;
-                for (; i < u.Length; i++)
-                    if ((u[i] & mask) == mask) return (i, m.Format == WeightFormat.F16 ? (float)BitConverter.UInt16BitsToHalf(u[i]) : BitConverter.Int32BitsToSingle(u[i] << 16));
-                return null;
-            }
-            default:
-            {
-                int block = m.Format.BlockBytes();
-                for (long b = 0; b < bytes.Length / block && badRow < 0; b++)
-                {
-                    var blk = bytes.Slice((int)(b * block), block);
-                    bool finite = m.Format switch
-                    {
-                        WeightFormat.Q8_0 => FiniteHalf(blk, 0),
-                        WeightFormat.Q4_K => FiniteHalf(blk, 0) && FiniteHalf(blk, 2), // d, dmin
-                        WeightFormat.Q6_K => FiniteHalf(blk, 208),                     // d after the quants and scales
-                        _ => blk[0] != 0xFF,                                           // MXFP4: E8M0 0xFF is NaN
-                    };
-                    if (!finite) badRow = (int)(b * block / m.RowBytes);
-                }
-                if (badRow < 0) return null;
-                var row = new float[m.Cols];
-                m.DequantizeRow(badRow, row);
-                int i = 0;
-                while (i < row.Length - 1 && float.IsFinite(row[i])) i++;
-                return ((long)badRow * m.Cols + i, row[i]);
-            }
-        }
-    }
-
-    private static bool FiniteHalf(ReadOnlySpan<byte> block, int at) => (BitConverter.ToUInt16(block.Slice(at, 2)) & 0x7C00) != 0x7C00;
 
     /// <summary>"3.2 GB in place as Q4_K, 12 MB fp32" for messages: what a loaded model's weights take.</summary>
     public static string Describe(MoeTransformer model)

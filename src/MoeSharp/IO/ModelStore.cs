@@ -184,7 +184,7 @@ public static partial class ModelStore
             var architecture = HfArchitecture.For(type.ValueKind == JsonValueKind.String ? type.GetString() : type.GetRawText(), configPath);
             var config = architecture.ReadConfig(root, configPath, options.MaxContext);
             var weights = SafetensorsModel.Open(folder);
-            return Build(config, weights, options, architecture.TensorName, model => architecture.LoadWeights(model.Arena, weights));
+            return Build(config, weights, options, architecture.TensorName, model => architecture.LoadWeights(model.Arena, weights), architecture);
         }
         throw new InvalidDataException($"{configPath}: neither a MoeSharp run config (\"model\") nor a Hugging Face config (\"model_type\").");
     }

@@ -1,4 +1,5 @@
 using MoeSharp.Formats;
+using MoeSharp.Tensors;
 
 namespace MoeSharp.Tests.Formats;
 
@@ -61,6 +62,67 @@ public class QuantizerTests
             RowKernels.DequantizeRow(format, row, y);
             Assert.All(y, v => Assert.Equal(0f, Math.Abs(v)));
         }
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_K)]
+    [InlineData(WeightFormat.Q6_K)]
+    [InlineData(WeightFormat.MXFP4)]
+    public void LanesEqualTheReferenceByteForByte(WeightFormat format)
+    {
+        // Exact equality (tolerance 0): the lane path must round every sum as ggml's reference does. Rows of 1, 2 and 3
+        // super-blocks (Q4_K pairs them, so 1 and 3 leave a half-empty pass); each 16-element piece is drawn from one of
+        // the shapes where the reference branches: flat (zero, ±constant), below Q6_K's 1e-15 floor, all positive
+        // (Q4_K's min clamps to 0), all negative, ±0 mixed, values on a coarse grid (rounding ties), an outlier, and
+        // plain noise at several magnitudes.
+        var rng = new Rng(11);
+        int rows = 0;
+        foreach (int n in (int[])[256, 512, 768])
+            for (int r = 0; r < 60; r++, rows++)
+            {
+                var x = new float[n];
+                for (int piece = 0; piece < n / 16; piece++)
+                {
+                    int shape = (int)(rng.NextFloat() * 11);
+                    float scale = MathF.Pow(10, -4 + 6 * rng.NextFloat());
+                    for (int i = 16 * piece; i < 16 * piece + 16; i++)
+                    {
+                        float u = 2 * rng.NextFloat() - 1;
+                        x[i] = shape switch
+                        {
+                            0 => 0f,
+                            1 => 0.5f,
+                            2 => -0.25f,
+                            3 => 1e-17f * u,
+                            4 => scale * Math.Abs(u),
+                            5 => -scale * Math.Abs(u),
+                            6 => u < 0 ? -0f : 0f,
+                            7 => MathF.Round(u * 8) / 8,
+                            8 => i % 16 == 3 ? 1000 * scale : scale * u * 1e-3f,
+                            9 => scale * u * u * u * u * u,
+                            _ => scale * u,
+                        };
+                    }
+                }
+                AssertSameBytes(format, x, $"row {rows} (n {n})");
+            }
+        // Q8_0's rounding ties: with max|x| = 127 the scale is 1, so x·(1/d) lands exactly on ±k.5, which round away
+        // from zero; 0.49999997 rounds to 0 (adding 0.5 first would give 1).
+        float[] ties = new float[256];
+        float[] tieValues = [127, 2.5f, -2.5f, 3.5f, -3.5f, 0.5f, -0.5f, 0.49999997f, -0.49999997f, 126.5f, -126.5f, 1.5f, -1.5f, 0, -0f];
+        for (int i = 0; i < ties.Length; i++) ties[i] = i % 32 == 0 ? 127 : tieValues[i % tieValues.Length];
+        AssertSameBytes(format, ties, "ties");
+    }
+
+    private static void AssertSameBytes(WeightFormat format, float[] x, string what)
+    {
+        var lanes = new byte[format.RowBytes(x.Length)];
+        var reference = new byte[lanes.Length];
+        Quantizer.Quantize(format, x, lanes, lanes: true);
+        Quantizer.QuantizeRowReference(format, x, reference);
+        int at = lanes.AsSpan().CommonPrefixLength(reference);
+        Assert.True(at == lanes.Length, $"{format} {what}: byte {at} is {(at < lanes.Length ? lanes[at] : 0)} on the lanes, {(at < lanes.Length ? reference[at] : 0)} in the reference");
     }
 
     private static double BlockMax(float[] x, int i, int block)

@@ -94,6 +94,35 @@ public sealed class PagedExpertsTests : TempFolderTest
         Assert.Equal($"{gguf}: --max-memory {resident / 2 / 1e9:G4} GB is not enough: the non-expert weights and the KV cache alone take {resident / 1e6:F1} MB ({resident:N0} bytes).", ex.Message);
     }
 
+    /// <summary>
+    /// A NaN in every expert of layer 0: a resident load refuses the file, naming the tensor; a paged load does not read
+    /// the experts to check them (that would read the whole file past the cache), and the first expert paged in is
+    /// refused instead, naming the file, the layer and the expert.
+    /// </summary>
+    [Fact]
+    public void APagedLoadChecksEachExpertWhenItFirstComesIn()
+    {
+        string good = StoredWeightsTests.WriteMixtral(Path.Combine(Folder, "hf"));
+        string bad = Path.Combine(Folder, "nan");
+        Directory.CreateDirectory(bad);
+        File.Copy(Path.Combine(good, "config.json"), Path.Combine(bad, "config.json"));
+        using (var model = ModelStore.Open(good))
+        {
+            var w1 = model.Arena["model.layers.0.block_sparse_moe.experts.w1"];
+            int per = w1.Length / w1.Shape[0];
+            for (int e = 0; e < w1.Shape[0]; e++) w1.Value.Span[e * per + 5] = float.NaN;
+            ModelStore.Save(Path.Combine(bad, "model.safetensors"), model.Arena);
+        }
+        var resident = Assert.Throws<InvalidDataException>(() => ModelStore.Open(bad, new ModelLoadOptions { InPlace = true }));
+        Assert.Contains("'model.layers.0.block_sparse_moe.experts.0.w1.weight' holds NaN at flat index 5", resident.Message);
+
+        using var paged = ModelStore.Open(bad, new ModelLoadOptions { InPlace = true, MaxMemoryBytes = 1L << 40 });
+        Assert.Equal(0, paged.ExpertCache!.Total().BytesRead);
+        var thrown = Record.Exception(() => Run(paged));
+        var error = Assert.IsType<InvalidDataException>(thrown is AggregateException a ? a.Flatten().InnerExceptions[0] : thrown);
+        Assert.Matches(@"model\.safetensors: expert \d of model\.layers\.0\.block_sparse_moe\.experts holds NaN at flat index 5 of its W1 \[256, 256\] F32 at byte [\d,]+; weights must be finite\.", error.Message);
+    }
+
     [Fact]
     public async Task TheCliRefusesATooSmallBudgetInOneLine()
     {
