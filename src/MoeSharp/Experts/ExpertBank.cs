@@ -91,6 +91,13 @@ public sealed class ExpertBank : Module
     /// <summary>The experts paged from the checkpoint file through an <see cref="ExpertCache"/> (<c>--max-memory</c>), or null when they are resident.</summary>
     public PagedExperts? Paged { get; internal set; }
 
+    /// <summary>
+    /// Who runs the routed experts at inference: null runs them here with the fused expert FFN (training and the usual
+    /// path); a runner (<see cref="LocalExpertRunner"/>, or a cluster's) gets the rows sorted by expert, and the layer
+    /// combines what it answers. Token-routed layers only.
+    /// </summary>
+    public IExpertRunner? Runner { get; set; }
+
     /// <summary>Parameters of one expert, for counting and for reporting.</summary>
     public long ParametersPerExpert => (long)Hidden * Dim * (W3 is null ? 2 : 3) + (B1 is null ? 0 : Hidden * (W3 is null ? 1 : 2) + Dim);
 }

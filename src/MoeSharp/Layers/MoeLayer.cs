@@ -69,7 +69,11 @@ public sealed class MoeLayer : Module
         RoutingStats stats;
         RouterOutput? routing = null;
         if (Soft is not null)
+        {
+            if (Bank.Runner is not null)
+                throw new InvalidOperationException($"MoeLayer {Name}: an expert runner serves token-routed layers; Soft MoE mixes slots over every expert and runs them here, so clear Bank.Runner.");
             (y, aux, stats) = Soft.Forward(tape, x, Bank, context.Mask, Name);
+        }
         else
             (y, aux, stats, routing) = SparseForward(tape, x, context);
         if (Shared is not null)
@@ -96,14 +100,16 @@ public sealed class MoeLayer : Module
         }
         var assignment = ws.Assignment;
         assignment.Plan(r.TokenOffsets, dispatch);
-        var y = Bank.IsStored ? tape.StoredExpertFfnForward(x, assignment, r.Weights, Bank) : tape.ExpertFfn(x, assignment, r.Weights, Bank);
+        int degraded = 0;
+        var y = Bank.Runner is { } runner ? tape.RunnerExpertFfnForward(x, assignment, r.Weights, Bank, runner, out degraded)
+            : Bank.IsStored ? tape.StoredExpertFfnForward(x, assignment, r.Weights, Bank) : tape.ExpertFfn(x, assignment, r.Weights, Bank);
         var counts = new int[Options.Experts]; // [E] kept by the statistics
         Balance.Counts(r, context.Mask, counts);
         var aux = Balance.Terms(tape, r, dispatch, counts, context, Options.LoadBalanceNormalization);
-        return (y, aux, Stats(r, counts, assignment.Dropped, context.Mask), r);
+        return (y, aux, Stats(r, counts, assignment.Dropped, degraded, context.Mask), r);
     }
 
-    private RoutingStats Stats(RouterOutput r, int[] counts, int dropped, bool[]? mask)
+    private RoutingStats Stats(RouterOutput r, int[] counts, int dropped, int degraded, bool[]? mask)
     {
         int e = Options.Experts, tokens = r.TokenOffsets.Length - 1, live = 0;
         Span<double> importance = e <= 1024 ? stackalloc double[e] : new double[e]; // [E] summed probabilities
@@ -137,6 +143,7 @@ public sealed class MoeLayer : Module
             Importance = mean,
             Entropy = (float)(entropy / Math.Max(1, live)),
             Dropped = dropped,
+            Degraded = degraded,
             LoadCv = RoutingStats.Cv(counts),
             CoActivation = co,
         };

@@ -22,6 +22,13 @@ public sealed record RoutingStats
     public float Entropy { get; init; }
     /// <summary>Pairs dropped over capacity.</summary>
     public int Dropped { get; init; }
+    /// <summary>
+    /// Tokens that lost at least one of their experts because its runner did not answer (a cluster silo down, late or
+    /// wrong); their remaining gate weights were renormalised. Absent from the JSON when 0, as it always is in one process.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Degraded { get; init; }
+
     /// <summary>Coefficient of variation of <see cref="TokensPerExpert"/>; 0 is perfectly balanced.</summary>
     public float LoadCv { get; init; }
 

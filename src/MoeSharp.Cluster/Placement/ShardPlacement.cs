@@ -1,0 +1,49 @@
+using MoeSharp.Cluster.Shards;
+using Orleans.Placement;
+using Orleans.Runtime.Placement;
+
+namespace MoeSharp.Cluster.Placement;
+
+/// <summary>Places an expert-shard grain on the silo its placement plan names (<see cref="ShardPlacementDirector"/>).</summary>
+[GenerateSerializer, Immutable]
+public sealed class ShardPlacementStrategy : PlacementStrategy
+{
+    internal static ShardPlacementStrategy Instance { get; } = new();
+}
+
+/// <summary>Marks a grain class as placed by <see cref="ShardPlacementStrategy"/>.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class ShardPlacementAttribute : PlacementAttribute
+{
+    /// <summary>The attribute.</summary>
+    public ShardPlacementAttribute() : base(ShardPlacementStrategy.Instance) { }
+}
+
+/// <summary>
+/// Pins replica r of shard (layer, shard) to the silo the plan names for it. When that silo is not active (declared
+/// dead, or gone), the replica goes to a survivor, preferring one that holds no other replica of the shard and
+/// spreading a dead silo's shards by their keys; the next call activates it there from the checkpoint.
+/// </summary>
+internal sealed class ShardPlacementDirector(ShardHost host, IClusterMembershipService membership) : IPlacementDirector
+{
+    public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
+    {
+        var key = ShardKey.Parse(target.GrainIdentity.Key.ToString()!);
+        var compatible = context.GetCompatibleSilos(target);
+        if (compatible.Length == 0) throw new InvalidOperationException($"No silo can host expert shard {key}.");
+        var members = membership.CurrentSnapshot.Members;
+        string NameOf(SiloAddress silo) => members.TryGetValue(silo, out var m) ? m.Name : "";
+        var shard = host.Plan.Find(key.Layer, key.Shard)
+            ?? throw new ArgumentException($"Expert shard {key}: the placement plan has no shard {key.Shard} in MoE layer {key.Layer}.");
+        if (key.Replica >= shard.Silos.Length)
+            throw new ArgumentException($"Expert shard {key}: the placement plan gives layer {key.Layer} shard {key.Shard} {shard.Silos.Length} replicas.");
+        string planned = shard.Silos[key.Replica];
+        foreach (var silo in compatible)
+            if (NameOf(silo) == planned) return Task.FromResult(silo);
+        var others = compatible.Where(s => Array.IndexOf(shard.Silos, NameOf(s)) < 0).ToArray();
+        var candidates = others.Length > 0 ? others : compatible;
+        Array.Sort(candidates, (a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
+        int pick = (int)((uint)(key.Layer * 7919 + key.Shard * 31 + key.Replica) % (uint)candidates.Length);
+        return Task.FromResult(candidates[pick]);
+    }
+}
