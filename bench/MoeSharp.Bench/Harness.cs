@@ -24,6 +24,7 @@ internal static class Harness
         ["quant"] = QuantBench.Run,
         ["infer"] = InferBench.Run,
         ["batch"] = BatchBench.Run,
+        ["cluster"] = ClusterBench.Run,
     };
 
     public static int Usage()

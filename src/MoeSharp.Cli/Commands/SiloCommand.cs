@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using MoeSharp.Cluster.Config;
+using MoeSharp.Cluster.Placement;
 using MoeSharp.IO;
 
 namespace MoeSharp.Cli.Commands;
@@ -17,10 +18,9 @@ internal static class SiloCommand
         var cluster = new Option<FileInfo?>("--cluster") { Description = "The cluster configuration file (silos, checkpoint and its fingerprint, plan, transport, timeouts)." };
         var index = CliOptions.Optional("--index", 0, int.MaxValue, description: "Which silo of the configuration's list this process is (0-based).");
         var fingerprint = new Option<FileSystemInfo?>("--fingerprint") { Description = "Print the fingerprint of this checkpoint (model folder or GGUF file) for the configuration's \"fingerprint\" field, and exit." };
-        var threads = CliOptions.Threads(Environment.ProcessorCount, "Worker threads for the experts this silo runs.");
         var command = new Command("silo", "Run one silo of an expert-parallel cluster (Ctrl-C stops it), or print a checkpoint's fingerprint.")
         {
-            cluster, index, fingerprint, threads,
+            cluster, index, fingerprint,
         };
         command.SetAction(p =>
         {
@@ -36,16 +36,16 @@ internal static class SiloCommand
                 throw new ArgumentException($"--index: silo {i} is out of range; {file.Name} lists {config.Silos.Count} silos (0..{config.Silos.Count - 1}).");
             string path = config.CheckpointOf(i);
             config.CheckCheckpoint(path, $"silo {i}");
-            using var model = ModelStore.Open(path, CliOptions.Inference(null, null));
-            var plan = config.PlanFor(ClusterCli.ExpertsPerLayer(model));
-            return Run(config, i, ClusterCli.SiloServices(config, plan, model, p.GetValue(threads))).GetAwaiter().GetResult();
+            PlacementPlan plan;
+            using (var model = ModelStore.Open(path, CliOptions.Inference(null, null))) plan = config.PlanFor(ClusterConnection.ExpertsPerLayer(model));
+            return Run(config, i, plan).GetAwaiter().GetResult();
         });
         return command;
     }
 
-    private static async Task<int> Run(ClusterConfig config, int index, Action<Orleans.Hosting.ISiloBuilder> services)
+    private static async Task<int> Run(ClusterConfig config, int index, PlacementPlan plan)
     {
-        using var host = ClusterHosting.Silo(config, index, services);
+        using var host = ClusterHosting.Silo(config, index, plan);
         var stop = new TaskCompletionSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {

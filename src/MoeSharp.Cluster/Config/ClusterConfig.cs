@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using MoeSharp.Cluster.Placement;
 using MoeSharp.Cluster.Planning;
 
 namespace MoeSharp.Cluster.Config;
@@ -68,7 +69,7 @@ public sealed record ClusterConfig
     public required string Checkpoint { get; init; }
     /// <summary>What <see cref="CheckpointFingerprint.Of"/> gives for <see cref="Checkpoint"/>.</summary>
     public required string Fingerprint { get; init; }
-    /// <summary>The plan as written, or null for <see cref="PlacementPlan.RoundRobin"/> over the model's layers.</summary>
+    /// <summary>The plan as written (silos named by <see cref="PlanFile.SiloName"/>), or null for <see cref="PlanFile.RoundRobin"/> over the model's layers.</summary>
     public PlacementPlan? Plan { get; init; }
     /// <summary>Row transport.</summary>
     public TransportDType Transport { get; init; } = TransportDType.Fp32;
@@ -124,11 +125,11 @@ public sealed record ClusterConfig
             {
                 string planPath = Path.GetFullPath(JsonFields.AsString(p, $"{source}.plan"), folder);
                 if (!File.Exists(planPath)) throw new FileNotFoundException($"{source}.plan: plan file '{planPath}' does not exist.");
-                plan = PlacementPlan.FromJson(File.ReadAllText(planPath), planPath);
+                plan = PlanFile.Read(File.ReadAllText(planPath), planPath);
             }
             else
             {
-                plan = PlacementPlan.Read(p, $"{source}.plan");
+                plan = PlanFile.Read(p, $"{source}.plan");
             }
         }
 
@@ -161,8 +162,8 @@ public sealed record ClusterConfig
     /// </summary>
     public PlacementPlan PlanFor(IReadOnlyList<int> expertsPerLayer)
     {
-        var plan = Plan ?? PlacementPlan.RoundRobin(expertsPerLayer, Silos.Count);
-        plan.Validate(expertsPerLayer, Silos.Count, $"{Source}: plan");
+        var plan = Plan ?? PlanFile.RoundRobin(expertsPerLayer, Silos.Count);
+        PlanFile.Validate(plan, expertsPerLayer, Silos.Count, $"{Source}: plan");
         return plan;
     }
 
@@ -201,7 +202,7 @@ public sealed record ClusterConfig
             if (Plan is not null)
             {
                 w.WritePropertyName("plan");
-                using var plan = JsonDocument.Parse(Plan.ToJson());
+                using var plan = JsonDocument.Parse(PlanFile.Write(Plan));
                 plan.RootElement.WriteTo(w);
             }
             w.WriteString("transport", Transport == TransportDType.Bf16 ? "bf16" : "fp32");

@@ -1,6 +1,10 @@
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using MoeSharp.Cluster.Placement;
+using MoeSharp.Cluster.Planning;
+using MoeSharp.Cluster.Shards;
+using MoeSharp.IO;
 using Orleans.Configuration;
 
 namespace MoeSharp.Cluster.Config;
@@ -15,11 +19,13 @@ namespace MoeSharp.Cluster.Config;
 public static class ClusterHosting
 {
     /// <summary>
-    /// The host of silo <paramref name="index"/>, not started; <paramref name="configure"/> adds the grains' services
-    /// (the shard runtime). Check the checkpoint with <see cref="ClusterConfig.CheckCheckpoint"/> first.
+    /// The host of silo <paramref name="index"/>, not started, named <see cref="PlanFile.SiloName"/>(index) and
+    /// serving the expert shards <paramref name="plan"/> places on it from its checkpoint, mapped in place. Check the
+    /// checkpoint with <see cref="ClusterConfig.CheckCheckpoint"/> and the plan with <see cref="ClusterConfig.PlanFor"/> first.
     /// </summary>
-    public static IHost Silo(ClusterConfig config, int index, Action<ISiloBuilder>? configure = null)
+    public static IHost Silo(ClusterConfig config, int index, PlacementPlan plan)
     {
+        ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(config);
         if ((uint)index >= (uint)config.Silos.Count)
             throw new ArgumentException($"silo index {index} is out of range; {config.Source} lists {config.Silos.Count} silos (0..{config.Silos.Count - 1}).");
@@ -35,8 +41,9 @@ public static class ClusterHosting
                     o.ClusterId = config.ClusterId;
                     o.ServiceId = config.ClusterId;
                 });
+                silo.Configure<SiloOptions>(o => o.SiloName = PlanFile.SiloName(index));
                 silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = config.CallTimeout);
-                configure?.Invoke(silo);
+                silo.AddExpertShards(new ShardHostOptions { Checkpoint = config.CheckpointOf(index), Load = new ModelLoadOptions { InPlace = true }, Plan = plan });
             })
             .Build();
     }
@@ -64,9 +71,9 @@ public static class ClusterHosting
 
     /// <summary>
     /// A started client connected to any of the silos' gateways, retrying until the connect timeout; after it, one
-    /// line listing the gateways tried. <paramref name="configure"/> adds what the runner needs.
+    /// line listing the gateways tried.
     /// </summary>
-    public static async Task<IHost> Connect(ClusterConfig config, Action<IClientBuilder>? configure = null)
+    public static async Task<IHost> Connect(ClusterConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
         var clock = Stopwatch.StartNew();
@@ -90,7 +97,6 @@ public static class ClusterHosting
                     await Task.Delay(TimeSpan.FromMilliseconds(200), token);
                     return true;
                 });
-                configure?.Invoke(client);
             })
             .Build();
         using var timeout = new CancellationTokenSource(config.ConnectTimeout + TimeSpan.FromSeconds(1));

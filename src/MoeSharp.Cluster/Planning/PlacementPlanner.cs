@@ -1,3 +1,5 @@
+using MoeSharp.Cluster.Placement;
+
 namespace MoeSharp.Cluster.Planning;
 
 /// <summary>What the planner may use: the silos and how many experts of one layer each may hold.</summary>
@@ -31,8 +33,10 @@ public sealed record PlannerOptions
 /// <item>Pack: take the replicas heaviest first and put each on the least-loaded silo that has a free slot and no
 /// copy of that expert yet (greedy longest-processing-time), so cold experts fill in around the hot ones.</item>
 /// </list>
-/// Ties go to the lower expert, then the lower silo, so the same loads always give the same plan. The plan has one
-/// shard per (layer, silo), numbered by silo, so each silo takes one call per layer.
+/// Ties go to the lower expert, then the lower silo, so the same loads always give the same plan. Each layer's shards
+/// are, in this order: for each silo, the experts it alone holds; then for each replicated expert, a shard of that
+/// expert with one replica per silo holding it (the runner takes replicas in turn, so over many steps each replica
+/// takes an even share). The runner groups a layer's shards by silo, so each silo still takes one call per layer.
 /// </summary>
 public static class PlacementPlanner
 {
@@ -42,23 +46,38 @@ public static class PlacementPlanner
         ArgumentNullException.ThrowIfNull(load);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var shards = new List<ShardPlacement>();
+        var shards = new List<ShardPlan>();
         for (int l = 0; l < load.Layers; l++)
         {
-            var silos = PlanLayer(load.Of(l), options, l); // [S] experts per silo
-            for (int s = 0; s < silos.Length; s++)
-                if (silos[s].Count > 0)
-                {
-                    silos[s].Sort();
-                    shards.Add(new ShardPlacement(l, s, silos[s].ToArray(), [s]));
-                }
+            var held = PlanLayer(load.Of(l), options, l); // [S] experts on each silo
+            var replicas = new int[load.Experts(l)];      // [E]
+            foreach (var experts in held)
+                foreach (int e in experts) replicas[e]++;
+            int shard = 0;
+            for (int s = 0; s < held.Length; s++)
+            {
+                var alone = new List<int>();
+                foreach (int e in held[s])
+                    if (replicas[e] == 1) alone.Add(e);
+                alone.Sort();
+                if (alone.Count > 0) shards.Add(new ShardPlan(l, shard++, [.. alone], [PlanFile.SiloName(s)]));
+            }
+            for (int e = 0; e < replicas.Length; e++)
+            {
+                if (replicas[e] < 2) continue;
+                var silos = new List<string>();
+                for (int s = 0; s < held.Length; s++)
+                    if (held[s].Contains(e)) silos.Add(PlanFile.SiloName(s));
+                shards.Add(new ShardPlan(l, shard++, [e], [.. silos]));
+            }
         }
         return new PlacementPlan(shards);
     }
 
     /// <summary>
-    /// [L, S] the load each silo is expected to take under <paramref name="plan"/>: an expert's tokens split evenly
-    /// over every replica that holds it (the runners' round robin).
+    /// [L, S] the load each silo is expected to take under <paramref name="plan"/> (silos named by
+    /// <see cref="PlanFile.SiloName"/>, validated): an expert's tokens split evenly over its shard's replicas (the
+    /// runner's round robin, over many steps).
     /// </summary>
     public static double[][] SiloLoads(PlacementPlan plan, ExpertLoad load, int silos)
     {
@@ -74,7 +93,7 @@ public static class PlacementPlanner
                 foreach (int e in s.Experts) replicas[e] += s.Silos.Length;
             foreach (var s in plan.ShardsOf(l))
                 foreach (int e in s.Experts)
-                    foreach (int silo in s.Silos) result[l][silo] += (double)tokens[e] / replicas[e];
+                    foreach (string silo in s.Silos) result[l][PlanFile.SiloIndex(silo)] += (double)tokens[e] / replicas[e];
         }
         return result;
     }

@@ -39,15 +39,15 @@ public sealed class ClusterConfigTests : IDisposable
     [Fact]
     public void DefaultsAndAPlanFile()
     {
-        File.WriteAllText(Path.Combine(_folder, "plan.json"), PlacementPlan.RoundRobin([4], 2).ToJson());
+        File.WriteAllText(Path.Combine(_folder, "plan.json"), PlanFile.Write(PlanFile.RoundRobin([4], 2)));
         var c = ClusterConfig.Parse(Json(""", "plan": "plan.json" """), "c.json", _folder);
         Assert.Equal(TransportDType.Fp32, c.Transport);
         Assert.Equal(TimeSpan.FromSeconds(10), c.CallTimeout);
         Assert.Equal(0, c.Primary);
-        Assert.Equal(2, c.PlanFor([4]).Shards.Count);
+        Assert.Equal(2, c.PlanFor([4]).Shards.Length);
         var roundRobin = ClusterConfig.Parse(Json(), "c.json", _folder);
         Assert.Null(roundRobin.Plan);
-        Assert.Equal(4, roundRobin.PlanFor([3, 3]).Shards.Count);
+        Assert.Equal(4, roundRobin.PlanFor([3, 3]).Shards.Length);
     }
 
     [Theory]
@@ -81,7 +81,7 @@ public sealed class ClusterConfigTests : IDisposable
         Assert.Contains("absent.json' does not exist", missing.Message);
         var c = ClusterConfig.Parse(Json(""", "plan": {"shards":[{"layer":0,"shard":0,"experts":[0,1],"silos":[0]}]} """), "c.json", _folder);
         var e = Assert.Throws<InvalidDataException>(() => c.PlanFor([3]));
-        Assert.Equal("c.json: plan: expert 2 of MoE layer 0 is in no shard; every routed expert needs at least one.", e.Message);
+        Assert.Equal("c.json: plan: expert 2 of MoE layer 0 is in no shard; every routed expert needs one.", e.Message);
     }
 
     /// <summary>The fingerprint sees a changed weight byte past the header (at a sampled offset), the config, and nothing else.</summary>

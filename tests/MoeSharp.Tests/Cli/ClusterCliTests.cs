@@ -71,6 +71,10 @@ public sealed class ClusterCliTests : TempFolderTest
             var remote = await Generate("--cluster", config);
             Assert.True(remote.ExitCode == 0, remote.Stderr);
             Assert.Equal(local.Stdout, remote.Stdout);
+            // The experts did run remotely: 6 tokens × 2 layers, one or two calls each, nothing degraded.
+            var report = System.Text.RegularExpressions.Regex.Match(remote.Stderr, @"cluster: 2 silos, (\d+) calls, ([\d,]+) bytes sent, ([\d,]+) received \(fp32\), 0 degraded layer steps");
+            Assert.True(report.Success, remote.Stderr);
+            Assert.InRange(int.Parse(report.Groups[1].Value, CultureInfo.InvariantCulture), 12, 24);
 
             foreach (var silo in silos)
             {
@@ -93,7 +97,7 @@ public sealed class ClusterCliTests : TempFolderTest
     private static Process StartSilo(string config, int index)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in (string[])[Path.Combine(AppContext.BaseDirectory, "moe.dll"), "silo", "--cluster", config, "--index", index.ToString(CultureInfo.InvariantCulture), "--threads", "1"])
+        foreach (string a in (string[])[Path.Combine(AppContext.BaseDirectory, "moe.dll"), "silo", "--cluster", config, "--index", index.ToString(CultureInfo.InvariantCulture)])
             start.ArgumentList.Add(a);
         return Process.Start(start)!;
     }
