@@ -12,7 +12,7 @@
 #        plan-fp32    SILOS silos, the planner's plan, fp32
 #      each printing prefill and decode tok/s, the mean time of one MoE layer's expert call (prefill and decode), bytes
 #      sent + received per token per MoE layer, and the largest share of the decode's routing one expert took.
-# The silos of a side start with it and stop (SIGINT) after it, so their CPU counts as the side's own in rounds.py.
+# The silos of a side start with it and stop (SIGTERM) after it, so their CPU counts as the side's own in rounds.py.
 # Usage: bench/cluster.sh [steps] [silos]          e.g. ROUNDS=3 bench/cluster.sh 300 2
 #        MODEL=runs/cluster-…/run ROUNDS=1 bench/cluster.sh 0 2        reuses a trained run
 #        bench/cluster.sh side CONFIG IMPL           one side (what rounds.py runs)
@@ -29,9 +29,11 @@ if [ "${1:-}" = side ]; then
   pids=()
   silos=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['silos']))" "$config")
   logs=$(mktemp -d)
-  trap 'for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait; rm -rf "$logs"' EXIT
+  # SIGTERM, not SIGINT: a non-interactive shell starts background jobs with SIGINT ignored.
+  trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait; rm -rf "$logs"' EXIT
   for ((i = 0; i < silos; i++)); do
-    moe silo --cluster "$config" --index "$i" 2>"$logs/silo$i.txt" &
+    # dotnet itself, not the moe function: $! must be the silo's pid for the signal to reach it
+    dotnet src/MoeSharp.Cli/bin/Release/net10.0/moe.dll silo --cluster "$config" --index "$i" 2>"$logs/silo$i.txt" &
     pids+=($!)
   done
   for ((i = 0; i < silos; i++)); do  # ready when it printed its "silo I of N at ..." line
