@@ -80,4 +80,25 @@ side() { echo "bench/cluster.sh side $root/$out/$1.json $1 $run"; }
 rounds --side local "$BENCH cluster --model $run --text $data --impl local --threads $threads --pp ${PP:-64} --decode-tokens ${DECODE:-64}" \
        --side rr-fp32 "$(side rr-fp32)" --side rr-bf16 "$(side rr-bf16)" --side plan-fp32 "$(side plan-fp32)"
 echo
-{ peer_header; echo; cat "$out/plan.txt"; echo; cat "$out/summary.txt"; } | tee "$out/table.md"
+# One markdown row per side from rounds.py's medians [min, max]; ratios are medians over the local side's.
+table() {
+  python3 - "$out/summary.txt" <<'PY'
+import sys
+rows, layer = {}, {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) < 2: continue
+    f = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    if parts[0] == "cluster": rows[f["impl"]] = f
+    elif parts[0] == "cluster-layer": layer[(f["impl"], f["phase"])] = f
+def cell(f, k): return f"{float(f[k]):.4g} [{float(f[k + '_min']):.4g}, {float(f[k + '_max']):.4g}]"
+base = rows.get("local")
+print("| side | transport | prefill tok/s | decode tok/s | vs local (prefill, decode) | MoE layer ms, prefill | MoE layer ms, decode | bytes/token/layer |")
+print("|---|---|---|---|---|---|---|---|")
+for impl, f in rows.items():
+    ratio = "" if base is None else f"{float(f['pp_tok_s']) / float(base['pp_tok_s']):.2f}×, {float(f['decode_tok_s']) / float(base['decode_tok_s']):.2f}×"
+    print(f"| {impl} | {f['transport']} | {cell(f, 'pp_tok_s')} | {cell(f, 'decode_tok_s')} | {ratio} | "
+          f"{cell(layer[(impl, 'prefill')], 'ms')} | {cell(layer[(impl, 'decode')], 'ms')} | {f['bytes_tok_layer']} |")
+PY
+}
+{ peer_header; echo; table; echo; sed 's/^/    /' "$out/plan.txt"; } | tee "$out/table.md"
