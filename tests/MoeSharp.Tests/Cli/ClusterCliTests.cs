@@ -116,6 +116,7 @@ public sealed class ClusterCliTests : TempFolderTest
     {
         TinyChatModels.Write("mixtral", Model);
         MoeCli.UserError(await Generate("--cluster", Path.Combine(Folder, "absent.json")), "absent.json' does not exist");
+        MoeCli.UserError(await MoeCli.Run("serve", "--model", Model, "--port", "0", "--cluster", Path.Combine(Folder, "absent.json")), "absent.json' does not exist");
         string bad = Path.Combine(Folder, "bad.json");
         File.WriteAllText(bad, """{ "silos": [ { "host": "127.0.0.1", "port": "x", "gateway_port": 2 } ], "checkpoint": "model" }""");
         MoeCli.UserError(await Generate("--cluster", bad), "bad.json: silos[0].port: expected an integer from 1 to 65535, got \"x\"");
