@@ -21,8 +21,8 @@ internal static class TinyCluster
 
     public static readonly ModelLoadOptions InPlace = new() { InPlace = true };
 
-    /// <summary>Writes config.json and model.safetensors (random weights, seed 5) into <paramref name="folder"/>.</summary>
-    public static string WriteModel(string folder, int hidden = 64)
+    /// <summary>Writes config.json and model.safetensors (random weights from <paramref name="seed"/>) into <paramref name="folder"/>.</summary>
+    public static string WriteModel(string folder, int hidden = 64, ulong seed = 5)
     {
         string json = $$"""
             { "model_type": "mixtral", "hidden_size": {{Dim}}, "num_hidden_layers": {{Layers}}, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -34,7 +34,7 @@ internal static class TinyCluster
         using var doc = System.Text.Json.JsonDocument.Parse(json);
         // Weights of std 0.08, so the logits stand well apart and greedy picks are not near ties.
         var config = ModelStore.FromHuggingFace(doc.RootElement, "test") with { InitStd = 0.08f };
-        ModelStore.Save(Path.Combine(folder, "model.safetensors"), new MoeTransformer(config, seed: 5).Arena);
+        ModelStore.Save(Path.Combine(folder, "model.safetensors"), new MoeTransformer(config, seed).Arena);
         return folder;
     }
 
@@ -49,13 +49,14 @@ internal static class TinyCluster
         new ShardPlan(1, 0, [0, 1], [Silos[0]]), new ShardPlan(1, 1, [2, 3], [Silos[1]]), new ShardPlan(1, 2, [5, 4], [Silos[0], Silos[2]]),
     ]);
 
-    /// <summary>Deploys 3 silos serving <paramref name="checkpoint"/> in place under <paramref name="plan"/>.</summary>
-    public static async Task<InProcessTestCluster> Deploy(string checkpoint, PlacementPlan plan)
+    /// <summary>Deploys 3 silos serving <paramref name="checkpoint"/> under <paramref name="plan"/>, loaded as <paramref name="load"/> says (default in place).</summary>
+    public static async Task<InProcessTestCluster> Deploy(string checkpoint, PlacementPlan plan, ModelLoadOptions? load = null)
     {
+        load ??= InPlace;
         var builder = new InProcessTestClusterBuilder(3);
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.AddExpertShards(new ShardHostOptions { Checkpoint = checkpoint, Load = InPlace, Plan = plan });
+            silo.AddExpertShards(new ShardHostOptions { Checkpoint = checkpoint, Load = load, Plan = plan });
             silo.Configure<ClusterMembershipOptions>(o =>
             {
                 o.ProbeTimeout = TimeSpan.FromMilliseconds(500);

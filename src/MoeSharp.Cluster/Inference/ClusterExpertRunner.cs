@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Numerics.Tensors;
 using MoeSharp.Cluster.Placement;
 using MoeSharp.Cluster.Shards;
-using System.Numerics.Tensors;
 using MoeSharp.Experts;
 
 namespace MoeSharp.Cluster.Inference;
@@ -12,14 +13,18 @@ public sealed record ClusterRunnerOptions
     /// <summary>Send rows and receive outputs as bf16 (half the bytes, ≤ 2⁻⁸ relative rounding per value) instead of fp32.</summary>
     public bool Bf16 { get; init; }
 
-    /// <summary>How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long a layer waits for a silo's answer; a later one counts as lost and its experts are skipped. The default
+    /// is Orleans' own response timeout: a long prompt's rows take a silo a while, and a step degraded by mistake
+    /// silently loses quality, so set it from the slowest expected prefill, not from decode.
+    /// </summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>What the cluster runners of one attached model sent, received and lost, summed over its MoE layers.</summary>
 public sealed class ClusterCounters
 {
-    private long _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived;
+    private long _steps, _runs, _calls, _lostCalls, _lostSections, _degradedRuns, _bytesSent, _bytesReceived, _waited;
     private string? _lastFault;
 
     /// <summary>Identifies this attached model's calls to the silos.</summary>
@@ -46,8 +51,13 @@ public sealed class ClusterCounters
     /// <summary>Bytes of expert outputs received.</summary>
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
+    /// <summary>Time the layers spent between sending their calls and having every answer (or giving up on it): the cluster's share of the latency.</summary>
+    public TimeSpan Waited => TimeSpan.FromTicks(Interlocked.Read(ref _waited));
+
     /// <summary>The last fault, in words; null when there was none.</summary>
     public string? LastFault => Volatile.Read(ref _lastFault);
+
+    internal long NextStep() => Interlocked.Increment(ref _steps);
 
     internal void Run(int calls, long sent)
     {
@@ -57,6 +67,8 @@ public sealed class ClusterCounters
     }
 
     internal void Received(long bytes) => Interlocked.Add(ref _bytesReceived, bytes);
+
+    internal void Wait(TimeSpan waited) => Interlocked.Add(ref _waited, waited.Ticks);
 
     internal void LostCall(string fault, int sections)
     {
@@ -91,7 +103,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
     private readonly ConcurrentDictionary<(int Shard, int Replica), string> _where = new(); // silo each replica last answered from
     private readonly ClusterRunnerOptions _options;
     private readonly ClusterCounters _counters;
-    private long _step;
+    private readonly int _version;
 
     /// <summary>The runner of MoE layer <paramref name="layer"/> under <paramref name="plan"/> (validated by the caller).</summary>
     public ClusterExpertRunner(IGrainFactory grains, PlacementPlan plan, int layer, ClusterRunnerOptions options, ClusterCounters counters)
@@ -106,6 +118,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             Array.Sort(_experts[s]);
         }
         _turn = new long[_shards.Length];
+        _version = plan.Version;
         _options = options;
         _counters = counters;
     }
@@ -117,7 +130,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
     public void Run(ExpertBank bank, ReadOnlySpan<float> xs, ReadOnlySpan<int> expertOffsets, Span<float> ys, Span<bool> answered)
     {
         int d = bank.Dim;
-        long step = Interlocked.Increment(ref _step);
+        long step = _counters.NextStep();
         var groups = new Dictionary<string, List<(int Shard, int Replica)>>(StringComparer.Ordinal);
         var order = new List<string>();
         for (int s = 0; s < _shards.Length; s++)
@@ -135,7 +148,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             list.Add((s, replica));
         }
         var calls = new (List<(int Shard, int Replica)> Members, ShardSection[] Sections, Task<ShardReply> Reply)[order.Count];
-        long sent = 0;
+        long sent = 0, started = Stopwatch.GetTimestamp();
         for (int c = 0; c < order.Count; c++)
         {
             var members = groups[order[c]];
@@ -147,8 +160,11 @@ public sealed class ClusterExpertRunner : IExpertRunner
                 sent += sections[i].Data.Bytes;
             }
             var (first, firstReplica) = members[0];
-            var grain = _grains.GetGrain<IExpertShardGrain>(new ShardKey(_layer, _shards[first].Shard, firstReplica).ToString());
+            var grain = _grains.GetGrain<IExpertShardGrain>(new ShardKey(_layer, _shards[first].Shard, firstReplica, _version).ToString());
+            // Names the silo for the director, should this call activate the replica: silos may hold an older plan.
+            RequestContext.Set(ShardPlacementDirector.SiloHintKey, order[c]);
             calls[c] = (members, sections, grain.Run(new ShardRequest(_layer, step, sections, _counters.Caller)).WaitAsync(_options.Timeout));
+            RequestContext.Remove(ShardPlacementDirector.SiloHintKey);
         }
         _counters.Run(order.Count, sent);
         foreach (var call in calls)
@@ -162,6 +178,7 @@ public sealed class ClusterExpertRunner : IExpertRunner
             {
             }
         }
+        _counters.Wait(Stopwatch.GetElapsedTime(started));
         bool lost = false;
         foreach (var (members, sections, reply) in calls)
         {

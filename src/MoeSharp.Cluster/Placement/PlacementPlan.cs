@@ -21,12 +21,24 @@ public sealed record ShardPlan([property: Id(0)] int Layer, [property: Id(1)] in
 [GenerateSerializer, Immutable]
 public sealed class PlacementPlan
 {
-    /// <summary>A plan of <paramref name="shards"/>.</summary>
-    public PlacementPlan(IReadOnlyList<ShardPlan> shards) => Shards = [.. shards];
+    /// <summary>A plan of <paramref name="shards"/>, version <paramref name="version"/>.</summary>
+    public PlacementPlan(IReadOnlyList<ShardPlan> shards, int version = 0)
+    {
+        if (version < 0) throw new ArgumentOutOfRangeException(nameof(version), $"A placement plan's version must be non-negative, got {version}.");
+        Shards = [.. shards];
+        Version = version;
+    }
 
     /// <summary>Every shard of every layer.</summary>
     [Id(0)]
     public ShardPlan[] Shards { get; }
+
+    /// <summary>
+    /// The plan's version: its replicas are the grains of this version (<see cref="Shards.ShardKey.Version"/>), so a
+    /// newer plan applied while generating gets new grains where it says, and the old ones retire.
+    /// </summary>
+    [Id(1)]
+    public int Version { get; }
 
     /// <summary>The shards of MoE layer <paramref name="layer"/>, in shard order.</summary>
     public ShardPlan[] ShardsOf(int layer)

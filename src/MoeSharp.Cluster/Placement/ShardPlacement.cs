@@ -20,12 +20,18 @@ public sealed class ShardPlacementAttribute : PlacementAttribute
 }
 
 /// <summary>
-/// Pins replica r of shard (layer, shard) to the silo the plan names for it. When that silo is not active (declared
-/// dead, or gone), the replica goes to a survivor, preferring one that holds no other replica of the shard and
-/// spreading a dead silo's shards by their keys; the next call activates it there from the checkpoint.
+/// Pins replica r of shard (layer, shard) to the silo its plan names: the one the caller names in the request context
+/// (<see cref="SiloHintKey"/>, set by the cluster runner from the plan it follows, which may be newer than this silo's),
+/// else the one this silo's plan (from DI) names for the key's version. When that silo is not active (declared dead, or
+/// gone), the replica goes to a survivor, preferring one that holds no other replica of the shard and spreading a dead
+/// silo's shards by their keys; the next call activates it there from the checkpoint.
 /// </summary>
-internal sealed class ShardPlacementDirector(ShardHost host, IClusterMembershipService membership) : IPlacementDirector
+public sealed class ShardPlacementDirector(ShardHost host, IClusterMembershipService membership) : IPlacementDirector
 {
+    /// <summary>The request-context key under which a caller names the silo a shard replica's plan puts it on.</summary>
+    public const string SiloHintKey = "moesharp.shard.silo";
+
+    /// <inheritdoc/>
     public Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
         var key = ShardKey.Parse(target.GrainIdentity.Key.ToString()!);
@@ -33,14 +39,13 @@ internal sealed class ShardPlacementDirector(ShardHost host, IClusterMembershipS
         if (compatible.Length == 0) throw new InvalidOperationException($"No silo can host expert shard {key}.");
         var members = membership.CurrentSnapshot.Members;
         string NameOf(SiloAddress silo) => members.TryGetValue(silo, out var m) ? m.Name : "";
-        var shard = host.Plan.Find(key.Layer, key.Shard)
-            ?? throw new ArgumentException($"Expert shard {key}: the placement plan has no shard {key.Shard} in MoE layer {key.Layer}.");
-        if (key.Replica >= shard.Silos.Length)
-            throw new ArgumentException($"Expert shard {key}: the placement plan gives layer {key.Layer} shard {key.Shard} {shard.Silos.Length} replicas.");
-        string planned = shard.Silos[key.Replica];
+        var plan = host.Plan;
+        var shard = plan.Version == key.Version ? plan.Find(key.Layer, key.Shard) : null;
+        string? planned = target.RequestContextData is { } data && data.TryGetValue(SiloHintKey, out var hint) ? hint as string
+            : shard is not null && key.Replica < shard.Silos.Length ? shard.Silos[key.Replica] : null;
         foreach (var silo in compatible)
             if (NameOf(silo) == planned) return Task.FromResult(silo);
-        var others = compatible.Where(s => Array.IndexOf(shard.Silos, NameOf(s)) < 0).ToArray();
+        var others = shard is null ? [] : compatible.Where(s => Array.IndexOf(shard.Silos, NameOf(s)) < 0).ToArray();
         var candidates = others.Length > 0 ? others : compatible;
         Array.Sort(candidates, (a, b) => string.CompareOrdinal(a.ToString(), b.ToString()));
         int pick = (int)((uint)(key.Layer * 7919 + key.Shard * 31 + key.Replica) % (uint)candidates.Length);

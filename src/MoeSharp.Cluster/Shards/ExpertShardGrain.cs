@@ -37,9 +37,10 @@ public sealed class ExpertShardGrain(ShardHost host) : Grain, IExpertShardGrain
     public Task<ShardInfo> Describe()
     {
         var bank = _layer!.Bank;
-        var holds = host.Plan.Find(_key.Layer, _key.Shard)?.Experts ?? [];
+        var plan = host.Plan;
+        var holds = plan.Version == _key.Version ? plan.Find(_key.Layer, _key.Shard)?.Experts ?? [] : [];
         return Task.FromResult(new ShardInfo(host.SiloName, host.Options.Checkpoint, host.Model.MoeLayers.Count, bank.Experts, bank.Dim,
-            bank.Hidden, bank.Activation.ToString(), holds));
+            bank.Hidden, bank.Activation.ToString(), holds, ShardHost.RouterDigest(_layer)));
     }
 
     /// <inheritdoc/>
@@ -55,9 +56,12 @@ public sealed class ExpertShardGrain(ShardHost host) : Grain, IExpertShardGrain
         for (int i = 1; i < request.Sections.Length; i++)
         {
             var s = request.Sections[i];
-            var grain = GrainFactory.GetGrain<IExpertShardGrain>(new ShardKey(request.Layer, s.Shard, s.Replica).ToString());
-            // Step −1 marks a hand-off within the silo, which the call counts leave out.
+            var grain = GrainFactory.GetGrain<IExpertShardGrain>(new ShardKey(request.Layer, s.Shard, s.Replica, _key.Version).ToString());
+            // The caller grouped the section here, so a replica not yet active is placed on this silo. Step −1 marks a
+            // hand-off within the silo, which the call counts leave out.
+            RequestContext.Set(ShardPlacementDirector.SiloHintKey, host.SiloName);
             handOffs.Add((i, grain.Run(new ShardRequest(request.Layer, -1, [s], request.Caller))));
+            RequestContext.Remove(ShardPlacementDirector.SiloHintKey);
         }
         results[0] = await Compute(request.Sections[0]);
         foreach (var (index, reply) in handOffs)
@@ -72,6 +76,13 @@ public sealed class ExpertShardGrain(ShardHost host) : Grain, IExpertShardGrain
             }
         }
         return new ShardReply(results);
+    }
+
+    /// <inheritdoc/>
+    public Task Retire()
+    {
+        DeactivateOnIdle();
+        return Task.CompletedTask;
     }
 
     private ShardResult Failed(int shard, string error) => new(shard, default, error, host.SiloName);

@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using MoeSharp.Cluster.Placement;
 using MoeSharp.IO;
+using MoeSharp.Layers;
 using MoeSharp.Models;
 
 namespace MoeSharp.Cluster.Shards;
@@ -96,6 +99,16 @@ public sealed class ShardHost : IDisposable
     internal void CountCall(Guid caller, int layer, long step) => _calls.AddOrUpdate((caller, layer, step), 1, (_, n) => n + 1);
 
     internal void CountActivation(ShardKey key) => _activations.AddOrUpdate(key, 1, (_, n) => n + 1);
+
+    /// <summary>
+    /// The first 8 bytes of the SHA-256 of <paramref name="layer"/>'s router weights (fp32 in every load), in hex: the
+    /// same on every silo and caller that loaded the same checkpoint.
+    /// </summary>
+    public static string RouterDigest(MoeLayer layer)
+    {
+        var gate = layer.Arena[layer.Name + ".gate.weight"].Value.Span; // [E,D]
+        return Convert.ToHexString(SHA256.HashData(MemoryMarshal.AsBytes(gate)).AsSpan(0, 8));
+    }
 
     /// <summary>Closes the checkpoint if it was opened.</summary>
     public void Dispose()

@@ -73,7 +73,11 @@ public sealed record ShardResult([property: Id(0)] int Shard, [property: Id(1)] 
 [GenerateSerializer, Immutable]
 public sealed record ShardReply([property: Id(0)] ShardResult[] Sections);
 
-/// <summary>What a shard grain serves, for the caller to check against its own model before it sends rows.</summary>
+/// <summary>
+/// What a shard grain serves, for the caller to check against its own model before it sends rows: the layer's shape,
+/// and the digest of its router weights (<see cref="ShardHost.RouterDigest"/>), which tells two checkpoints of one
+/// shape apart (another run, another fine-tune) at the cost of hashing E·D floats.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record ShardInfo(
     [property: Id(0)] string Silo,
@@ -83,4 +87,5 @@ public sealed record ShardInfo(
     [property: Id(4)] int Dim,
     [property: Id(5)] int Hidden,
     [property: Id(6)] string Activation,
-    [property: Id(7)] int[] Holds);
+    [property: Id(7)] int[] Holds,
+    [property: Id(8)] string RouterDigest);

@@ -72,6 +72,7 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
     public async Task ClusterGenerationEqualsLocalBitwiseWithOneCallPerSiloAndLayer()
     {
         using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        Assert.True(model.MoeLayers[0].Bank.IsStored);
         var expected = await Task.Run(() => TinyCluster.Decode(model, 6));
         var tokens = await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2));
         var before = ServerCounts();
@@ -91,7 +92,32 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         long perTokenAndLayer = TinyCluster.TopK * TinyCluster.Dim * 4;
         Assert.Equal(actual.Tokens * TinyCluster.Layers * perTokenAndLayer, counters.BytesSent);
         Assert.Equal(counters.BytesSent, counters.BytesReceived);
+        Assert.True(counters.Waited > TimeSpan.Zero);
         Assert.Equal(tokens, await Task.Run(() => Generator.Greedy(model, Prompt, 8, threads: 2)));
+    }
+
+    /// <summary>
+    /// Continuous batching (what <c>moe serve</c> runs) through the cluster: three concurrent greedy requests share the
+    /// layers' calls and each gets the tokens the single process generates for it alone. Tokens, not logits, since
+    /// the rows an expert gets in a step depend on which requests share it (decode's MatVec against MatMul).
+    /// </summary>
+    [Fact]
+    public async Task ContinuousBatchingThroughTheClusterGeneratesEachRequestsTokens()
+    {
+        using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        int[][] prompts = [Prompt, [5, 6, 7], [90, 1, 44, 2, 13]];
+        var expected = await Task.Run(() => prompts.Select(p => Generator.Greedy(model, p, 6, threads: 2)).ToArray());
+        using var session = await model.AttachClusterAsync(fx.Cluster.Client, fx.Plan);
+        await using var batch = new BatchGenerator(model, new BatchOptions { MaxBatch = 4, Threads = 2 });
+        var greedy = new SamplingOptions { Temperature = 0 };
+        var streams = prompts.Select(p => batch.Generate(p, 6, greedy)).ToArray();
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var ids = new List<int>();
+            await foreach (var token in streams[i]) ids.Add(token.Id);
+            Assert.Equal(expected[i], ids);
+        }
+        Assert.Equal(0, session.Counters.DegradedRuns);
     }
 
     /// <summary>
@@ -118,6 +144,38 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         Assert.True(error is > 0 and < 1e-4, $"bf16 relative L2 error {error:G3} of the prompt's logits");
         Assert.Equal(actual.Tokens * TinyCluster.Layers * TinyCluster.TopK * TinyCluster.Dim * 2, session.Counters.BytesSent);
         Assert.Equal(session.Counters.BytesSent, session.Counters.BytesReceived);
+    }
+
+    /// <summary>
+    /// A plan of version 1 that moves layer 0's third shard from the third silo to the first is applied before decode
+    /// step 3 of 6: the logits stay bitwise the single process's (tolerance 0), the moved replica is activated on the
+    /// first silo although the silos' own plan is still version 0, and the third silo gets no layer-0 call of this
+    /// caller after the switch. A plan whose version does not increase is refused.
+    /// </summary>
+    [Fact]
+    public async Task APlanAppliedWhileGeneratingMovesAShardAndResultsStayExact()
+    {
+        using var model = ModelStore.Open(fx.Checkpoint, TinyCluster.InPlace);
+        var expected = await Task.Run(() => TinyCluster.Decode(model, 6));
+        using var session = await model.AttachClusterAsync(fx.Cluster.Client, fx.Plan);
+        var shards = fx.Plan.Shards.ToList();
+        shards[2] = shards[2] with { Silos = [TinyCluster.Silos[0]] };
+        var moved = new PlacementPlan(shards, version: 1);
+        var third = fx.Host(2);
+        int LayerZeroCalls() => third.CallsPerStep.Keys.Count(k => k.Caller == session.Counters.Caller && k.Layer == 0);
+        int before = -1;
+        var actual = await Task.Run(() => TinyCluster.Decode(model, 6, step =>
+        {
+            if (step != 3) return;
+            session.ApplyPlanAsync(moved).GetAwaiter().GetResult();
+            before = LayerZeroCalls();
+        }));
+        TinyCluster.AssertBitwise(expected.Logits, actual.Logits);
+        Assert.Equal(1, session.Plan.Version);
+        Assert.True(fx.Host(0).Activations.ContainsKey(new ShardKey(0, 2, 0, 1)), "the moved replica was not activated on the first silo");
+        Assert.Equal(before, LayerZeroCalls());
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => session.ApplyPlanAsync(moved));
+        OneLine(ex, "version 1 does not follow the current version 1");
     }
 
     /// <summary>Runs locally, then withholds some experts, as a lost shard does.</summary>
@@ -205,6 +263,17 @@ public sealed class ClusterInferenceTests(ClusterFixture fx) : IClassFixture<Clu
         using var model = ModelStore.Open(other, TinyCluster.InPlace);
         var ex = await Assert.ThrowsAsync<InvalidDataException>(() => model.AttachClusterAsync(fx.Cluster.Client, fx.Plan));
         OneLine(ex, fx.Checkpoint, "32→64", "32→48");
+        Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
+    }
+
+    /// <summary>A checkpoint of the same shape from another seed differs in its router weights, which attach compares.</summary>
+    [Fact]
+    public async Task AnotherCheckpointOfTheSameShapeIsOneClearLine()
+    {
+        string other = TinyCluster.WriteModel(Path.Combine(fx.Folder, "reseeded"), seed: 6);
+        using var model = ModelStore.Open(other, TinyCluster.InPlace);
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => model.AttachClusterAsync(fx.Cluster.Client, fx.Plan));
+        OneLine(ex, fx.Checkpoint, "other router weights in MoE layer 0", "must load the same checkpoint");
         Assert.All(model.MoeLayers, m => Assert.Null(m.Bank.Runner));
     }
 }
