@@ -54,7 +54,7 @@ public sealed record SiloEndpoint(string Host, int Port, int GatewayPort, string
 /// { "silos": [ { "host": "127.0.0.1", "port": 11111, "gateway_port": 30000 }, … ],
 ///   "primary": 0, "checkpoint": "model", "fingerprint": "sha256:…",
 ///   "plan": { "shards": [ … ] }   (or "plan": "plan.json"; absent: round robin),
-///   "transport": "fp32", "call_timeout_ms": 10000, "connect_timeout_ms": 10000, "cluster_id": "moe" }
+///   "transport": "fp32", "call_timeout_ms": 30000, "connect_timeout_ms": 10000, "cluster_id": "moe" }
 /// </code>
 /// </summary>
 public sealed record ClusterConfig
@@ -73,8 +73,8 @@ public sealed record ClusterConfig
     public PlacementPlan? Plan { get; init; }
     /// <summary>Row transport.</summary>
     public TransportDType Transport { get; init; } = TransportDType.Fp32;
-    /// <summary>How long one shard call may take before its experts count as not answering.</summary>
-    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How long one shard call may take before its experts count as not answering; Orleans' own default, so a slow prefill is not degraded by mistake.</summary>
+    public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long a client waits for a gateway before giving up.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Orleans' cluster and service id; silos with different ids do not join.</summary>
@@ -149,7 +149,7 @@ public sealed record ClusterConfig
             Fingerprint = fingerprint,
             Plan = plan,
             Transport = dtype,
-            CallTimeout = TimeSpan.FromMilliseconds(JsonFields.OptionalInt(root, "call_timeout_ms", source, 10_000, 1)),
+            CallTimeout = TimeSpan.FromMilliseconds(JsonFields.OptionalInt(root, "call_timeout_ms", source, 30_000, 1)),
             ConnectTimeout = TimeSpan.FromMilliseconds(JsonFields.OptionalInt(root, "connect_timeout_ms", source, 10_000, 1)),
             ClusterId = JsonFields.OptionalString(root, "cluster_id", source) ?? "moe",
         };

@@ -42,7 +42,7 @@ public sealed class ClusterConfigTests : IDisposable
         File.WriteAllText(Path.Combine(_folder, "plan.json"), PlanFile.Write(PlanFile.RoundRobin([4], 2)));
         var c = ClusterConfig.Parse(Json(""", "plan": "plan.json" """), "c.json", _folder);
         Assert.Equal(TransportDType.Fp32, c.Transport);
-        Assert.Equal(TimeSpan.FromSeconds(10), c.CallTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(30), c.CallTimeout);
         Assert.Equal(0, c.Primary);
         Assert.Equal(2, c.PlanFor([4]).Shards.Length);
         var roundRobin = ClusterConfig.Parse(Json(), "c.json", _folder);
