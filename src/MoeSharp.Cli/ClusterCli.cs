@@ -19,9 +19,18 @@ internal static class ClusterCli
         Description = "Run the routed experts on the silos of this cluster configuration file (see 'moe silo'); the dense part runs here.",
     };
 
-    /// <summary>Attaches <paramref name="model"/>, opened from <paramref name="checkpoint"/>, to the cluster in <paramref name="file"/>.</summary>
-    public static Attached Attach(MoeTransformer model, string checkpoint, FileInfo file) =>
-        new(ClusterConnection.Open(model, checkpoint, ClusterConfig.Load(file.FullName)).GetAwaiter().GetResult());
+    /// <summary>
+    /// Attaches <paramref name="model"/>, opened from <paramref name="checkpoint"/>, to the cluster in
+    /// <paramref name="file"/>. The silos run the experts as the checkpoint stores them, so a command's own weight
+    /// options (<paramref name="quantize"/>, <paramref name="maxMemoryGb"/>) would make this process differ from them:
+    /// refused, one line.
+    /// </summary>
+    public static Attached Attach(MoeTransformer model, string checkpoint, FileInfo file, MoeSharp.Formats.WeightFormat? quantize = null, double? maxMemoryGb = null)
+    {
+        if (quantize is not null || maxMemoryGb is not null)
+            throw new ArgumentException($"--cluster: the silos run the experts as the checkpoint stores them; {(quantize is not null ? "--quantize" : "--max-memory")} does not reach them, so leave it out (quantize the checkpoint with 'moe quantize' instead).");
+        return new(ClusterConnection.Open(model, checkpoint, ClusterConfig.Load(file.FullName)).GetAwaiter().GetResult());
+    }
 
     /// <summary>The connection of one command; disposing it reports the counters and detaches.</summary>
     internal sealed class Attached(ClusterConnection connection) : IDisposable

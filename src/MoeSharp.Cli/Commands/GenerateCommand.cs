@@ -51,7 +51,7 @@ internal static class GenerateCommand
                 context = Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1);
             }
             using var lm = ModelStore.Open(dir, CliOptions.Inference(context, p.GetValue(quantize), p.GetValue(maxMemory)));
-            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(lm, dir, clusterFile) : null;
+            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(lm, dir, clusterFile, p.GetValue(quantize), p.GetValue(maxMemory)) : null;
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));

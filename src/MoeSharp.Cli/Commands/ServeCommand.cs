@@ -42,7 +42,7 @@ internal static class ServeCommand
             };
             options.Validate();
             var served = ServedModel.Open(p.GetValue(model)!.FullName, CliOptions.Inference(p.GetValue(context), p.GetValue(quantize)));
-            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(served.Model, p.GetValue(model)!.FullName, clusterFile) : null;
+            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(served.Model, p.GetValue(model)!.FullName, clusterFile, p.GetValue(quantize)) : null;
             var engine = new BatchOptions
             {
                 MaxBatch = p.GetValue(batch),

@@ -130,6 +130,7 @@ public sealed class ClusterCliTests : TempFolderTest
         string config = Setup(2, """, "plan": { "shards": [ { "layer": 0, "shard": 0, "experts": [0, 1, 2], "silos": [0] }, { "layer": 1, "shard": 0, "experts": [0, 1, 2, 3], "silos": [1] } ] }""");
         MoeCli.UserError(await Generate("--cluster", config), "cluster.json: plan: expert 3 of MoE layer 0 is in no shard");
         MoeCli.UserError(await MoeCli.Run("silo", "--cluster", config, "--index", "1"), "expert 3 of MoE layer 0 is in no shard");
+        MoeCli.UserError(await Generate("--cluster", config, "--quantize", "bf16"), "--cluster: the silos run the experts as the checkpoint stores them; --quantize");
     }
 
     /// <summary>Nothing listens on the configured gateways: one line within the 1.5 s connect timeout plus start-up, never a hang.</summary>
