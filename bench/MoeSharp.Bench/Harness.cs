@@ -26,6 +26,7 @@ internal static class Harness
         ["infer"] = InferBench.Run,
         ["load"] = LoadBench.Run,
         ["batch"] = BatchBench.Run,
+        ["cluster"] = ClusterBench.Run,
     };
 
     public static int Usage()

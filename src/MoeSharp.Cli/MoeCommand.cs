@@ -22,6 +22,7 @@ internal static class MoeCommand
             RagCommand.Create(),
             ServeCommand.Create(),
             QuantizeCommand.Create(),
+            SiloCommand.Create(),
         };
         // System.CommandLine's own reports would print the help page after a parse error and a stack trace after an
         // exception; ours are one line and exit code 2.

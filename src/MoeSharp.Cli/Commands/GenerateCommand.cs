@@ -24,15 +24,18 @@ internal static class GenerateCommand
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
         var quantize = CliOptions.Quantize();
         var maxMemory = CliOptions.MaxMemory();
+        var cluster = ClusterCli.Option();
         var command = new Command("generate", "Generate text with the KV cache.")
         {
-            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat, quantize, maxMemory,
+            model, prompt, promptIds, maxTokens, temperature, topK, topP, seed, printIds, showRouting, threads, chat, quantize, maxMemory, cluster,
         };
         command.SetAction(p =>
         {
             var dir = p.GetValue(model)!.FullName;
             int max = p.GetValue(maxTokens);
             var sampling = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), Seed = p.GetValue(seed), Threads = p.GetValue(threads) };
+            if (p.GetValue(chat) is not null && p.GetValue(cluster) is not null)
+                throw new ArgumentException("--cluster does not combine with --chat yet; give the prompt with --prompt or --prompt-ids.");
             if (p.GetValue(chat) is { } question)
                 return ChatCommand.Answer(dir, question, new ChatOptions { MaxTokens = max, Sampling = sampling }, p.GetValue(showRouting), p.GetValue(quantize), p.GetValue(maxMemory));
             var folder = new RunFolder(dir);
@@ -48,6 +51,7 @@ internal static class GenerateCommand
                 context = Math.Max(64, PromptLength(p.GetValue(promptIds), p.GetValue(prompt)) + max + 1);
             }
             using var lm = ModelStore.Open(dir, CliOptions.Inference(context, p.GetValue(quantize), p.GetValue(maxMemory)));
+            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(lm, dir, clusterFile, p.GetValue(quantize), p.GetValue(maxMemory)) : null;
             var ids = PromptIds(p.GetValue(promptIds), p.GetValue(prompt), tokenizer);
             bool asIds = p.GetValue(printIds) || tokenizer is null, routing = p.GetValue(showRouting);
             if (!asIds && !routing) Console.Write(tokenizer!.Decode(ids));

@@ -25,9 +25,10 @@ internal static class ServeCommand
         var maxBody = CliOptions.Int("--max-body", 1 << 20, 1, "The largest request body in bytes; larger ones are answered 413.");
         var context = CliOptions.Optional("--context", 1, int.MaxValue, description: "Positions per request, prompt and reply together (default: the config's max_position_embeddings).");
         var threads = CliOptions.Threads(SamplingOptions.Default.Threads);
+        var cluster = ClusterCli.Option();
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API (chat and text completions, streaming, /metrics).")
         {
-            model, port, host, apiKey, queue, batch, kvBudget, maxBody, context, threads, quantize,
+            model, port, host, apiKey, queue, batch, kvBudget, maxBody, context, threads, quantize, cluster,
         };
         command.SetAction(p =>
         {
@@ -41,6 +42,7 @@ internal static class ServeCommand
             };
             options.Validate();
             var served = ServedModel.Open(p.GetValue(model)!.FullName, CliOptions.Inference(p.GetValue(context), p.GetValue(quantize)));
+            using var session = p.GetValue(cluster) is { } clusterFile ? ClusterCli.Attach(served.Model, p.GetValue(model)!.FullName, clusterFile, p.GetValue(quantize)) : null;
             var engine = new BatchOptions
             {
                 MaxBatch = p.GetValue(batch),
