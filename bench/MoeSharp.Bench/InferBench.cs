@@ -75,7 +75,8 @@ internal static class InferBench
     /// <summary>
     /// A lever's decode speed on and off, alternated run by run in this process so that the load from elsewhere hits
     /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead), `--ab reuse` (Q8Activation.Reuse: an x quantized once for
-    /// all the products that take it), `--ab items` (64 rows per decode work item against 16). Medians of 5 runs each.
+    /// all the products that take it), `--ab items` (64 rows per decode work item against 16), `--ab group` (MatVecGroup.Enabled:
+    /// decode's selected experts' W1/W3 in one parallel loop and their W2 in another, against one loop per matrix). Medians of 5 runs each.
     /// </summary>
     private static void AB(string lever, Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
     {
@@ -84,7 +85,8 @@ internal static class InferBench
             "prefetch" => on => MatVecKernels.PrefetchAhead = on,
             "reuse" => on => Q8Activation.Reuse = on,
             "items" => on => QuantizedMatrix.RowsPerItem = on ? 64 : 16,
-            _ => throw new ArgumentException($"infer: --ab expected prefetch, reuse or items, got '{lever}'"),
+            "group" => on => MatVecGroup.Enabled = on,
+            _ => throw new ArgumentException($"infer: --ab expected prefetch, reuse, items or group, got '{lever}'"),
         };
         var rates = new List<double>[] { [], [] }; // [on, off] tokens per second
         for (int round = 0; round < 5; round++)
