@@ -76,7 +76,8 @@ internal static class InferBench
     /// A lever's decode speed on and off, alternated run by run in this process so that the load from elsewhere hits
     /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead), `--ab reuse` (Q8Activation.Reuse: an x quantized once for
     /// all the products that take it), `--ab items` (64 rows per decode work item against 16), `--ab group` (MatVecGroup.Enabled:
-    /// decode's selected experts' W1/W3 in one parallel loop and their W2 in another, against one loop per matrix). Medians of 5 runs each.
+    /// decode's selected experts' W1/W3 in one parallel loop, their W2 in another and the stored q/k/v projections in a
+    /// third, against one loop per matrix). Medians of 5 runs each.
     /// </summary>
     private static void AB(string lever, Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
     {

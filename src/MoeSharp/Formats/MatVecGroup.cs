@@ -6,7 +6,8 @@ namespace MoeSharp.Formats;
 
 /// <summary>
 /// Several matrix-vector products in one parallel loop: decode's selected experts' W1 and W3 together, then their W2
-/// together, instead of one loop (and one wait for the helper threads) per matrix. Each matrix is cut into the same
+/// together, and an attention layer's q, k and v projections together, instead of one loop (and one wait for the
+/// helper threads) per matrix: 41 loops per token instead of 89 on the issue 10 model at 2 threads. Each matrix is cut into the same
 /// work items of <see cref="QuantizedMatrix.RowsPerItem"/> rows and each item runs the same groups of four rows through
 /// <see cref="MatVecKernels.Rows"/> as <see cref="QuantizedMatrix.MatVec(ReadOnlySpan{float}, Span{float})"/> does, so
 /// every output is bitwise that matrix's own MatVec; only which thread runs an item changes.
