@@ -79,7 +79,9 @@ internal static class InferBench
     /// <summary>
     /// A lever's decode speed on and off, alternated run by run in this process so that the load from elsewhere hits
     /// both alike: `--ab prefetch` (MatVecKernels.PrefetchAhead), `--ab reuse` (Q8Activation.Reuse: an x quantized once for
-    /// all the products that take it), `--ab items` (64 rows per decode work item against 16). Medians of 5 runs each.
+    /// all the products that take it), `--ab items` (64 rows per decode work item against 16), `--ab group` (MatVecGroup.Enabled:
+    /// decode's selected experts' W1/W3 in one parallel loop, their W2 in another and the stored q/k/v projections in a
+    /// third, against one loop per matrix). Medians of 5 runs each.
     /// </summary>
     private static void AB(string lever, Func<int[], int, double[]> times, int[] dec, int decodeTokens, string weights, int threads)
     {
@@ -88,20 +90,29 @@ internal static class InferBench
             "prefetch" => on => MatVecKernels.PrefetchAhead = on,
             "reuse" => on => Q8Activation.Reuse = on,
             "items" => on => QuantizedMatrix.RowsPerItem = on ? 64 : 16,
-            _ => throw new ArgumentException($"infer: --ab expected prefetch, reuse or items, got '{lever}'"),
+            "group" => on => MatVecGroup.Enabled = on,
+            _ => throw new ArgumentException($"infer: --ab expected prefetch, reuse, items or group, got '{lever}'"),
         };
         var rates = new List<double>[] { [], [] }; // [on, off] tokens per second
+        // The process's CPU time per token too: on a loaded machine, wall time also counts the time others held the cores.
+        var cpu = new List<double>[] { [], [] }; // [on, off] CPU milliseconds per token, prompt pass included
+        using var process = Process.GetCurrentProcess();
         for (int round = 0; round < 5; round++)
             for (int side = 0; side < 2; side++)
             {
                 set(side == 0);
+                process.Refresh();
+                var before = process.TotalProcessorTime;
                 var d = times(dec, decodeTokens + 1);
+                process.Refresh();
+                cpu[side].Add((process.TotalProcessorTime - before).TotalMilliseconds / (decodeTokens + 1));
                 rates[side].Add(decodeTokens / (d[decodeTokens] - d[0]));
             }
         set(true);
         double Median(List<double> r) { r.Sort(); return r[r.Count / 2]; }
         Console.WriteLine($"ab lever={lever} weights={weights} threads={threads} on_tok_s={Median(rates[0]):F2} off_tok_s={Median(rates[1]):F2} " +
-                          $"speedup={Median(rates[0]) / Median(rates[1]):F3}");
+                          $"speedup={Median(rates[0]) / Median(rates[1]):F3} on_cpu_ms_per_token={Median(cpu[0]):F2} off_cpu_ms_per_token={Median(cpu[1]):F2} " +
+                          $"cpu_ratio_off_on={Median(cpu[1]) / Median(cpu[0]):F3}");
     }
 
     /// <summary>A second decode run, timed per op class (DecodeProfile); the prompt pass and the first token are left out.</summary>

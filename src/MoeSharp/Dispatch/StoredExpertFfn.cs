@@ -31,6 +31,7 @@ internal static class StoredExpertFfn
         if (w1 is null || w2 is null || (bank.W3 is not null && w3 is null))
             throw new InvalidOperationException($"ExpertBank {bank.Name}: either every expert weight is stored or none is; W1 {Describe(w1)}, W3 {(bank.W3 is null ? "absent" : Describe(w3))}, W2 {Describe(w2)}.");
         if (tape.IsRecording && (x.RequiresGrad || weights.RequiresGrad)) throw Tape.InferenceOnly(bank.W1.Name, w1.Format);
+        if (a.Tokens == 1 && bank.Paged is null && MatVecGroup.Enabled) return DecodeForward(tape, x, a, weights, bank, w1, w3, w2);
         var b1 = bank.B1 is null ? default : bank.B1.Value.Span; // [E,H], empty without biases
         var b3 = bank.B3 is null ? default : bank.B3.Value.Span; // [E,H]
         var b2 = bank.B2 is null ? default : bank.B2.Value.Span; // [E,D]
@@ -92,6 +93,81 @@ internal static class StoredExpertFfn
                 int r = a.PairRow[p];
                 if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), wv[p], yt, yt);
             }
+        }
+        return y;
+    }
+
+    [ThreadStatic] private static QuantizedMatrix[]? t_matrices; // [2·placed]
+
+    /// <summary>
+    /// Decode (one token, so each selected expert has one row): every selected expert's W1 and W3 in one parallel
+    /// loop over the one x, then each expert's bias and activation, then every W2 in one loop; 2 loops instead of 3
+    /// per expert. <see cref="MatVecGroup"/> computes each output as that matrix's MatVec does, and the biases,
+    /// activations and combine run per expert on the same slices as the general path, so the result is bitwise its.
+    /// A paged bank keeps the general path, which pins one expert at a time.
+    /// </summary>
+    private static Tensor DecodeForward(Tape tape, Tensor x, Assignment a, Tensor weights, ExpertBank bank,
+        Nn.StoredWeight w1, Nn.StoredWeight? w3, Nn.StoredWeight w2)
+    {
+        int d = bank.Dim, h = bank.Hidden, k = a.Placed;
+        bool glu = bank.Activation == ExpertActivation.SwiGlu;
+        var y = tape.Output(false, 1, d);
+        var yv = y.Span; // [1,D]
+        yv.Clear();
+        if (k == 0) return y;
+        var b1 = bank.B1 is null ? default : bank.B1.Value.Span; // [E,H], empty without biases
+        var b3 = bank.B3 is null ? default : bank.B3.Value.Span; // [E,H]
+        var b2 = bank.B2 is null ? default : bank.B2.Value.Span; // [E,D]
+        if (t_matrices is null || t_matrices.Length < 2 * k) t_matrices = new QuantizedMatrix[Math.Max(2 * k, 16)];
+        var matrices = t_matrices;
+        Span<int> experts = stackalloc int[k]; // [R] the expert of each placed row
+        for (int e = 0; e < a.Experts; e++)
+            if (a.Load(e) == 1) experts[a.ExpertOffsets[e]] = e;
+        int up = glu ? 2 * k : k;
+        var gu = tape.Allocate(up, h).Span; // [2R,H] with SwiGLU, else [R,H]: w1 pre-activations, then the w3 branches
+        var act = tape.Allocate(k, h).Span; // [R,H] activation, input of w2
+        var ys = tape.Allocate(k, d).Span; // [R,D] expert outputs, before gating
+        try
+        {
+            for (int r = 0; r < k; r++)
+            {
+                matrices[r] = w1[experts[r]];
+                if (glu) matrices[k + r] = w3![experts[r]];
+            }
+            MatVecGroup.MatVec(matrices.AsSpan(0, up), x.Span, 1, gu);
+            for (int r = 0; r < k; r++)
+            {
+                int e = experts[r];
+                var rg = gu.Slice(r * h, h);
+                var ract = act.Slice(r * h, h);
+                AddRows(rg, 1, b1.IsEmpty ? default : b1.Slice(e * h, h));
+                if (glu)
+                {
+                    var ru = gu.Slice((k + r) * h, h);
+                    AddRows(ru, 1, b3.IsEmpty ? default : b3.Slice(e * h, h));
+                    if (bank.Clamp is { } c) Activations.ClampedSwiGluForward(rg, ru, ract, c.Alpha, c.Limit);
+                    else Activations.SwiGluForward(rg, ru, ract);
+                }
+                else
+                {
+                    Activations.GeluForward(rg, ract);
+                }
+                matrices[r] = w2[e];
+            }
+            MatVecGroup.MatVec(matrices.AsSpan(0, k), act, k, ys);
+        }
+        finally
+        {
+            // The matrices belong to the model: hold no reference past the call.
+            Array.Clear(matrices, 0, up);
+        }
+        for (int r = 0; r < k; r++) AddRows(ys.Slice(r * d, d), 1, b2.IsEmpty ? default : b2.Slice(experts[r] * d, d));
+        var wv = weights.Span;
+        // The token's pairs in order: the general path's sum order.
+        for (int p = a.TokenOffsets[0]; p < a.TokenOffsets[1]; p++)
+        {
+            int r = a.PairRow[p];
+            if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), wv[p], yv, yv);
         }
         return y;
     }

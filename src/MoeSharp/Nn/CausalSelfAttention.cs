@@ -1,4 +1,5 @@
 using MoeSharp.Autograd;
+using MoeSharp.Formats;
 using MoeSharp.Kernels;
 using MoeSharp.Tensors;
 
@@ -128,9 +129,13 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
     {
         KvCache.CheckBatch(tape, x, caches, offsets);
         int n = x.RowCount, width = KvHeads * HeadDim, qWidth = Heads * HeadDim;
-        var q = Project(tape, Q, QNorm, x, Heads); // [N, H·hd]
-        var k = Project(tape, K, KNorm, x, KvHeads); // [N, KVH·hd]
-        var v = V.Forward(tape, x); // [N, KVH·hd]
+        Tensor q, k, v;
+        if (!TryProjectDecode(tape, x, out q, out k, out v))
+        {
+            q = Project(tape, Q, QNorm, x, Heads); // [N, H·hd]
+            k = Project(tape, K, KNorm, x, KvHeads); // [N, KVH·hd]
+            v = V.Forward(tape, x); // [N, KVH·hd]
+        }
         var y = tape.Allocate(n, qWidth); // [N, H·hd]
         var lse = tape.Allocate(Heads * n); // [H·N] per sequence [H, n_s]
         for (int s = 0; s < caches.Count; s++)
@@ -153,9 +158,41 @@ public sealed class CausalSelfAttention : Module, ISelfAttention
     }
 
     /// <summary>x [N, D] → [N, heads·hd], normalised per head or as a whole when the layer has q/k norms.</summary>
-    private Tensor Project(Tape tape, Linear projection, RmsNorm? norm, Tensor x, int heads)
+    private Tensor Project(Tape tape, Linear projection, RmsNorm? norm, Tensor x, int heads) =>
+        Normalize(tape, norm, projection.Forward(tape, x), heads);
+
+    /// <summary>
+    /// Decode (one row) with stored q/k/v weights: the three projections in one parallel loop
+    /// (<see cref="MatVecGroup"/>) instead of one each, then the biases and norms as <see cref="Project"/> applies
+    /// them, so bitwise its q, k and v. False, computing nothing, where the general path applies.
+    /// </summary>
+    private bool TryProjectDecode(Tape tape, Tensor x, out Tensor q, out Tensor k, out Tensor v)
     {
-        var h = projection.Forward(tape, x); // [N, heads·hd]
+        q = k = v = null!;
+        if (x.Rank != 2 || x.RowCount != 1 || !MatVecGroup.Enabled || tape.Tracks(x)
+            || Q.Weight.Stored is not { } wq || K.Weight.Stored is not { } wk || V.Weight.Stored is not { } wv
+            || wq[0].Cols != x.Dim(x.Rank - 1) || wk[0].Cols != wq[0].Cols || wv[0].Cols != wq[0].Cols)
+            return false;
+        int qWidth = wq[0].Rows, kWidth = wk[0].Rows, vWidth = wv[0].Rows;
+        var qkv = tape.Allocate(qWidth + kWidth + vWidth).Span; // [H·hd + 2·KVH·hd]
+        MatVecGroup.MatVec([wq[0], wk[0], wv[0]], x.Span, 1, qkv);
+        q = Normalize(tape, QNorm, Take(tape, qkv[..qWidth], Q.Bias), Heads); // [1, H·hd]
+        k = Normalize(tape, KNorm, Take(tape, qkv.Slice(qWidth, kWidth), K.Bias), KvHeads); // [1, KVH·hd]
+        v = Take(tape, qkv.Slice(qWidth + kWidth, vWidth), V.Bias); // [1, KVH·hd]
+        return true;
+    }
+
+    /// <summary>A [1, width] output holding <paramref name="row"/> plus the bias, added as StoredLinear adds it.</summary>
+    private static Tensor Take(Tape tape, ReadOnlySpan<float> row, Parameter? bias)
+    {
+        var t = tape.Output(false, 1, row.Length);
+        if (bias is null) row.CopyTo(t.Span);
+        else TensorPrimitives.Add(row, bias.Value.Span, t.Span);
+        return t;
+    }
+
+    private Tensor Normalize(Tape tape, RmsNorm? norm, Tensor h, int heads)
+    {
         if (norm is null) return h;
         if (QkNorm == QkNorm.Whole) return norm.Forward(tape, h);
         int n = h.RowCount;
