@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using MoeSharp.Cluster.Config;
 using MoeSharp.Cluster.Placement;
 
 namespace MoeSharp.Cluster.Planning;

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using MoeSharp.Autograd;
 using MoeSharp.Cluster.Placement;
+using MoeSharp.Cluster.Shards;
 using MoeSharp.Data;
 using MoeSharp.Models;
 using MoeSharp.Nn;

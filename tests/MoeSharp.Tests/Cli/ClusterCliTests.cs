@@ -78,7 +78,7 @@ public sealed class ClusterCliTests : TempFolderTest
 
             foreach (var silo in silos)
             {
-                using (var kill = Process.Start("kill", ["-INT", silo.Id.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync(timeout.Token);
+                using (var kill = Process.Start("kill", [MoeCli.StopSignal(), silo.Id.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync(timeout.Token);
                 await silo.WaitForExitAsync(timeout.Token);
                 Assert.Equal(0, silo.ExitCode);
                 Assert.Contains("stopped", await silo.StandardError.ReadToEndAsync(timeout.Token));

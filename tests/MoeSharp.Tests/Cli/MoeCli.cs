@@ -33,6 +33,20 @@ public static class MoeCli
         """;
 
     /// <summary>Asserts a user error: exit code 2 and one line on stderr that contains every fragment, no stack trace.</summary>
+    /// <summary>
+    /// The kill(1) option that asks a child `moe` to stop as Ctrl-C does: "-INT", or "-TERM" (which the commands treat
+    /// the same) when this process ignores SIGINT. A non-interactive shell starts a background job (`dotnet test &`)
+    /// with SIGINT ignored, the children inherit that, and .NET then leaves SIGINT ignored in them.
+    /// </summary>
+    public static string StopSignal()
+    {
+        if (!File.Exists("/proc/self/status")) return "-INT";
+        foreach (string line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("SigIgn:", StringComparison.Ordinal))
+                return (Convert.ToUInt64(line[7..].Trim(), 16) & 2) != 0 ? "-TERM" : "-INT"; // bit 1: SIGINT (2)
+        return "-INT";
+    }
+
     public static void UserError(Result r, params string[] fragments)
     {
         Assert.True(r.ExitCode == 2, $"exit code {r.ExitCode}, stderr: {r.Stderr}");

@@ -43,7 +43,7 @@ public sealed class ServeCliTests : TempFolderTest
             string want = tok.Decode(end < 0 ? ids : ids[..end], skipSpecialTokens: true);
             Assert.Equal(want, doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
 
-            using (var kill = Process.Start("kill", ["-INT", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync(timeout.Token);
+            using (var kill = Process.Start("kill", [MoeCli.StopSignal(), p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync(timeout.Token);
             await p.WaitForExitAsync(timeout.Token);
             Assert.Equal(0, p.ExitCode);
             Assert.Contains("stopped", await p.StandardError.ReadToEndAsync(timeout.Token));

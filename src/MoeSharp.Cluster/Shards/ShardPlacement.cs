@@ -1,8 +1,7 @@
-using MoeSharp.Cluster.Shards;
 using Orleans.Placement;
 using Orleans.Runtime.Placement;
 
-namespace MoeSharp.Cluster.Placement;
+namespace MoeSharp.Cluster.Shards;
 
 /// <summary>Places an expert-shard grain on the silo its placement plan names (<see cref="ShardPlacementDirector"/>).</summary>
 [GenerateSerializer, Immutable]

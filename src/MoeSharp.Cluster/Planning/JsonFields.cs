@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace MoeSharp.Cluster.Config;
+namespace MoeSharp.Cluster.Planning;
 
 /// <summary>
 /// Typed reads of a JSON object's fields, each failure an <see cref="InvalidDataException"/> of one line naming the
