@@ -35,7 +35,7 @@ public static class MoeCli
     /// <summary>Asserts a user error: exit code 2 and one line on stderr that contains every fragment, no stack trace.</summary>
     /// <summary>
     /// The kill(1) option that asks a child `moe` to stop as Ctrl-C does: "-INT", or "-TERM" (which the commands treat
-    /// the same) when this process ignores SIGINT. A non-interactive shell starts a background job (`dotnet test &`)
+    /// the same) when this process ignores SIGINT. A non-interactive shell starts a background job (<c>dotnet test &amp;</c>)
     /// with SIGINT ignored, the children inherit that, and .NET then leaves SIGINT ignored in them.
     /// </summary>
     public static string StopSignal()
