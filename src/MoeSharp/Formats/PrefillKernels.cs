@@ -8,7 +8,7 @@ namespace MoeSharp.Formats;
 /// <summary>
 /// Prompt passes over stored weights: Y[T, N] = X[T, K]·Wᵀ as a packed fp32 GEMM whose B panels are dequantized
 /// straight from the stored rows, 256 columns at a time, so W is read once per call and never exists as fp32 in
-/// full. X is packed once into [256, 8] micro-panels; an 8 × 32 register tile of fused multiply-adds does the rest.
+/// full. X is packed once into [256, 8] micro-panels; the GEMM's own 8 × 32 register tile (<see cref="Gemm.Kernel8x32"/>) does the rest.
 /// </summary>
 /// <remarks>
 /// Dimensions: T tokens (rows of X and Y), N weight rows, K columns. Every Y[t, r] is summed the same way whatever
@@ -103,7 +103,7 @@ internal static unsafe class PrefillKernels
                 int kc = Math.Min(KC, Cols - pc);
                 float* dst = PackA + ((long)kb * TokenPanels + p) * KC * MR; // [KC, MR]
                 int full = count == MR ? kc / 8 * 8 : 0;
-                for (int kk = 0; kk < full; kk += 8) Transpose8x8(X + (long)t0 * Cols + pc + kk, Cols, dst + kk * MR, MR);
+                for (int kk = 0; kk < full; kk += 8) Gemm.Transpose8x8(X + (long)t0 * Cols + pc + kk, Cols, dst + kk * MR, MR);
                 for (int kk = full; kk < KC; kk++)
                     for (int i = 0; i < MR; i++)
                         dst[kk * MR + i] = i < count && kk < kc ? X[(long)(t0 + i) * Cols + pc + kk] : 0f;
@@ -143,10 +143,10 @@ internal static unsafe class PrefillKernels
                         float* c = Y + (long)t0 * Rows + r0;
                         if (count == MR && cols == NR)
                         {
-                            Kernel8x32(a, panel, kc, c, Rows, first);
+                            Gemm.Kernel8x32(a, panel, kc, c, Rows, first);
                             continue;
                         }
-                        Kernel8x32(a, panel, kc, tile, NR, first: true);
+                        Gemm.Kernel8x32(a, panel, kc, tile, NR, first: true);
                         for (int i = 0; i < count; i++)
                             for (int j = 0; j < cols; j++)
                                 c[(long)i * Rows + j] = first ? tile[i * NR + j] : c[(long)i * Rows + j] + tile[i * NR + j];
@@ -166,79 +166,9 @@ internal static unsafe class PrefillKernels
             }
             int full = kc / 8 * 8;
             for (int kk = 0; kk < full; kk += 8)
-                for (int j = 0; j < NR; j += 8) Transpose8x8(stage + j * KC + kk, KC, panel + kk * NR + j, NR);
+                for (int j = 0; j < NR; j += 8) Gemm.Transpose8x8(stage + j * KC + kk, KC, panel + kk * NR + j, NR);
             for (int kk = full; kk < kc; kk++)
                 for (int j = 0; j < NR; j++) panel[kk * NR + j] = stage[j * KC + kk];
         }
-    }
-
-    /// <summary>dst[k, r] = src[r, k] for an 8 × 8 block: unpack pairs, shuffle quads, swap 128-bit halves (24 shuffles for 64 moves).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
-    {
-        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
-        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
-        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
-        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
-        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
-        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
-        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
-        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
-        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put(Vector512<float> v, float* p, bool first)
-    {
-        if (!first) v += Vector512.Load(p);
-        v.Store(p);
-    }
-
-    /// <summary>8 tokens × 32 weight rows: 16 zmm accumulators, two B vectors and one broadcast live, out of 32 registers.</summary>
-    private static void Kernel8x32(float* ap, float* bp, int kc, float* c, int ldc, bool first)
-    {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
-            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
-            c60 = default, c61 = default, c70 = default, c71 = default;
-        for (int kk = 0; kk < kc; kk++, ap += MR, bp += NR)
-        {
-            var b0 = Vector512.Load(bp);
-            var b1 = Vector512.Load(bp + 16);
-            var a = Vector512.Create(ap[0]);
-            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
-            a = Vector512.Create(ap[1]);
-            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
-            a = Vector512.Create(ap[2]);
-            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
-            a = Vector512.Create(ap[3]);
-            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
-            a = Vector512.Create(ap[4]);
-            c40 = Vector512.FusedMultiplyAdd(a, b0, c40); c41 = Vector512.FusedMultiplyAdd(a, b1, c41);
-            a = Vector512.Create(ap[5]);
-            c50 = Vector512.FusedMultiplyAdd(a, b0, c50); c51 = Vector512.FusedMultiplyAdd(a, b1, c51);
-            a = Vector512.Create(ap[6]);
-            c60 = Vector512.FusedMultiplyAdd(a, b0, c60); c61 = Vector512.FusedMultiplyAdd(a, b1, c61);
-            a = Vector512.Create(ap[7]);
-            c70 = Vector512.FusedMultiplyAdd(a, b0, c70); c71 = Vector512.FusedMultiplyAdd(a, b1, c71);
-        }
-        Put(c00, c, first); Put(c01, c + 16, first); c += ldc;
-        Put(c10, c, first); Put(c11, c + 16, first); c += ldc;
-        Put(c20, c, first); Put(c21, c + 16, first); c += ldc;
-        Put(c30, c, first); Put(c31, c + 16, first); c += ldc;
-        Put(c40, c, first); Put(c41, c + 16, first); c += ldc;
-        Put(c50, c, first); Put(c51, c + 16, first); c += ldc;
-        Put(c60, c, first); Put(c61, c + 16, first); c += ldc;
-        Put(c70, c, first); Put(c71, c + 16, first);
     }
 }

@@ -642,7 +642,7 @@ internal static unsafe class Gemm
     /// dst[k, r] = src[r, k] for an 8×8 block: unpack pairs, shuffle quads, swap 128-bit halves — the standard
     /// AVX transpose, 24 shuffles for 64 elements instead of 64 scattered scalar moves.
     /// </summary>
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    internal static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
         var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
         var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
@@ -674,7 +674,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>8×32 tile: 16 zmm accumulators, two B vectors and one broadcast live, out of 32 registers.</summary>
-    private static void Kernel8x32(float* ap, float* bp, int kc, float* c, int ldc, bool first)
+    internal static void Kernel8x32(float* ap, float* bp, int kc, float* c, int ldc, bool first)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
