@@ -102,18 +102,6 @@ internal static unsafe class ExpertFfnOp
         public readonly float* B1 = b1, B3 = b3, B2 = b2;
     }
 
-    /// <summary>Adds bias row <paramref name="bias"/> [width] to each of <paramref name="n"/> rows of <paramref name="rows"/>; nothing when null.</summary>
-    private static void AddRows(float* rows, int n, float* bias, int width)
-    {
-        if (bias == null) return;
-        var b = new ReadOnlySpan<float>(bias, width);
-        for (int r = 0; r < n; r++)
-        {
-            var row = new Span<float>(rows + (long)r * width, width);
-            TensorPrimitives.Add(row, b, row);
-        }
-    }
-
     /// <summary>Adds the column sums of <paramref name="n"/> rows [n, width] (leading dimension <paramref name="ld"/>) into <paramref name="sum"/>.</summary>
     private static void SumRows(float* rows, int n, int ld, float* sum, int width)
     {
@@ -129,27 +117,8 @@ internal static unsafe class ExpertFfnOp
             var (e, r0, n) = a.RowItems[index];
             for (int r = r0; r < r0 + n; r++)
                 new ReadOnlySpan<float>(x + (long)a.RowToken[r] * d, d).CopyTo(new Span<float>(xs + (long)r * d, d));
-            long eh = (long)e * h * d;
-            float* rx = xs + (long)r0 * d, rg = g + (long)r0 * h, ract = hact + (long)r0 * h;
-            Gemm.MultiplyCore(rx, d, false, w1 + eh, d, true, rg, h, n, h, d, false, false); // G = Xs·W1ᵀ
-            AddRows(rg, n, b.B1 == null ? null : b.B1 + (long)e * h, h);                          //   + B1[e]
-            var gs = new ReadOnlySpan<float>(rg, n * h);
-            var acts = new Span<float>(ract, n * h);
-            if (act == ExpertActivation.SwiGlu)
-            {
-                float* ru = u + (long)r0 * h;
-                Gemm.MultiplyCore(rx, d, false, w3 + eh, d, true, ru, h, n, h, d, false, false); // U = Xs·W3ᵀ
-                AddRows(ru, n, b.B3 == null ? null : b.B3 + (long)e * h, h);                          //   + B3[e]
-                var us = new ReadOnlySpan<float>(ru, n * h);
-                if (clamp is { } c) Activations.ClampedSwiGluForward(gs, us, acts, c.Alpha, c.Limit);
-                else Activations.SwiGluForward(gs, us, acts);
-            }
-            else
-            {
-                Activations.GeluForward(gs, acts);
-            }
-            Gemm.MultiplyCore(ract, h, false, w2 + (long)e * d * h, h, true, ys + (long)r0 * d, d, n, d, h, false, false); // Ys = Act·W2ᵀ
-            AddRows(ys + (long)r0 * d, n, b.B2 == null ? null : b.B2 + (long)e * d, d);                                   //    + B2[e]
+            ExpertBlock.Forward(e, n, d, h, act, clamp, xs + (long)r0 * d, g + (long)r0 * h, u + (long)r0 * h, hact + (long)r0 * h,
+                ys + (long)r0 * d, w1, w3, w2, b.B1, b.B3, b.B2);
         }
     }
 

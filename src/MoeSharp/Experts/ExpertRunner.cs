@@ -105,38 +105,8 @@ public sealed unsafe class LocalExpertRunner : IExpertRunner
         public void Invoke(int index)
         {
             var (e, r0, n) = items[index];
-            long eh = (long)e * h * d;
-            float* rx = xs + (long)r0 * d, rg = g + (long)r0 * h, ract = hact + (long)r0 * h, rys = ys + (long)r0 * d;
-            Gemm.MultiplyCore(rx, d, false, w1 + eh, d, true, rg, h, n, h, d, false, false); // G = Xs·W1ᵀ
-            AddRows(rg, n, b1 == null ? null : b1 + (long)e * h, h);
-            var gs = new ReadOnlySpan<float>(rg, n * h);
-            var acts = new Span<float>(ract, n * h);
-            if (activation == ExpertActivation.SwiGlu)
-            {
-                float* ru = u + (long)r0 * h;
-                Gemm.MultiplyCore(rx, d, false, w3 + eh, d, true, ru, h, n, h, d, false, false); // U = Xs·W3ᵀ
-                AddRows(ru, n, b3 == null ? null : b3 + (long)e * h, h);
-                var us = new ReadOnlySpan<float>(ru, n * h);
-                if (clamp is { } c) Activations.ClampedSwiGluForward(gs, us, acts, c.Alpha, c.Limit);
-                else Activations.SwiGluForward(gs, us, acts);
-            }
-            else
-            {
-                Activations.GeluForward(gs, acts);
-            }
-            Gemm.MultiplyCore(ract, h, false, w2 + (long)e * d * h, h, true, rys, d, n, d, h, false, false); // Ys = Act·W2ᵀ
-            AddRows(rys, n, b2 == null ? null : b2 + (long)e * d, d);
-        }
-
-        private static void AddRows(float* rows, int n, float* bias, int width)
-        {
-            if (bias == null) return;
-            var b = new ReadOnlySpan<float>(bias, width);
-            for (int r = 0; r < n; r++)
-            {
-                var row = new Span<float>(rows + (long)r * width, width);
-                TensorPrimitives.Add(row, b, row);
-            }
+            ExpertBlock.Forward(e, n, d, h, activation, clamp, xs + (long)r0 * d, g + (long)r0 * h, u + (long)r0 * h, hact + (long)r0 * h,
+                ys + (long)r0 * d, w1, w3, w2, b1, b3, b2);
         }
     }
 
