@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using MoeSharp.Kernels;
 
 namespace MoeSharp.Dispatch;
@@ -146,5 +147,27 @@ internal sealed class Assignment
             if (Load(e) > 0)
                 for (int c = 0; c < width; c += block) ColumnItems[i++] = (e, c, Math.Min(block, width - c));
         return i;
+    }
+
+    /// <summary>
+    /// y[t] [D] = Σ over token <paramref name="t"/>'s kept pairs, in pair order, of weight·ys[row]: the one combine
+    /// order of every expert path (fused, stored, training, decode), so their outputs agree bitwise. ys is [R, D] by
+    /// placed row, weights [P]; dropped pairs add nothing.
+    /// </summary>
+    public void CombineToken(int t, ReadOnlySpan<float> ys, ReadOnlySpan<float> weights, Span<float> yt)
+    {
+        int d = yt.Length;
+        yt.Clear();
+        for (int p = TokenOffsets[t]; p < TokenOffsets[t + 1]; p++)
+        {
+            int r = PairRow[p];
+            if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), weights[p], yt, yt);
+        }
+    }
+
+    /// <summary><see cref="CombineToken"/> for every token: y [T, D].</summary>
+    public void Combine(ReadOnlySpan<float> ys, ReadOnlySpan<float> weights, Span<float> y, int d)
+    {
+        for (int t = 0; t < Tokens; t++) CombineToken(t, ys, weights, y.Slice(t * d, d));
     }
 }

@@ -124,16 +124,8 @@ internal static unsafe class ExpertFfnOp
 
     private readonly struct CombineItem(Assignment a, int d, float* ys, float* weights, float* y) : IWorkItem
     {
-        public void Invoke(int t)
-        {
-            var yt = new Span<float>(y + (long)t * d, d);
-            yt.Clear();
-            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
-            {
-                int r = a.PairRow[p];
-                if (r >= 0) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ys + (long)r * d, d), weights[p], yt, yt);
-            }
-        }
+        public void Invoke(int t) =>
+            a.CombineToken(t, new ReadOnlySpan<float>(ys, Math.Max(1, a.Placed) * d), new ReadOnlySpan<float>(weights, a.Pairs), new Span<float>(y + (long)t * d, d));
     }
 
     private sealed class ExpertFfnNode(Tensor y, Saved s) : Node(y)

@@ -81,19 +81,7 @@ internal static class StoredExpertFfn
         }
         if (rowPrompt is not null) ArrayPool<bool>.Shared.Return(rowPrompt);
         var y = tape.Output(false, x.RowCount, d);
-        var yv = y.Span;
-        var wv = weights.Span;
-        // Per token, its pairs in order: the same sum order as ExpertFfnOp's combine.
-        for (int t = 0; t < a.Tokens; t++)
-        {
-            var yt = yv.Slice(t * d, d);
-            yt.Clear();
-            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
-            {
-                int r = a.PairRow[p];
-                if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), wv[p], yt, yt);
-            }
-        }
+        a.Combine(ys, weights.Span, y.Span, d);
         return y;
     }
 
@@ -162,13 +150,7 @@ internal static class StoredExpertFfn
             Array.Clear(matrices, 0, up);
         }
         for (int r = 0; r < k; r++) AddRows(ys.Slice(r * d, d), 1, b2.IsEmpty ? default : b2.Slice(experts[r] * d, d));
-        var wv = weights.Span;
-        // The token's pairs in order: the general path's sum order.
-        for (int p = a.TokenOffsets[0]; p < a.TokenOffsets[1]; p++)
-        {
-            int r = a.PairRow[p];
-            if (r >= 0) TensorPrimitives.MultiplyAdd(ys.Slice(r * d, d), wv[p], yv, yv);
-        }
+        a.CombineToken(0, ys, weights.Span, yv);
         return y;
     }
 

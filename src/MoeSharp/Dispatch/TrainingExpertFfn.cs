@@ -66,19 +66,7 @@ internal static class TrainingExpertFfn
                 if (!answered[e] && a.Load(e) > 0) throw new InvalidOperationException($"ExpertBank {bank.Name}: expert {e} did not answer while training.");
         }
         var y = tape.Output(tracked, x.RowCount, d);
-        var yv = y.Span;
-        var ysv = ys.Span;
-        var wv = weights.Span;
-        for (int t = 0; t < a.Tokens; t++)
-        {
-            var yt = yv.Slice(t * d, d);
-            yt.Clear();
-            for (int p = a.TokenOffsets[t]; p < a.TokenOffsets[t + 1]; p++)
-            {
-                int r = a.PairRow[p];
-                if (r >= 0) TensorPrimitives.MultiplyAdd(ysv.Slice(r * d, d), wv[p], yt, yt);
-            }
-        }
+        a.Combine(ys.Span, weights.Span, y.Span, d);
         if (tracked) tape.Record(new TrainingNode(y, x, a, weights, ys, bank, trainer, handle));
         return y;
     }
